@@ -1,0 +1,94 @@
+// Framed messages over SOCK_SEQPACKET socketpairs, with optional fd passing, and a TLV codec.
+//
+// Frame: {u16 type, u16 flags, u32 len} in host order (both ends are on this machine), then
+// len payload bytes. The kernel keeps message boundaries; a frame must arrive whole.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fd.hpp"
+#include "util.hpp"
+
+namespace clsgw {
+
+enum class msg_type : uint16_t {
+    // master -> worker
+    job = 1,
+    upstream_ready = 2, // carries the connected upstream fd
+    upstream_failed = 3,
+    // worker -> master
+    log = 16,
+    upstream_request = 17,
+    established = 18,
+    result = 19,
+    // signer <-> master
+    signer_ready = 32,
+    session_open = 33, // carries the signer end of a per-channel session
+    // worker <-> signer (on the session)
+    sign_request = 48,
+    sign_answer = 49,
+};
+
+constexpr size_t ipc_header_size = 8;
+// Certificates and trust anchors travel in the job: 64 KiB holds long chains with room.
+constexpr size_t ipc_max_payload = 64 * 1024;
+
+struct ipc_message {
+    msg_type type{};
+    uint16_t flags = 0;
+    bytes payload;
+    unique_fd fd; // at most one passed fd per message
+};
+
+enum class ipc_status { ok, closed, would_block, error };
+
+struct ipc_recv_result {
+    ipc_status status = ipc_status::error;
+    ipc_message message;
+    std::string error; // why a frame was rejected
+};
+
+// Encodes a frame; nullopt when the payload is over the cap.
+std::optional<bytes> ipc_encode(msg_type type, const bytes &payload, uint16_t flags = 0);
+// Decodes one whole datagram into a message (no fd); error text on a malformed frame.
+std::optional<ipc_message> ipc_decode(const uint8_t *data, size_t len, std::string &error);
+
+// Sends one frame, optionally passing fd_to_pass; false with errno on failure.
+bool ipc_send(int socket, msg_type type, const bytes &payload, int fd_to_pass = -1);
+// Receives one frame; accepts a passed fd only when fd_allowed, else the frame is an error.
+ipc_recv_result ipc_recv(int socket, bool fd_allowed);
+
+// A SEQPACKET socketpair with CLOEXEC on both ends.
+bool ipc_socketpair(unique_fd &a, unique_fd &b);
+
+// Type-length-value records: {u16 tag, u32 len, bytes}. Each tag at most once.
+class tlv_writer {
+public:
+    tlv_writer &add(uint16_t tag, const void *data, size_t len);
+    tlv_writer &add(uint16_t tag, std::string_view s) { return add(tag, s.data(), s.size()); }
+    tlv_writer &add_u64(uint16_t tag, uint64_t v);
+    const bytes &data() const { return out_; }
+
+private:
+    bytes out_;
+};
+
+class tlv_reader {
+public:
+    // Parses the whole buffer; false on truncation, duplicates or trailing bytes.
+    bool parse(const bytes &data, std::string &error);
+    bool has(uint16_t tag) const { return fields_.count(tag) != 0; }
+    std::optional<std::string> str(uint16_t tag, size_t max_len) const;
+    std::optional<uint64_t> u64(uint16_t tag) const;
+    std::optional<bytes> raw(uint16_t tag, size_t max_len) const;
+
+private:
+    std::map<uint16_t, std::string> fields_;
+};
+
+} // namespace clsgw

@@ -1,0 +1,172 @@
+#include "job.hpp"
+
+#include "ipc.hpp"
+
+namespace clsgw {
+
+namespace {
+
+enum job_tag : uint16_t {
+    J_CHANNEL_ID = 1, J_NAME, J_PEER, J_INGRESS, J_PROXY, J_TARGET, J_ALLOW,
+    J_HANDSHAKE_TIMEOUT, J_IDLE_TIMEOUT, J_CLOSE_TIMEOUT, J_SIGNER_TIMEOUT, J_LIFETIME,
+    J_CERTIFICATE, J_TRUST, J_LOG_LEVEL, J_UID, J_GID,
+};
+
+enum result_tag : uint16_t {
+    R_OUTCOME = 1, R_REASON, R_TARGET, R_VERSION, R_SUITE, R_GROUP, R_FINGERPRINT,
+    R_BYTES_UP, R_BYTES_DOWN, R_HANDSHAKE_MS, R_DURATION_MS,
+};
+
+constexpr size_t SHORT = 512;
+constexpr size_t PEM = 48 * 1024;
+
+std::string join_allow(const std::vector<allow_rule> &rules)
+{
+    std::string out;
+    for (const auto &r : rules) {
+        if (!out.empty())
+            out.push_back(',');
+        out += r.host + ":" + (r.port ? std::to_string(r.port) : "*");
+    }
+    return out;
+}
+
+} // namespace
+
+bytes encode_job(const worker_job &job)
+{
+    tlv_writer w;
+    w.add_u64(J_CHANNEL_ID, job.channel_id)
+        .add(J_NAME, job.channel_name)
+        .add(J_PEER, job.peer)
+        .add_u64(J_INGRESS, static_cast<uint64_t>(job.ingress))
+        .add_u64(J_PROXY, static_cast<uint64_t>(job.proxy))
+        .add(J_ALLOW, join_allow(job.allow))
+        .add_u64(J_HANDSHAKE_TIMEOUT, job.handshake_timeout_ms)
+        .add_u64(J_IDLE_TIMEOUT, job.idle_timeout_ms)
+        .add_u64(J_CLOSE_TIMEOUT, job.close_timeout_ms)
+        .add_u64(J_SIGNER_TIMEOUT, job.signer_timeout_ms)
+        .add_u64(J_LIFETIME, job.max_session_lifetime_ms)
+        .add(J_CERTIFICATE, job.certificate_pem)
+        .add(J_TRUST, job.trust_pem)
+        .add_u64(J_LOG_LEVEL, static_cast<uint64_t>(job.level))
+        .add_u64(J_UID, static_cast<uint64_t>(job.uid))
+        .add_u64(J_GID, static_cast<uint64_t>(job.gid));
+    if (job.target)
+        w.add(J_TARGET, job.target->to_string());
+    return w.data();
+}
+
+std::optional<worker_job> decode_job(const bytes &payload, std::string &error)
+{
+    tlv_reader r;
+    if (!r.parse(payload, error))
+        return std::nullopt;
+    worker_job job;
+    auto id = r.u64(J_CHANNEL_ID);
+    auto name = r.str(J_NAME, SHORT);
+    auto peer = r.str(J_PEER, SHORT);
+    auto ingress = r.u64(J_INGRESS);
+    auto proxy = r.u64(J_PROXY);
+    auto allow = r.str(J_ALLOW, 16 * 1024);
+    auto cert = r.str(J_CERTIFICATE, PEM);
+    auto trust = r.str(J_TRUST, PEM);
+    auto level = r.u64(J_LOG_LEVEL);
+    auto uid = r.u64(J_UID), gid = r.u64(J_GID);
+    auto hs = r.u64(J_HANDSHAKE_TIMEOUT), idle = r.u64(J_IDLE_TIMEOUT), close = r.u64(J_CLOSE_TIMEOUT),
+         signer = r.u64(J_SIGNER_TIMEOUT), lifetime = r.u64(J_LIFETIME);
+    if (!id || !name || !peer || !ingress || *ingress > 1 || !proxy || *proxy > 1 || !allow || !cert || !trust ||
+        !level || !uid || !gid || !hs || !idle || !close || !signer || !lifetime) {
+        error = "job record lacks a field or has one out of range";
+        return std::nullopt;
+    }
+    job.channel_id = *id;
+    job.channel_name = *name;
+    job.peer = *peer;
+    job.ingress = static_cast<ingress_kind>(*ingress);
+    job.proxy = static_cast<proxy_kind>(*proxy);
+    for (const auto &item : split_list(*allow)) {
+        auto rule = parse_allow_rule(item);
+        if (!rule) {
+            error = "bad allow rule in job";
+            return std::nullopt;
+        }
+        job.allow.push_back(*rule);
+    }
+    if (r.has(J_TARGET)) {
+        auto t = r.str(J_TARGET, SHORT);
+        job.target = t ? parse_host_port(*t) : std::nullopt;
+        if (!job.target) {
+            error = "bad target in job";
+            return std::nullopt;
+        }
+    }
+    job.handshake_timeout_ms = *hs;
+    job.idle_timeout_ms = *idle;
+    job.close_timeout_ms = *close;
+    job.signer_timeout_ms = *signer;
+    job.max_session_lifetime_ms = *lifetime;
+    job.certificate_pem = *cert;
+    job.trust_pem = *trust;
+    job.level = static_cast<log_level>(*level);
+    job.uid = static_cast<int64_t>(*uid);
+    job.gid = static_cast<int64_t>(*gid);
+    return job;
+}
+
+const char *outcome_name(outcome o)
+{
+    switch (o) {
+    case outcome::ok: return "ok";
+    case outcome::refused: return "refused";
+    case outcome::failed: return "failed";
+    }
+    return "failed";
+}
+
+bytes encode_result(const worker_result &res)
+{
+    tlv_writer w;
+    w.add_u64(R_OUTCOME, static_cast<uint64_t>(res.result))
+        .add(R_REASON, res.reason)
+        .add(R_TARGET, res.target)
+        .add(R_VERSION, res.tls_version)
+        .add(R_SUITE, res.cipher_suite)
+        .add(R_GROUP, res.group)
+        .add(R_FINGERPRINT, res.peer_fingerprint)
+        .add_u64(R_BYTES_UP, res.bytes_up)
+        .add_u64(R_BYTES_DOWN, res.bytes_down)
+        .add_u64(R_HANDSHAKE_MS, res.handshake_ms)
+        .add_u64(R_DURATION_MS, res.duration_ms);
+    return w.data();
+}
+
+std::optional<worker_result> decode_result(const bytes &payload, std::string &error)
+{
+    tlv_reader r;
+    if (!r.parse(payload, error))
+        return std::nullopt;
+    worker_result res;
+    auto oc = r.u64(R_OUTCOME);
+    auto reason = r.str(R_REASON, 64), target = r.str(R_TARGET, 300), version = r.str(R_VERSION, 32),
+         suite = r.str(R_SUITE, 80), group = r.str(R_GROUP, 32), fp = r.str(R_FINGERPRINT, 64);
+    auto up = r.u64(R_BYTES_UP), down = r.u64(R_BYTES_DOWN), hs = r.u64(R_HANDSHAKE_MS), dur = r.u64(R_DURATION_MS);
+    if (!oc || *oc > 2 || !reason || !target || !version || !suite || !group || !fp || !up || !down || !hs || !dur) {
+        error = "result record lacks a field or has one out of range";
+        return std::nullopt;
+    }
+    res.result = static_cast<outcome>(*oc);
+    res.reason = *reason;
+    res.target = *target;
+    res.tls_version = *version;
+    res.cipher_suite = *suite;
+    res.group = *group;
+    res.peer_fingerprint = *fp;
+    res.bytes_up = *up;
+    res.bytes_down = *down;
+    res.handshake_ms = *hs;
+    res.duration_ms = *dur;
+    return res;
+}
+
+} // namespace clsgw

@@ -1,0 +1,49 @@
+// What the master tells a worker (the job) and what the worker reports back (the result).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "util.hpp"
+
+namespace clsgw {
+
+struct worker_job {
+    uint64_t channel_id = 0;
+    std::string channel_name;
+    std::string peer; // the accepted connection's peer, for logs
+    ingress_kind ingress = ingress_kind::static_target;
+    proxy_kind proxy = proxy_kind::socks5;
+    std::optional<host_port> target;
+    std::vector<allow_rule> allow;
+    uint64_t handshake_timeout_ms = 0, idle_timeout_ms = 0, close_timeout_ms = 0, signer_timeout_ms = 0,
+             max_session_lifetime_ms = 0;
+    std::string certificate_pem; // our chain, leaf first
+    std::string trust_pem;       // pinned SMGW certificate(s) or CA
+    log_level level = log_level::info;
+    // Demotion target when the worker starts privileged; -1 = keep the inherited ids.
+    int64_t uid = -1, gid = -1;
+};
+
+bytes encode_job(const worker_job &job);
+std::optional<worker_job> decode_job(const bytes &payload, std::string &error);
+
+enum class outcome : uint8_t { ok = 0, refused = 1, failed = 2 };
+const char *outcome_name(outcome o);
+
+struct worker_result {
+    outcome result = outcome::failed;
+    std::string reason;
+    std::string target;
+    std::string tls_version, cipher_suite, group, peer_fingerprint;
+    uint64_t bytes_up = 0, bytes_down = 0; // up: app -> SMGW
+    uint64_t handshake_ms = 0, duration_ms = 0;
+};
+
+bytes encode_result(const worker_result &r);
+std::optional<worker_result> decode_result(const bytes &payload, std::string &error);
+
+} // namespace clsgw

@@ -1,0 +1,130 @@
+#include "log.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "util.hpp"
+
+namespace clsgw {
+
+namespace {
+
+struct log_state {
+    std::string program = "clsgw";
+    log_level threshold = log_level::info;
+    bool journal = false;
+    log_sink sink;
+};
+
+log_state &state()
+{
+    static log_state s;
+    return s;
+}
+
+// journald reads "<N>" priority prefixes on a stream and stamps its own time.
+void stderr_sink(log_level level, const std::string &line)
+{
+    std::string out;
+    if (state().journal) {
+        unsigned prio = level == log_level::trace ? 7 : static_cast<unsigned>(level);
+        out = "<" + std::to_string(prio) + ">" + line + "\n";
+    } else {
+        out = utc_timestamp() + " " + state().program + "[" + std::to_string(getpid()) + "] " +
+              log_level_name(level) + " " + line + "\n";
+    }
+    // One write per line so that concurrent writers never interleave inside a line.
+    ssize_t ignored = write(STDERR_FILENO, out.data(), out.size());
+    (void)ignored;
+}
+
+} // namespace
+
+std::optional<log_level> parse_log_level(std::string_view name)
+{
+    if (name == "error")
+        return log_level::error;
+    if (name == "warn" || name == "warning")
+        return log_level::warn;
+    if (name == "info")
+        return log_level::info;
+    if (name == "debug")
+        return log_level::debug;
+    if (name == "trace")
+        return log_level::trace;
+    return std::nullopt;
+}
+
+const char *log_level_name(log_level level)
+{
+    switch (level) {
+    case log_level::error: return "error";
+    case log_level::warn: return "warn";
+    case log_level::info: return "info";
+    case log_level::debug: return "debug";
+    case log_level::trace: return "trace";
+    }
+    return "info";
+}
+
+log_fields &log_fields::add(std::string_view key, std::string_view value)
+{
+    if (!text_.empty())
+        text_.push_back(' ');
+    text_.append(key);
+    text_.push_back('=');
+    text_ += log_quote(value);
+    return *this;
+}
+
+log_fields &log_fields::add(std::string_view key, uint64_t value) { return add(key, std::to_string(value)); }
+log_fields &log_fields::add(std::string_view key, int64_t value) { return add(key, std::to_string(value)); }
+
+void log_init(std::string_view program, log_level threshold)
+{
+    state().program = std::string(program);
+    state().threshold = threshold;
+    state().journal = getenv("JOURNAL_STREAM") != nullptr;
+}
+
+void log_set_threshold(log_level threshold) { state().threshold = threshold; }
+log_level log_threshold() { return state().threshold; }
+void log_set_sink(log_sink sink) { state().sink = std::move(sink); }
+
+bool log_enabled(log_level level)
+{
+    return static_cast<uint8_t>(level) <= static_cast<uint8_t>(state().threshold);
+}
+
+void log_raw(log_level level, const std::string &line)
+{
+    if (!log_enabled(level))
+        return;
+    if (state().sink)
+        state().sink(level, line);
+    else
+        stderr_sink(level, line);
+}
+
+void log_line(log_level level, std::string_view message, const log_fields &fields)
+{
+    if (!log_enabled(level))
+        return;
+    std::string line(message);
+    if (!fields.str().empty()) {
+        line.push_back(' ');
+        line += fields.str();
+    }
+    log_raw(level, line);
+}
+
+void fatal(std::string_view message, const log_fields &fields)
+{
+    state().sink = nullptr;
+    log_line(log_level::error, message, fields);
+    exit(1);
+}
+
+} // namespace clsgw

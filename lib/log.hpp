@@ -1,0 +1,54 @@
+// One-line, key=value logging with levels and a replaceable sink.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace clsgw {
+
+enum class log_level : uint8_t { error = 3, warn = 4, info = 6, debug = 7, trace = 8 };
+
+std::optional<log_level> parse_log_level(std::string_view name);
+const char *log_level_name(log_level level);
+
+// Builds the "key=value key=value" tail of a log line, quoting values that need it.
+class log_fields {
+public:
+    log_fields &add(std::string_view key, std::string_view value);
+    log_fields &add(std::string_view key, const char *value) { return add(key, std::string_view(value)); }
+    log_fields &add(std::string_view key, const std::string &value) { return add(key, std::string_view(value)); }
+    log_fields &add(std::string_view key, uint64_t value);
+    log_fields &add(std::string_view key, int64_t value);
+    log_fields &add(std::string_view key, int value) { return add(key, static_cast<int64_t>(value)); }
+    log_fields &add(std::string_view key, unsigned value) { return add(key, static_cast<uint64_t>(value)); }
+    const std::string &str() const { return text_; }
+
+private:
+    std::string text_;
+};
+
+using log_sink = std::function<void(log_level, const std::string &line)>;
+
+void log_init(std::string_view program, log_level threshold);
+void log_set_threshold(log_level threshold);
+log_level log_threshold();
+// Replaces the default stderr sink (the worker sends its lines to the master instead).
+void log_set_sink(log_sink sink);
+bool log_enabled(log_level level);
+
+void log_line(log_level level, std::string_view message, const log_fields &fields = log_fields());
+// Writes an already formatted line (message plus fields) through the sink, filtered by level.
+void log_raw(log_level level, const std::string &line);
+
+inline void log_error(std::string_view m, const log_fields &f = log_fields()) { log_line(log_level::error, m, f); }
+inline void log_warn(std::string_view m, const log_fields &f = log_fields()) { log_line(log_level::warn, m, f); }
+inline void log_info(std::string_view m, const log_fields &f = log_fields()) { log_line(log_level::info, m, f); }
+inline void log_debug(std::string_view m, const log_fields &f = log_fields()) { log_line(log_level::debug, m, f); }
+
+// Writes to stderr and exits 1: only for start-up and configuration errors.
+[[noreturn]] void fatal(std::string_view message, const log_fields &fields = log_fields());
+
+} // namespace clsgw

@@ -1,0 +1,49 @@
+// Addresses and sockets: parsing "host:port", binding listeners, non-blocking connects.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fd.hpp"
+
+namespace clsgw {
+
+// A numeric socket address (the HAN has no DNS: every address in the config is numeric).
+struct sock_address {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+
+    const sockaddr *sa() const { return reinterpret_cast<const sockaddr *>(&storage); }
+    int family() const { return storage.ss_family; }
+    std::string to_string() const;
+};
+
+// "127.0.0.1:7000", "[::1]:7000"; nullopt for anything else (names, missing port, port 0).
+std::optional<sock_address> parse_sock_address(std::string_view text);
+
+// A "host:port" target as an application names it: a DNS name, IPv4 or IPv6 literal.
+struct host_port {
+    std::string host;
+    uint16_t port = 0;
+    std::string to_string() const;
+};
+// Accepts "name:port", "1.2.3.4:port", "[v6]:port"; the host must be a valid DNS name or literal.
+std::optional<host_port> parse_host_port(std::string_view text);
+bool valid_dns_name(std::string_view name);
+
+std::string peer_name(int fd);
+
+// Binds and listens (SO_REUSEADDR, CLOEXEC, non-blocking); returns an invalid fd and sets errno on failure.
+unique_fd listen_on(const sock_address &address, int backlog);
+// Starts a non-blocking connect; the fd is valid while the connect is in progress or done.
+unique_fd connect_start(const sock_address &address, int *error);
+// Enables TCP keepalive with the given idle time, interval and probe count.
+void set_keepalive(int fd, int idle_s, int interval_s, int count);
+bool set_nonblocking(int fd, bool on);
+
+} // namespace clsgw

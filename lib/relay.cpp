@@ -1,0 +1,258 @@
+#include "relay.hpp"
+
+#include <mbedtls/net_sockets.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "util.hpp"
+
+namespace clsgw {
+
+namespace {
+
+constexpr size_t BUFFER = 16384; // one TLS record
+
+struct buffer {
+    unsigned char data[BUFFER];
+    size_t start = 0, end = 0;
+    bool empty() const { return start == end; }
+    size_t size() const { return end - start; }
+    void clear() { start = end = 0; }
+};
+
+class relay_state {
+public:
+    relay_state(int plain, mbedtls_ssl_context *ssl, int tls, const relay_options &o, const char *pn, const char *tn)
+        : plain_(plain), tls_fd_(tls), ssl_(ssl), opt_(o), plain_name_(pn), tls_name_(tn)
+    {
+    }
+    relay_result run();
+
+private:
+    int plain_, tls_fd_;
+    mbedtls_ssl_context *ssl_;
+    const relay_options &opt_;
+    std::string plain_name_, tls_name_;
+    buffer up_, down_; // up: plain -> tls, down: tls -> plain
+    bool plain_eof_ = false, tls_eof_ = false, close_notify_sent_ = false, plain_shut_ = false;
+    bool want_plain_in_ = false, want_plain_out_ = false, want_tls_in_ = false, want_tls_out_ = false;
+    bool done_ = false;
+    bool truncated_ = false;
+    std::string first_close_;
+    uint64_t last_activity_ = now_ms();
+    relay_result result_;
+
+    void finish(bool clean, std::string reason)
+    {
+        done_ = true;
+        result_.clean = clean;
+        result_.reason = std::move(reason);
+    }
+    bool tls_read();
+    bool plain_write();
+    bool plain_read();
+    bool tls_write();
+    bool closing();
+    bool wait();
+};
+
+bool relay_state::tls_read()
+{
+    if (tls_eof_ || !down_.empty())
+        return false;
+    int r = mbedtls_ssl_read(ssl_, down_.data, BUFFER);
+    if (r > 0) {
+        down_.start = 0;
+        down_.end = static_cast<size_t>(r);
+        return true;
+    }
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        want_tls_in_ = true;
+        return false;
+    }
+    tls_eof_ = true;
+    if (first_close_.empty())
+        first_close_ = tls_name_;
+    if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+        return true;
+    if (r == 0 || r == MBEDTLS_ERR_SSL_CONN_EOF) {
+        // A TCP close without close_notify: everything received is still delivered.
+        truncated_ = true;
+        return true;
+    }
+    finish(false, tls_name_ + (r == MBEDTLS_ERR_NET_CONN_RESET ? "_reset" : "_tls_error"));
+    return true;
+}
+
+bool relay_state::plain_write()
+{
+    if (down_.empty())
+        return false;
+    ssize_t n = send(plain_, down_.data + down_.start, down_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+        down_.start += static_cast<size_t>(n);
+        result_.tls_to_plain += static_cast<uint64_t>(n);
+        if (down_.empty())
+            down_.clear();
+        return true;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        want_plain_out_ = true;
+        return false;
+    }
+    finish(false, plain_name_ + "_reset");
+    return true;
+}
+
+bool relay_state::plain_read()
+{
+    if (plain_eof_ || !up_.empty())
+        return false;
+    ssize_t n = recv(plain_, up_.data, BUFFER, 0);
+    if (n > 0) {
+        up_.start = 0;
+        up_.end = static_cast<size_t>(n);
+        return true;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        want_plain_in_ = true;
+        return false;
+    }
+    if (n < 0) {
+        finish(false, plain_name_ + "_reset");
+        return true;
+    }
+    plain_eof_ = true;
+    if (first_close_.empty())
+        first_close_ = plain_name_;
+    return true;
+}
+
+bool relay_state::tls_write()
+{
+    if (up_.empty())
+        return false;
+    int r = mbedtls_ssl_write(ssl_, up_.data + up_.start, up_.size());
+    if (r > 0) {
+        up_.start += static_cast<size_t>(r);
+        result_.plain_to_tls += static_cast<uint64_t>(r);
+        if (up_.empty())
+            up_.clear();
+        return true;
+    }
+    if (r == MBEDTLS_ERR_SSL_WANT_WRITE || r == MBEDTLS_ERR_SSL_WANT_READ) {
+        want_tls_out_ = true;
+        return false;
+    }
+    finish(false, tls_name_ + (r == MBEDTLS_ERR_NET_CONN_RESET ? "_reset" : "_tls_error"));
+    return true;
+}
+
+// Applies the close rules once the buffers allow; true when state changed.
+bool relay_state::closing()
+{
+    bool changed = false;
+    if (plain_eof_ && up_.empty() && !close_notify_sent_ && !(tls_eof_ && !opt_.tls_close_is_half_close)) {
+        int r = mbedtls_ssl_close_notify(ssl_);
+        if (r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+            want_tls_out_ = true;
+        } else {
+            close_notify_sent_ = true;
+            shutdown(tls_fd_, SHUT_WR);
+            last_activity_ = now_ms();
+            changed = true;
+        }
+    }
+    if (tls_eof_ && down_.empty()) {
+        if (!opt_.tls_close_is_half_close) {
+            finish(!truncated_, truncated_ ? tls_name_ + "_closed_without_close_notify" : first_close_ + "_closed");
+            return true;
+        }
+        if (!plain_shut_) {
+            shutdown(plain_, SHUT_WR);
+            plain_shut_ = true;
+            changed = true;
+        }
+        if (plain_eof_ && up_.empty() && close_notify_sent_) {
+            finish(!truncated_, first_close_ + "_closed");
+            return true;
+        }
+    }
+    return changed;
+}
+
+// Waits for any wanted event or a deadline; false when a timeout ended the relay.
+bool relay_state::wait()
+{
+    pollfd p[2] = {{plain_, 0, 0}, {tls_fd_, 0, 0}};
+    if (want_plain_in_)
+        p[0].events |= POLLIN;
+    if (want_plain_out_)
+        p[0].events |= POLLOUT;
+    if (want_tls_in_)
+        p[1].events |= POLLIN;
+    if (want_tls_out_)
+        p[1].events |= POLLOUT;
+    // An fd with nothing wanted stays out of the set, so a hang-up there cannot spin the loop.
+    for (auto &entry : p)
+        if (entry.events == 0)
+            entry.fd = -1;
+    uint64_t now = now_ms();
+    bool half_closed = close_notify_sent_ && !tls_eof_;
+    uint64_t idle_limit = half_closed ? std::min(opt_.close_timeout_ms, opt_.idle_timeout_ms) : opt_.idle_timeout_ms;
+    uint64_t deadline = last_activity_ + idle_limit;
+    if (opt_.lifetime_deadline_ms && opt_.lifetime_deadline_ms < deadline)
+        deadline = opt_.lifetime_deadline_ms;
+    if (now >= deadline) {
+        if (opt_.lifetime_deadline_ms && now >= opt_.lifetime_deadline_ms)
+            finish(false, "max_session_lifetime");
+        else
+            finish(false, half_closed ? "close_timeout" : "idle_timeout");
+        return false;
+    }
+    uint64_t left = deadline - now;
+    int r = poll(p, 2, left > 60000 ? 60000 : static_cast<int>(left));
+    if (r < 0 && errno != EINTR) {
+        finish(false, "poll_failed");
+        return false;
+    }
+    return true;
+}
+
+relay_result relay_state::run()
+{
+    while (!done_) {
+        want_plain_in_ = want_plain_out_ = want_tls_in_ = want_tls_out_ = false;
+        uint64_t before = result_.plain_to_tls + result_.tls_to_plain;
+        bool progress = false;
+        progress |= tls_read();
+        progress |= plain_write();
+        progress |= plain_read();
+        progress |= tls_write();
+        if (done_)
+            break;
+        progress |= closing();
+        if (result_.plain_to_tls + result_.tls_to_plain != before)
+            last_activity_ = now_ms();
+        if (done_ || progress)
+            continue;
+        if (!wait())
+            break;
+    }
+    return result_;
+}
+
+} // namespace
+
+relay_result relay(int plain_fd, mbedtls_ssl_context *ssl, int tls_fd, const relay_options &options,
+                   const char *plain_name, const char *tls_name)
+{
+    relay_state state(plain_fd, ssl, tls_fd, options, plain_name, tls_name);
+    return state.run();
+}
+
+} // namespace clsgw

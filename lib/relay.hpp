@@ -1,0 +1,32 @@
+// Two-way relay between a plain socket and a TLS session, with no data lost at the end.
+#pragma once
+
+#include <mbedtls/ssl.h>
+
+#include <cstdint>
+#include <string>
+
+namespace clsgw {
+
+struct relay_options {
+    uint64_t idle_timeout_ms = 15 * 60 * 1000;
+    uint64_t close_timeout_ms = 30 * 1000;
+    uint64_t lifetime_deadline_ms = 0; // monotonic; 0 = none
+    // What the TLS peer's close means for the plain side:
+    //  false (worker): deliver everything, then the channel ends and the plain side is closed;
+    //  true (SMGW simulator): half-close the plain side and keep relaying the other direction.
+    bool tls_close_is_half_close = false;
+};
+
+struct relay_result {
+    bool clean = false;    // both sides closed in order, nothing lost
+    std::string reason;    // why it ended: app_closed, smgw_closed, idle_timeout, ...
+    uint64_t plain_to_tls = 0;
+    uint64_t tls_to_plain = 0;
+};
+
+// plain_name and tls_name label the sides in reasons ("app"/"smgw" in the worker).
+relay_result relay(int plain_fd, mbedtls_ssl_context *ssl, int tls_fd, const relay_options &options,
+                   const char *plain_name, const char *tls_name);
+
+} // namespace clsgw

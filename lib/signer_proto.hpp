@@ -1,0 +1,58 @@
+// The signer's session protocol: one fixed-size request, one answer, paired by sequence number.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "util.hpp"
+
+namespace clsgw::signer {
+
+enum class digest : uint8_t { sha256 = 1, sha384 = 2, sha512 = 3 };
+
+enum class status : uint8_t {
+    ok = 0,
+    malformed = 1,
+    unknown_key = 2,
+    unsupported_digest = 3,
+    wrong_digest_length = 4,
+    quota_exceeded = 5,
+    sign_failed = 6,
+};
+
+const char *status_name(status s);
+const char *digest_name(digest d);
+// Expected length of a digest; 0 for an unknown value.
+size_t digest_length(uint8_t d);
+
+constexpr size_t KEY_ID_LEN = 32;  // SHA-256 of the public key (SubjectPublicKeyInfo DER)
+constexpr size_t MAX_HASH_LEN = 64;
+constexpr size_t MAX_SIG_LEN = 160; // DER ECDSA signature on a 521-bit curve fits in 141
+constexpr unsigned SIGNATURES_PER_SESSION = 2;
+
+struct request {
+    uint32_t seq = 0;
+    uint8_t digest_alg = 0;
+    uint8_t hash_len = 0;
+    uint8_t key_id[KEY_ID_LEN] = {};
+    uint8_t hash[MAX_HASH_LEN] = {};
+};
+constexpr size_t REQUEST_SIZE = 4 + 1 + 1 + KEY_ID_LEN + MAX_HASH_LEN;
+
+struct answer {
+    uint32_t seq = 0;
+    status st = status::malformed;
+    bytes signature;
+};
+
+bytes encode_request(const request &r);
+// Decodes the fixed layout; nullopt when the size is wrong.
+std::optional<request> decode_request(const bytes &payload);
+// Checks a decoded request against the signer's key: the first failing rule, or ok.
+status validate_request(const request &r, const uint8_t (&key_id)[KEY_ID_LEN]);
+
+bytes encode_answer(const answer &a);
+std::optional<answer> decode_answer(const bytes &payload);
+
+} // namespace clsgw::signer

@@ -1,0 +1,279 @@
+#include "tls.hpp"
+
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/ssl_internal.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "../util.hpp"
+
+namespace clsgw::tls {
+
+std::string error_text(int ret)
+{
+    char buf[160];
+    mbedtls_strerror(ret, buf, sizeof buf);
+    return buf;
+}
+
+rng::rng()
+{
+    mbedtls_entropy_init(&entropy_);
+    mbedtls_ctr_drbg_init(&drbg_);
+}
+
+rng::~rng()
+{
+    mbedtls_ctr_drbg_free(&drbg_);
+    mbedtls_entropy_free(&entropy_);
+}
+
+bool rng::seed(const char *personalization)
+{
+    return mbedtls_ctr_drbg_seed(&drbg_, mbedtls_entropy_func, &entropy_,
+                                 reinterpret_cast<const unsigned char *>(personalization),
+                                 strlen(personalization)) == 0;
+}
+
+int rng::random(void *self, unsigned char *out, size_t len)
+{
+    return mbedtls_ctr_drbg_random(static_cast<rng *>(self)->drbg(), out, len);
+}
+
+bool cert_list::parse_pem(const std::string &pem, std::string &error)
+{
+    if (pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+        error = "no PEM certificate found";
+        return false;
+    }
+    // mbedtls_x509_crt_parse wants the terminating NUL counted in the length for PEM.
+    int ret = mbedtls_x509_crt_parse(&crt_, reinterpret_cast<const unsigned char *>(pem.c_str()), pem.size() + 1);
+    if (ret != 0) {
+        error = ret > 0 ? std::to_string(ret) + " certificate(s) could not be parsed" : error_text(ret);
+        return false;
+    }
+    return true;
+}
+
+namespace {
+
+const int han_suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, // C0,2B
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, // C0,2C
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, // C0,23
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384, // C0,24
+    0,
+};
+
+const mbedtls_ecp_group_id han_groups[] = {
+    MBEDTLS_ECP_DP_BP256R1, MBEDTLS_ECP_DP_BP384R1, MBEDTLS_ECP_DP_BP512R1,
+    MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE,
+};
+
+const int han_sig_hashes[] = {MBEDTLS_MD_SHA512, MBEDTLS_MD_SHA384, MBEDTLS_MD_SHA256, MBEDTLS_MD_NONE};
+
+} // namespace
+
+const mbedtls_x509_crt_profile han_cert_profile = {
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA256) | MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA384) |
+        MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA512),
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_ECDSA) | MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_ECKEY),
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_BP256R1) | MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_BP384R1) |
+        MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_BP512R1) | MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP256R1) |
+        MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP384R1),
+    0x7fffffff, // no RSA key is acceptable
+};
+
+bool curve_in_profile(mbedtls_ecp_group_id id)
+{
+    for (const auto *g = han_groups; *g != MBEDTLS_ECP_DP_NONE; g++)
+        if (*g == id)
+            return true;
+    return false;
+}
+
+void apply_han_profile(mbedtls_ssl_config *conf)
+{
+    mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_ciphersuites(conf, han_suites);
+    mbedtls_ssl_conf_curves(conf, han_groups);
+    mbedtls_ssl_conf_sig_hashes(conf, han_sig_hashes);
+    mbedtls_ssl_conf_cert_profile(conf, &han_cert_profile);
+    mbedtls_ssl_conf_authmode(conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_encrypt_then_mac(conf, MBEDTLS_SSL_ETM_ENABLED);
+    mbedtls_ssl_conf_extended_master_secret(conf, MBEDTLS_SSL_EXTENDED_MS_ENABLED);
+    mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_legacy_renegotiation(conf, MBEDTLS_SSL_LEGACY_NO_RENEGOTIATION);
+#if defined(MBEDTLS_SSL_TRUNCATED_HMAC)
+    mbedtls_ssl_conf_truncated_hmac(conf, MBEDTLS_SSL_TRUNC_HMAC_DISABLED);
+#endif
+}
+
+int trust_check::verify(void *self, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    auto *t = static_cast<trust_check *>(self);
+    // The SMGW's certificate names the SMGW, not the EMT that SNI or SOCKS5 names.
+    *flags &= ~static_cast<uint32_t>(MBEDTLS_X509_BADCERT_CN_MISMATCH);
+    // mbedTLS reports the chain from the top down, the leaf (depth 0) last.
+    if (depth > 0) {
+        if (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+            t->chain_untrusted = true;
+        *flags &= ~static_cast<uint32_t>(MBEDTLS_X509_BADCERT_NOT_TRUSTED);
+        return 0;
+    }
+    bool pinned = false;
+    for (const mbedtls_x509_crt *a = t->anchors; a && a->raw.p; a = a->next)
+        if (a->raw.len == crt->raw.len && memcmp(a->raw.p, crt->raw.p, crt->raw.len) == 0)
+            pinned = true;
+    if (pinned)
+        *flags &= ~static_cast<uint32_t>(MBEDTLS_X509_BADCERT_NOT_TRUSTED);
+    else if (t->chain_untrusted)
+        *flags |= MBEDTLS_X509_BADCERT_NOT_TRUSTED;
+    return 0;
+}
+
+std::string verify_reason(uint32_t flags)
+{
+    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+        return "cert_expired";
+    if (flags & MBEDTLS_X509_BADCERT_FUTURE)
+        return "cert_not_yet_valid";
+    if (flags & (MBEDTLS_X509_BADCERT_BAD_KEY | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_MD))
+        return "cert_outside_profile";
+    if (flags & MBEDTLS_X509_BADCERT_KEY_USAGE)
+        return "cert_key_usage";
+    if (flags & MBEDTLS_X509_BADCERT_EXT_KEY_USAGE)
+        return "cert_ext_key_usage";
+    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        return "cert_untrusted";
+    if (flags & MBEDTLS_X509_BADCERT_MISSING)
+        return "cert_missing";
+    return "cert_invalid";
+}
+
+std::string handshake_reason(int ret, uint32_t verify_flags)
+{
+    if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED || (verify_flags != 0 && verify_flags != UINT32_MAX))
+        return verify_reason(verify_flags);
+    switch (ret) {
+    case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: return "peer_sent_alert";
+    case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE: return "no_shared_cipher_suite";
+    case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION: return "protocol_version";
+    case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE: return "no_client_certificate";
+    case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
+    case MBEDTLS_ERR_SSL_CONN_EOF: return "peer_closed_in_handshake";
+    case MBEDTLS_ERR_NET_CONN_RESET: return "peer_reset_in_handshake";
+    case MBEDTLS_ERR_PK_HW_ACCEL_FAILED: return "signer_failed";
+    case MBEDTLS_ERR_X509_INVALID_FORMAT:
+    case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE: return "cert_corrupt";
+    case MBEDTLS_ERR_SSL_BAD_HS_SERVER_KEY_EXCHANGE:
+    case MBEDTLS_ERR_SSL_BAD_HS_CLIENT_KEY_EXCHANGE: return "bad_key_exchange";
+    }
+    if (ret <= -0x2000 && ret > -0x3000)
+        return "cert_corrupt"; // the X.509 error range
+    return "handshake_failed";
+}
+
+std::string fingerprint(const mbedtls_x509_crt *crt)
+{
+    uint8_t digest[32];
+    mbedtls_sha256_ret(crt->raw.p, crt->raw.len, digest, 0);
+    return hex(digest, sizeof digest);
+}
+
+bool key_id(mbedtls_pk_context *pk, uint8_t out[32])
+{
+    unsigned char der[1024];
+    int len = mbedtls_pk_write_pubkey_der(pk, der, sizeof der);
+    if (len <= 0)
+        return false;
+    // mbedtls writes DER at the end of the buffer.
+    return mbedtls_sha256_ret(der + sizeof der - static_cast<size_t>(len), static_cast<size_t>(len), out, 0) == 0;
+}
+
+const char *group_name(mbedtls_ecp_group_id id)
+{
+    const mbedtls_ecp_curve_info *info = mbedtls_ecp_curve_info_from_grp_id(id);
+    return info ? info->name : "none";
+}
+
+int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+    int fd = *static_cast<int *>(ctx);
+    for (;;) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n >= 0)
+            return static_cast<int>(n);
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return MBEDTLS_ERR_SSL_WANT_WRITE;
+        if (errno == EPIPE || errno == ECONNRESET)
+            return MBEDTLS_ERR_NET_CONN_RESET;
+        return MBEDTLS_ERR_NET_SEND_FAILED;
+    }
+}
+
+int bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+    int fd = *static_cast<int *>(ctx);
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n >= 0)
+            return static_cast<int>(n);
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return MBEDTLS_ERR_SSL_WANT_READ;
+        if (errno == ECONNRESET || errno == EPIPE)
+            return MBEDTLS_ERR_NET_CONN_RESET;
+        return MBEDTLS_ERR_NET_RECV_FAILED;
+    }
+}
+
+bool wait_io(int fd, int want, uint64_t deadline_ms)
+{
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline_ms)
+            return false;
+        pollfd p{fd, static_cast<short>(want == MBEDTLS_ERR_SSL_WANT_WRITE ? POLLOUT : POLLIN), 0};
+        uint64_t left = deadline_ms - now;
+        int r = poll(&p, 1, left > 60000 ? 60000 : static_cast<int>(left));
+        if (r > 0)
+            return true;
+        if (r < 0 && errno != EINTR)
+            return true; // let the next TLS call report the error
+    }
+}
+
+handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadline_ms)
+{
+    handshake_result r;
+    while (ssl->state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        int ret = mbedtls_ssl_handshake_step(ssl);
+        if (ssl->handshake && ssl->handshake->ecdh_ctx.grp.id != MBEDTLS_ECP_DP_NONE)
+            r.group = ssl->handshake->ecdh_ctx.grp.id;
+        if (ret == 0)
+            continue;
+        if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE) {
+            r.ret = ret;
+            return r;
+        }
+        if (!wait_io(fd, ret, deadline_ms)) {
+            r.timed_out = true;
+            r.ret = ret;
+            return r;
+        }
+    }
+    return r;
+}
+
+} // namespace clsgw::tls

@@ -1,0 +1,103 @@
+// The HAN TLS profile (TR-03116-3) on mbedTLS 2.28, and the mechanics around it: randomness,
+// certificates, pinning, a non-blocking fd BIO and a handshake driver with a deadline.
+#pragma once
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include <cstdint>
+#include <string>
+
+namespace clsgw::tls {
+
+std::string error_text(int ret);
+
+// CTR-DRBG seeded from the kernel (getrandom), one per process.
+class rng {
+public:
+    rng();
+    ~rng();
+    rng(const rng &) = delete;
+    rng &operator=(const rng &) = delete;
+    bool seed(const char *personalization);
+    mbedtls_ctr_drbg_context *drbg() { return &drbg_; }
+    static int random(void *self, unsigned char *out, size_t len);
+
+private:
+    mbedtls_entropy_context entropy_;
+    mbedtls_ctr_drbg_context drbg_;
+};
+
+class cert_list {
+public:
+    cert_list() { mbedtls_x509_crt_init(&crt_); }
+    ~cert_list() { mbedtls_x509_crt_free(&crt_); }
+    cert_list(const cert_list &) = delete;
+    cert_list &operator=(const cert_list &) = delete;
+    // Parses every certificate in PEM text; any unparsable one is an error.
+    bool parse_pem(const std::string &pem, std::string &error);
+    mbedtls_x509_crt *get() { return &crt_; }
+    const mbedtls_x509_crt *get() const { return &crt_; }
+    bool empty() const { return crt_.raw.p == nullptr; }
+
+private:
+    mbedtls_x509_crt crt_;
+};
+
+class private_key {
+public:
+    private_key() { mbedtls_pk_init(&pk_); }
+    ~private_key() { mbedtls_pk_free(&pk_); }
+    private_key(const private_key &) = delete;
+    private_key &operator=(const private_key &) = delete;
+    mbedtls_pk_context *get() { return &pk_; }
+
+private:
+    mbedtls_pk_context pk_;
+};
+
+// Applies the profile: TLS 1.2 only, the four ECDHE-ECDSA suites, the five groups, ECDSA with
+// SHA-256/384/512, certificate profile, encrypt-then-MAC, extended master secret, no
+// renegotiation, mandatory peer authentication.
+void apply_han_profile(mbedtls_ssl_config *conf);
+extern const mbedtls_x509_crt_profile han_cert_profile;
+bool curve_in_profile(mbedtls_ecp_group_id id);
+
+// Trust: anchors (pinned certificates or CAs) plus exact-leaf pinning, used as verify callback.
+// The peer is never checked against a host name: the SMGW is authenticated by trust alone.
+struct trust_check {
+    const mbedtls_x509_crt *anchors = nullptr;
+    bool chain_untrusted = false;
+    static int verify(void *self, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
+};
+
+// A short reason for a failed certificate check, for log lines ("cert_expired", ...).
+std::string verify_reason(uint32_t flags);
+// A short reason for a failed handshake.
+std::string handshake_reason(int ret, uint32_t verify_flags);
+
+// SHA-256 over a certificate's DER, lower-case hex.
+std::string fingerprint(const mbedtls_x509_crt *crt);
+// SHA-256 over the DER SubjectPublicKeyInfo: the key id the signer and the audit log use.
+bool key_id(mbedtls_pk_context *pk, uint8_t out[32]);
+const char *group_name(mbedtls_ecp_group_id id);
+
+// BIO callbacks over a non-blocking socket; ctx points to the fd.
+int bio_send(void *ctx, const unsigned char *buf, size_t len);
+int bio_recv(void *ctx, unsigned char *buf, size_t len);
+
+// Polls fd for the direction mbedTLS asked for until deadline_ms (monotonic); false on timeout.
+bool wait_io(int fd, int want, uint64_t deadline_ms);
+
+struct handshake_result {
+    int ret = 0;
+    bool timed_out = false;
+    mbedtls_ecp_group_id group = MBEDTLS_ECP_DP_NONE;
+};
+// Runs the handshake step by step, waiting on fd, until done, failure or deadline.
+handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadline_ms);
+
+} // namespace clsgw::tls

@@ -1,0 +1,39 @@
+// Small helpers shared by every program: durations, hex, clocks, errno text.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace clsgw {
+
+using bytes = std::vector<uint8_t>;
+
+// Parses "15s", "10m", "48h", "250ms", "2d" or a bare number of seconds into milliseconds.
+std::optional<uint64_t> parse_duration_ms(std::string_view text);
+// Formats milliseconds the way the config takes them back ("48h", "15s", "250ms").
+std::string format_duration_ms(uint64_t ms);
+// Parses a decimal unsigned integer with an inclusive upper bound; no sign, no spaces.
+std::optional<uint64_t> parse_uint(std::string_view text, uint64_t max);
+
+std::string hex(const uint8_t *data, size_t len);
+inline std::string hex(const bytes &b) { return hex(b.data(), b.size()); }
+
+// Milliseconds on CLOCK_MONOTONIC.
+uint64_t now_ms();
+// Wall clock as an RFC 3339 UTC string with milliseconds.
+std::string utc_timestamp();
+
+std::string errno_text(int err);
+std::string trim(std::string_view s);
+std::vector<std::string> split_list(std::string_view s);
+
+// Reads a whole file (bounded); nullopt and errno set on failure or when over max_size.
+std::optional<std::string> read_file(const std::string &path, size_t max_size);
+
+// Quotes a log field value when it contains spaces, quotes or control bytes.
+std::string log_quote(std::string_view value);
+
+} // namespace clsgw
