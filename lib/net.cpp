@@ -146,6 +146,15 @@ std::string peer_name(int fd)
     return a.to_string();
 }
 
+std::string local_name(int fd)
+{
+    sock_address a;
+    a.length = sizeof a.storage;
+    if (getsockname(fd, reinterpret_cast<sockaddr *>(&a.storage), &a.length) != 0)
+        return "?";
+    return a.to_string();
+}
+
 bool set_nonblocking(int fd, bool on)
 {
     int flags = fcntl(fd, F_GETFL);

@@ -37,6 +37,7 @@ std::optional<host_port> parse_host_port(std::string_view text);
 bool valid_dns_name(std::string_view name);
 
 std::string peer_name(int fd);
+std::string local_name(int fd);
 
 // Binds and listens (SO_REUSEADDR, CLOEXEC, non-blocking); returns an invalid fd and sets errno on failure.
 unique_fd listen_on(const sock_address &address, int backlog);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cstdint>
 #include <cstring>
 
 namespace clsgw::socks5 {
@@ -232,6 +233,18 @@ parsed<reply> parse_reply(const uint8_t *data, size_t len)
     p.value.bound = a.value;
     p.consumed = 3 + a.consumed;
     return p;
+}
+
+size_t reply_length(const uint8_t *data, size_t len)
+{
+    if (len < 4)
+        return 0;
+    switch (data[3]) {
+    case ATYP_IPV4: return 4 + 4 + 2;
+    case ATYP_IPV6: return 4 + 16 + 2;
+    case ATYP_DOMAIN: return len < 5 ? 0 : 5 + static_cast<size_t>(data[4]) + 2;
+    }
+    return SIZE_MAX;
 }
 
 uint8_t app_reply_code(uint8_t smgw_rep)

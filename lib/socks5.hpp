@@ -72,6 +72,10 @@ parsed<uint8_t> parse_method_choice(const uint8_t *data, size_t len);
 bytes encode_request(const host_port &target);
 parsed<reply> parse_reply(const uint8_t *data, size_t len);
 
+// How long the reply that starts with `data` is: 0 while more bytes are needed to tell,
+// SIZE_MAX when the address type is unknown (a failure reply then ends at what was received).
+size_t reply_length(const uint8_t *data, size_t len);
+
 // Maps an SMGW reply code to the code the app is told: known codes pass, others become 0x01.
 uint8_t app_reply_code(uint8_t smgw_rep);
 

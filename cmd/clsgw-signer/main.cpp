@@ -1,0 +1,322 @@
+// clsgw-signer: holds the device's private key, signs handshake digests for workers, audits
+// every operation. Started by clsgwd with its control socket on fd 3; per-channel sessions
+// arrive on that socket as passed fds. Never dies from what a session sends.
+#include <fcntl.h>
+#include <getopt.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "../../lib/fd.hpp"
+#include "../../lib/ipc.hpp"
+#include "../../lib/log.hpp"
+#include "../../lib/signer_proto.hpp"
+#include "../../lib/tls/tls.hpp"
+#include "../../lib/util.hpp"
+#include "../../sandbox/sandbox.hpp"
+
+using namespace clsgw;
+
+namespace {
+
+constexpr int CONTROL_FD = 3;
+constexpr int AUDIT_FD = 4;
+
+struct options {
+    std::string key_path, certificate_path, audit_path;
+    unsigned max_sessions = 64;
+    log_level level = log_level::info;
+};
+
+struct session {
+    unique_fd fd;
+    uint64_t channel_id = 0;
+    std::string channel_name, peer;
+    unsigned signatures = 0;
+};
+
+class signer_service {
+public:
+    signer_service(const options &o) : opt_(o) {}
+    void load_identity();
+    void open_audit_log();
+    void confine();
+    void run();
+
+private:
+    const options &opt_;
+    tls::private_key key_;
+    tls::rng rng_;
+    uint8_t key_id_[signer::KEY_ID_LEN] = {};
+    std::string key_id_hex_;
+    std::map<int, session> sessions_;
+
+    void open_session(ipc_message &m);
+    void handle_session(session &s);
+    void answer(session &s, const signer::request *req, signer::status st, const bytes &sig, uint64_t started_us);
+    void audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us);
+};
+
+uint64_t now_us()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+void signer_service::load_identity()
+{
+    auto pem = read_file(opt_.key_path, 64 * 1024);
+    if (!pem)
+        fatal("cannot read the private key", log_fields().add("path", opt_.key_path).add("error", errno_text(errno)));
+    int ret = mbedtls_pk_parse_key(key_.get(), reinterpret_cast<const unsigned char *>(pem->c_str()), pem->size() + 1,
+                                   nullptr, 0);
+    mbedtls_platform_zeroize(pem->data(), pem->size());
+    if (ret != 0)
+        fatal("cannot parse the private key", log_fields().add("path", opt_.key_path).add("error", tls::error_text(ret)));
+    if (!mbedtls_pk_can_do(key_.get(), MBEDTLS_PK_ECDSA) ||
+        !tls::curve_in_profile(mbedtls_pk_ec(*key_.get())->grp.id))
+        fatal("the private key is not an EC key on a HAN profile curve", log_fields().add("path", opt_.key_path));
+    auto cert_pem = read_file(opt_.certificate_path, 64 * 1024);
+    tls::cert_list cert;
+    std::string err;
+    if (!cert_pem || !cert.parse_pem(*cert_pem, err))
+        fatal("cannot read the certificate", log_fields().add("path", opt_.certificate_path).add("error", err));
+    if (mbedtls_pk_check_pair(&cert.get()->pk, key_.get()) != 0)
+        fatal("the private key does not match the certificate",
+              log_fields().add("key", opt_.key_path).add("certificate", opt_.certificate_path));
+    if (!tls::key_id(&cert.get()->pk, key_id_))
+        fatal("cannot compute the key id");
+    key_id_hex_ = hex(key_id_, sizeof key_id_);
+    if (!rng_.seed("clsgw-signer"))
+        fatal("cannot seed the random generator");
+}
+
+void signer_service::open_audit_log()
+{
+    unique_fd fd(open(opt_.audit_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+    if (!fd)
+        fatal("cannot open the audit log", log_fields().add("path", opt_.audit_path).add("error", errno_text(errno)));
+    if (fd.get() == AUDIT_FD)
+        fd.release(); // already in place: fd 4 is the audit log from now on
+    else if (dup2(fd.get(), AUDIT_FD) != AUDIT_FD)
+        fatal("cannot place the audit log fd");
+}
+
+void signer_service::confine()
+{
+    // The key stays out of swap; failure (RLIMIT_MEMLOCK) is reported, not fatal.
+    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+        log_warn("cannot lock memory; the key may be swapped", log_fields().add("error", errno_text(errno)));
+    sandbox_limits limits;
+    limits.highest_fd = AUDIT_FD + static_cast<int>(opt_.max_sessions) + 4;
+    limits.keep_fsize = true;
+    std::string err = sandbox_prepare(AUDIT_FD, limits);
+    if (err.empty())
+        err = sandbox_lockdown(signer_policy, -1, -1);
+    if (!err.empty())
+        fatal("sandbox", log_fields().add("error", err));
+}
+
+void signer_service::audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us)
+{
+    std::string digest = "-", md = "-";
+    if (req) {
+        uint8_t h[32];
+        size_t len = req->hash_len <= signer::MAX_HASH_LEN ? req->hash_len : signer::MAX_HASH_LEN;
+        mbedtls_sha256_ret(req->hash, len, h, 0);
+        digest = hex(h, sizeof h);
+        md = signer::digest_length(req->digest_alg) ? signer::digest_name(static_cast<signer::digest>(req->digest_alg))
+                                                    : "unsupported:" + std::to_string(req->digest_alg);
+    }
+    log_fields f;
+    f.add("time", utc_timestamp())
+        .add("channel", s.channel_id)
+        .add("name", s.channel_name)
+        .add("peer", s.peer)
+        .add("key", key_id_hex_)
+        .add("md", md)
+        .add("digest_sha256", digest)
+        .add("result", signer::status_name(st))
+        .add("latency_us", latency_us);
+    std::string line = f.str() + "\n";
+    // One write per record with O_APPEND: a record is never split or interleaved.
+    if (write(AUDIT_FD, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        log_error("audit log write failed", log_fields().add("error", errno_text(errno)));
+    fdatasync(AUDIT_FD);
+}
+
+void signer_service::answer(session &s, const signer::request *req, signer::status st, const bytes &sig,
+                            uint64_t started_us)
+{
+    signer::answer a;
+    a.seq = req ? req->seq : 0;
+    a.st = st;
+    if (st == signer::status::ok)
+        a.signature = sig;
+    ipc_send(s.fd.get(), msg_type::sign_answer, signer::encode_answer(a));
+    audit(s, req, st, now_us() - started_us);
+    if (st != signer::status::ok)
+        log_warn("signature refused", log_fields().add("channel", s.channel_id).add("name", s.channel_name)
+                                          .add("result", signer::status_name(st)));
+}
+
+void signer_service::handle_session(session &s)
+{
+    uint64_t started = now_us();
+    ipc_recv_result r = ipc_recv(s.fd.get(), false);
+    if (r.status == ipc_status::would_block)
+        return;
+    if (r.status == ipc_status::closed) {
+        sessions_.erase(s.fd.get());
+        return;
+    }
+    if (r.status != ipc_status::ok || r.message.type != msg_type::sign_request) {
+        answer(s, nullptr, signer::status::malformed, {}, started);
+        return;
+    }
+    auto req = signer::decode_request(r.message.payload);
+    if (!req) {
+        answer(s, nullptr, signer::status::malformed, {}, started);
+        return;
+    }
+    signer::status st = signer::validate_request(*req, key_id_);
+    if (st == signer::status::ok && s.signatures >= signer::SIGNATURES_PER_SESSION)
+        st = signer::status::quota_exceeded;
+    if (st != signer::status::ok) {
+        answer(s, &*req, st, {}, started);
+        return;
+    }
+    s.signatures++;
+    static const mbedtls_md_type_t md[] = {MBEDTLS_MD_NONE, MBEDTLS_MD_SHA256, MBEDTLS_MD_SHA384, MBEDTLS_MD_SHA512};
+    unsigned char sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+    size_t sig_len = 0;
+    int ret = mbedtls_pk_sign(key_.get(), md[req->digest_alg], req->hash, req->hash_len, sig, &sig_len,
+                              tls::rng::random, &rng_);
+    if (ret != 0 || sig_len > signer::MAX_SIG_LEN) {
+        answer(s, &*req, signer::status::sign_failed, {}, started);
+        return;
+    }
+    answer(s, &*req, signer::status::ok, bytes(sig, sig + sig_len), started);
+}
+
+void signer_service::open_session(ipc_message &m)
+{
+    tlv_reader r;
+    std::string err;
+    bool parsed = r.parse(m.payload, err);
+    auto id = r.u64(1);
+    auto name = r.str(2, 128), peer = r.str(3, 128);
+    if (!parsed || !m.fd || !id || !name || !peer) {
+        log_error("malformed session_open from the master");
+        return;
+    }
+    uint64_t channel_id = id.value_or(0);
+    if (sessions_.size() >= opt_.max_sessions) {
+        log_warn("too many signer sessions; refusing one", log_fields().add("channel", channel_id));
+        return;
+    }
+    int fd = m.fd.get();
+    session s;
+    s.fd = std::move(m.fd);
+    s.channel_id = channel_id;
+    s.channel_name = *name;
+    s.peer = *peer;
+    sessions_[fd] = std::move(s);
+}
+
+void signer_service::run()
+{
+    tlv_writer ready;
+    ready.add(1, key_id_, sizeof key_id_);
+    if (!ipc_send(CONTROL_FD, msg_type::signer_ready, ready.data()))
+        fatal("cannot reach the master on fd 3");
+    log_info("signer ready", log_fields().add("key", key_id_hex_));
+    std::vector<pollfd> fds;
+    for (;;) {
+        fds.clear();
+        fds.push_back({CONTROL_FD, POLLIN, 0});
+        for (auto &[fd, s] : sessions_)
+            fds.push_back({fd, POLLIN, 0});
+        if (poll(fds.data(), fds.size(), -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            fatal("poll failed", log_fields().add("error", errno_text(errno)));
+        }
+        if (fds[0].revents) {
+            ipc_recv_result r = ipc_recv(CONTROL_FD, true);
+            if (r.status == ipc_status::closed)
+                break; // the master is gone: so is the reason to sign
+            if (r.status == ipc_status::ok && r.message.type == msg_type::session_open)
+                open_session(r.message);
+            else if (r.status != ipc_status::would_block)
+                log_error("unexpected message on the control socket", log_fields().add("error", r.error));
+        }
+        for (size_t i = 1; i < fds.size(); i++) {
+            auto it = sessions_.find(fds[i].fd);
+            if (fds[i].revents && it != sessions_.end())
+                handle_session(it->second);
+        }
+    }
+    log_info("master closed the control socket; signer exits");
+}
+
+void usage()
+{
+    fprintf(stderr, "usage: clsgw-signer --key FILE --certificate FILE --audit-log FILE [--max-sessions N] "
+                    "[--log-level LEVEL]\n(started by clsgwd with its control socket on fd 3)\n");
+    exit(2);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    options o;
+    static const struct option longopts[] = {
+        {"key", required_argument, nullptr, 'k'},          {"certificate", required_argument, nullptr, 'c'},
+        {"audit-log", required_argument, nullptr, 'a'},    {"max-sessions", required_argument, nullptr, 'm'},
+        {"log-level", required_argument, nullptr, 'l'},    {nullptr, 0, nullptr, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
+        switch (c) {
+        case 'k': o.key_path = optarg; break;
+        case 'c': o.certificate_path = optarg; break;
+        case 'a': o.audit_path = optarg; break;
+        case 'm': {
+            auto n = parse_uint(optarg, 65536);
+            if (!n || *n == 0)
+                usage();
+            o.max_sessions = static_cast<unsigned>(*n);
+            break;
+        }
+        case 'l': {
+            auto l = parse_log_level(optarg);
+            if (!l)
+                usage();
+            o.level = *l;
+            break;
+        }
+        default: usage();
+        }
+    }
+    if (o.key_path.empty() || o.certificate_path.empty() || o.audit_path.empty() || optind != argc)
+        usage();
+    log_init("clsgw-signer", o.level);
+    if (fcntl(CONTROL_FD, F_GETFD) < 0)
+        fatal("no control socket on fd 3: clsgw-signer is started by clsgwd");
+    signer_service service(o);
+    service.load_identity();
+    service.open_audit_log();
+    service.confine();
+    service.run();
+    return 0;
+}

@@ -1,0 +1,354 @@
+// clsgw-smgw-sim: a stand-in for a Smart Meter Gateway's HAN side, for the demo, the tests and
+// integrators without a SMGW on the bench.
+//
+//   clsgw-smgw-sim smgw --listen ADDR --cert F --key F --trust F --route NAME:PORT=ADDR ...
+//       TLS server on the HAN profile; the device's client certificate is checked against
+//       --trust (pinned certificate or CA). The proxy profile is the list of routes: a target
+//       outside it is refused (SOCKS5 REP 0x02, or an unrecognized_name alert for SNI).
+//   clsgw-smgw-sim emt-echo --listen ADDR
+//       an EMT stand-in that echoes what it receives and half-closes after the client does.
+#include <mbedtls/ssl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "../../lib/config.hpp"
+#include "../../lib/log.hpp"
+#include "../../lib/net.hpp"
+#include "../../lib/relay.hpp"
+#include "../../lib/socks5.hpp"
+#include "../../lib/tls/tls.hpp"
+#include "../../lib/util.hpp"
+
+using namespace clsgw;
+
+namespace {
+
+constexpr uint64_t STEP_TIMEOUT_MS = 30000;
+
+struct route {
+    std::string name;
+    uint16_t port;
+    sock_address to;
+};
+
+struct sim_options {
+    std::string listen, cert, key, trust;
+    std::vector<route> routes;
+    std::string proxy = "auto"; // auto: SNI when the ClientHello names a server, else SOCKS5
+    uint64_t idle_timeout_ms = 15 * 60 * 1000;
+};
+
+[[noreturn]] void die(const std::string &msg)
+{
+    fprintf(stderr, "clsgw-smgw-sim: %s\n", msg.c_str());
+    exit(2);
+}
+
+const route *find_route(const sim_options &o, const std::string &name, int port)
+{
+    for (const auto &r : o.routes) {
+        if (strcasecmp(r.name.c_str(), name.c_str()) == 0 && (port < 0 || r.port == port))
+            return &r;
+    }
+    return nullptr;
+}
+
+struct server_tls {
+    mbedtls_ssl_config conf;
+    mbedtls_ssl_context ssl;
+    tls::cert_list own, trust;
+    tls::private_key key;
+    tls::rng rng;
+    tls::trust_check check;
+    std::string sni;
+    const sim_options *opt = nullptr;
+    int fd = -1;
+    server_tls()
+    {
+        mbedtls_ssl_config_init(&conf);
+        mbedtls_ssl_init(&ssl);
+    }
+    ~server_tls()
+    {
+        mbedtls_ssl_free(&ssl);
+        mbedtls_ssl_config_free(&conf);
+    }
+};
+
+// Refuses, during the handshake, a server_name that is not in the proxy profile.
+int on_sni(void *arg, mbedtls_ssl_context *, const unsigned char *name, size_t len)
+{
+    auto *t = static_cast<server_tls *>(arg);
+    t->sni.assign(reinterpret_cast<const char *>(name), len);
+    if (t->opt->proxy == "socks5" || !find_route(*t->opt, t->sni, -1)) {
+        log_warn("server_name outside the proxy profile", log_fields().add("server_name", t->sni));
+        return -1;
+    }
+    return 0;
+}
+
+void setup_server(server_tls &t, const sim_options &o)
+{
+    std::string err;
+    auto cert = read_file(o.cert, 65536), key = read_file(o.key, 65536), trust = read_file(o.trust, 65536);
+    if (!cert || !t.own.parse_pem(*cert, err))
+        die("--cert " + o.cert + ": " + err);
+    if (!trust || !t.trust.parse_pem(*trust, err))
+        die("--trust " + o.trust + ": " + err);
+    if (!key || mbedtls_pk_parse_key(t.key.get(), reinterpret_cast<const unsigned char *>(key->c_str()),
+                                     key->size() + 1, nullptr, 0) != 0)
+        die("--key " + o.key + ": cannot parse");
+    if (!t.rng.seed("clsgw-smgw-sim"))
+        die("cannot seed the random generator");
+    t.opt = &o;
+    mbedtls_ssl_config_defaults(&t.conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                MBEDTLS_SSL_PRESET_DEFAULT);
+    tls::apply_han_profile(&t.conf);
+    mbedtls_ssl_conf_rng(&t.conf, tls::rng::random, &t.rng);
+    mbedtls_ssl_conf_ca_chain(&t.conf, t.trust.get(), nullptr);
+    t.check.anchors = t.trust.get();
+    mbedtls_ssl_conf_verify(&t.conf, tls::trust_check::verify, &t.check);
+    mbedtls_ssl_conf_sni(&t.conf, on_sni, &t);
+    if (mbedtls_ssl_conf_own_cert(&t.conf, t.own.get(), t.key.get()) != 0)
+        die("certificate and key do not fit together");
+}
+
+bool ssl_read_exact(server_tls &t, uint8_t *out, size_t n, size_t &got)
+{
+    uint64_t deadline = now_ms() + STEP_TIMEOUT_MS;
+    while (got < n) {
+        int r = mbedtls_ssl_read(&t.ssl, out + got, n - got);
+        if (r > 0) {
+            got += static_cast<size_t>(r);
+        } else if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+            if (!tls::wait_io(t.fd, r, deadline))
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool ssl_write_all(server_tls &t, const bytes &data)
+{
+    uint64_t deadline = now_ms() + STEP_TIMEOUT_MS;
+    size_t done = 0;
+    while (done < data.size()) {
+        int r = mbedtls_ssl_write(&t.ssl, data.data() + done, data.size() - done);
+        if (r > 0)
+            done += static_cast<size_t>(r);
+        else if ((r != MBEDTLS_ERR_SSL_WANT_WRITE && r != MBEDTLS_ERR_SSL_WANT_READ) || !tls::wait_io(t.fd, r, deadline))
+            return false;
+    }
+    return true;
+}
+
+// Reads one SOCKS5 greeting and request from the device; returns the requested target.
+std::optional<host_port> socks5_exchange(server_tls &t)
+{
+    uint8_t buf[socks5::MAX_REQUEST];
+    size_t got = 0;
+    if (!ssl_read_exact(t, buf, 2, got) || !ssl_read_exact(t, buf, 2 + buf[1], got))
+        return std::nullopt;
+    auto g = socks5::parse_greeting(buf, got);
+    if (g.st != socks5::status::ok || !g.value.offers_no_auth) {
+        ssl_write_all(t, socks5::encode_method_choice(socks5::METHOD_NONE_ACCEPTABLE));
+        return std::nullopt;
+    }
+    ssl_write_all(t, socks5::encode_method_choice(socks5::METHOD_NO_AUTH));
+    got = 0;
+    socks5::parsed<socks5::request> q;
+    do {
+        if (!ssl_read_exact(t, buf, got + 1, got))
+            return std::nullopt;
+        q = socks5::parse_request(buf, got);
+    } while (q.st == socks5::status::need_more && got < sizeof buf);
+    if (q.st != socks5::status::ok) {
+        ssl_write_all(t, socks5::encode_reply(q.reply_code));
+        return std::nullopt;
+    }
+    return q.value.target;
+}
+
+unique_fd connect_emt(const sock_address &to)
+{
+    unique_fd fd(socket(to.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (fd && connect(fd.get(), to.sa(), to.length) != 0)
+        fd.reset();
+    if (fd)
+        set_nonblocking(fd.get(), true);
+    return fd;
+}
+
+void serve_device(const sim_options &o, unique_fd device)
+{
+    server_tls t;
+    setup_server(t, o);
+    t.fd = device.get();
+    set_nonblocking(t.fd, true);
+    mbedtls_ssl_setup(&t.ssl, &t.conf);
+    mbedtls_ssl_set_bio(&t.ssl, &t.fd, tls::bio_send, tls::bio_recv, nullptr);
+    std::string peer = peer_name(t.fd);
+    tls::handshake_result h = tls::run_handshake(&t.ssl, t.fd, now_ms() + STEP_TIMEOUT_MS);
+    if (h.ret != 0 || h.timed_out) {
+        log_warn("device handshake failed", log_fields().add("peer", peer)
+                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(h.ret, mbedtls_ssl_get_verify_result(&t.ssl)))
+                     .add("error", tls::error_text(h.ret)));
+        return;
+    }
+    const mbedtls_x509_crt *client = mbedtls_ssl_get_peer_cert(&t.ssl);
+    std::string fp = client ? tls::fingerprint(client) : "none";
+    const route *r = nullptr;
+    std::string target;
+    if (!t.sni.empty() && o.proxy != "socks5") {
+        r = find_route(o, t.sni, -1);
+        target = t.sni;
+    } else {
+        auto req = socks5_exchange(t);
+        if (!req) {
+            log_warn("bad SOCKS5 exchange from device", log_fields().add("peer", peer));
+            return;
+        }
+        target = req->to_string();
+        r = find_route(o, req->host, req->port);
+        if (!r) {
+            ssl_write_all(t, socks5::encode_reply(socks5::REP_NOT_ALLOWED));
+            mbedtls_ssl_close_notify(&t.ssl);
+            log_warn("target outside the proxy profile: refused", log_fields().add("peer", peer).add("target", target)
+                                                                       .add("rep", "0x02"));
+            return;
+        }
+    }
+    unique_fd emt = connect_emt(r->to);
+    if (!emt) {
+        if (t.sni.empty())
+            ssl_write_all(t, socks5::encode_reply(socks5::REP_CONNECTION_REFUSED));
+        mbedtls_ssl_close_notify(&t.ssl);
+        log_warn("EMT unreachable", log_fields().add("target", target).add("emt", r->to.to_string()));
+        return;
+    }
+    if (t.sni.empty() && !ssl_write_all(t, socks5::encode_reply(socks5::REP_SUCCEEDED, host_port{"0.0.0.0", 0})))
+        return;
+    log_info("channel open", log_fields().add("peer", peer).add("device_cert", fp).add("target", target)
+                                 .add("format", t.sni.empty() ? "socks5" : "sni").add("suite", mbedtls_ssl_get_ciphersuite(&t.ssl))
+                                 .add("group", tls::group_name(h.group)));
+    relay_options opt;
+    opt.idle_timeout_ms = o.idle_timeout_ms;
+    opt.tls_close_is_half_close = true;
+    relay_result rr = relay(emt.get(), &t.ssl, t.fd, opt, "emt", "device");
+    log_info("channel closed", log_fields().add("peer", peer).add("target", target).add("reason", rr.reason)
+                                   .add("bytes_to_emt", rr.tls_to_plain).add("bytes_to_device", rr.plain_to_tls));
+}
+
+void echo(unique_fd conn)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(conn.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = write(conn.get(), buf + done, static_cast<size_t>(n - done));
+            if (w <= 0)
+                return;
+            done += w;
+        }
+    }
+    shutdown(conn.get(), SHUT_WR);
+}
+
+template <typename F> [[noreturn]] void serve_forever(const std::string &listen, F handler)
+{
+    auto addr = parse_sock_address(listen);
+    if (!addr)
+        die("--listen " + listen + ": expected a numeric address:port");
+    unique_fd l = listen_on(*addr, 256);
+    if (!l)
+        die("cannot listen on " + listen + ": " + errno_text(errno));
+    set_nonblocking(l.get(), false);
+    signal(SIGCHLD, SIG_IGN); // children are reaped by the kernel
+    signal(SIGPIPE, SIG_IGN);
+    log_info("listening", log_fields().add("address", local_name(l.get())));
+    for (;;) {
+        int fd = accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EINTR && errno != ECONNABORTED)
+                usleep(100000); // out of fds or similar: do not spin
+            continue;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            l.reset();
+            handler(unique_fd(fd));
+            _exit(0);
+        }
+        close(fd);
+    }
+}
+
+int usage()
+{
+    fprintf(stderr, "usage: clsgw-smgw-sim smgw --listen ADDR --cert FILE --key FILE --trust FILE\n"
+                    "                      [--route NAME:PORT=ADDR]... [--proxy auto|socks5|sni] [--idle-timeout DUR]\n"
+                    "       clsgw-smgw-sim emt-echo --listen ADDR\n");
+    return 2;
+}
+
+route parse_route(const std::string &text)
+{
+    size_t eq = text.find('=');
+    auto from = eq == std::string::npos ? std::nullopt : parse_host_port(text.substr(0, eq));
+    auto to = eq == std::string::npos ? std::nullopt : parse_sock_address(text.substr(eq + 1));
+    if (!from || !to)
+        die("--route " + text + ": expected NAME:PORT=ADDR:PORT");
+    return route{from->host, from->port, *to};
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage();
+    std::string mode = argv[1];
+    sim_options o;
+    for (int i = 2; i < argc; i++) {
+        std::string opt = argv[i];
+        if (i + 1 >= argc)
+            return usage();
+        std::string val = argv[++i];
+        if (opt == "--listen") o.listen = val;
+        else if (opt == "--cert") o.cert = val;
+        else if (opt == "--key") o.key = val;
+        else if (opt == "--trust") o.trust = val;
+        else if (opt == "--route") o.routes.push_back(parse_route(val));
+        else if (opt == "--proxy" && (val == "auto" || val == "socks5" || val == "sni")) o.proxy = val;
+        else if (opt == "--idle-timeout" && parse_duration_ms(val)) o.idle_timeout_ms = *parse_duration_ms(val);
+        else return usage();
+    }
+    if (o.listen.empty())
+        return usage();
+    if (mode == "emt-echo") {
+        log_init("emt-echo", log_level::info);
+        serve_forever(o.listen, [](unique_fd c) { echo(std::move(c)); });
+    }
+    if (mode != "smgw" || o.cert.empty() || o.key.empty() || o.trust.empty())
+        return usage();
+    log_init("clsgw-smgw-sim", log_level::info);
+    { server_tls check; setup_server(check, o); } // fail at start, not per connection
+    serve_forever(o.listen, [&o](unique_fd c) { serve_device(o, std::move(c)); });
+}

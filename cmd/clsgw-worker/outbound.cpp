@@ -1,0 +1,490 @@
+// An outbound (HKS3) channel: app -> [static | SOCKS5 ingress] -> TLS to the SMGW ->
+// [SOCKS5 CONNECT inside TLS | SNI] -> relay.
+#include <mbedtls/net_sockets.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "../../lib/config.hpp"
+#include "../../lib/ipc.hpp"
+#include "../../lib/relay.hpp"
+#include "../../lib/signer_proto.hpp"
+#include "../../lib/socks5.hpp"
+#include "../../lib/tls/remote_pk.h"
+#include "worker.hpp"
+
+namespace clsgw {
+
+namespace {
+
+void set_result(worker_context &ctx, outcome o, std::string reason)
+{
+    ctx.result.result = o;
+    ctx.result.reason = std::move(reason);
+}
+
+enum class io { ok, eof, timeout, error };
+
+// Waits for fd to be readable/writable until the deadline.
+bool wait_fd(int fd, short events, uint64_t deadline_ms)
+{
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline_ms)
+            return false;
+        pollfd p{fd, events, 0};
+        int r = poll(&p, 1, static_cast<int>(std::min<uint64_t>(deadline_ms - now, 60000)));
+        if (r > 0)
+            return true;
+        if (r < 0 && errno != EINTR)
+            return true;
+    }
+}
+
+// Reads what is available into buf (up to max bytes total).
+io read_some(int fd, bytes &buf, size_t max, uint64_t deadline_ms)
+{
+    uint8_t tmp[512];
+    for (;;) {
+        size_t room = std::min(max - buf.size(), sizeof tmp);
+        ssize_t n = recv(fd, tmp, room, 0);
+        if (n > 0) {
+            buf.insert(buf.end(), tmp, tmp + n);
+            return io::ok;
+        }
+        if (n == 0)
+            return io::eof;
+        if (errno != EAGAIN && errno != EINTR)
+            return io::error;
+        if (!wait_fd(fd, POLLIN, deadline_ms))
+            return io::timeout;
+    }
+}
+
+bool write_all(int fd, const bytes &data, uint64_t deadline_ms)
+{
+    size_t done = 0;
+    while (done < data.size()) {
+        ssize_t n = send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+        if (n > 0) {
+            done += static_cast<size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return false;
+        if (!wait_fd(fd, POLLOUT, deadline_ms))
+            return false;
+    }
+    return true;
+}
+
+const char *io_reason(io r, const char *what)
+{
+    static std::string s;
+    s = std::string(what) + (r == io::eof ? "_closed" : r == io::timeout ? "_timeout" : "_error");
+    return s.c_str();
+}
+
+// --- ingress -------------------------------------------------------------------------------
+
+struct ingress_result {
+    bool ok = false;
+    host_port target;
+    bytes early_data; // app bytes that arrived behind its SOCKS5 request
+};
+
+void reply_app(worker_context &ctx, uint8_t rep, const std::optional<host_port> &bound = std::nullopt)
+{
+    if (ctx.job.ingress == ingress_kind::socks5)
+        write_all(CONNECTION_FD, socks5::encode_reply(rep, bound), ctx.handshake_deadline_ms);
+}
+
+ingress_result socks5_ingress(worker_context &ctx)
+{
+    ingress_result out;
+    bytes buf;
+    socks5::parsed<socks5::greeting> g;
+    for (;;) {
+        g = socks5::parse_greeting(buf.data(), buf.size());
+        if (g.st != socks5::status::need_more)
+            break;
+        io r = read_some(CONNECTION_FD, buf, socks5::MAX_GREETING, ctx.handshake_deadline_ms);
+        if (r != io::ok) {
+            set_result(ctx, outcome::failed, r == io::timeout ? "handshake_timeout" : io_reason(r, "app"));
+            return out;
+        }
+    }
+    if (g.st == socks5::status::invalid) {
+        set_result(ctx, outcome::failed, "socks5_bad_greeting");
+        log_info("app sent a bad SOCKS5 greeting", log_fields().add("error", g.error));
+        return out;
+    }
+    if (!g.value.offers_no_auth) {
+        write_all(CONNECTION_FD, socks5::encode_method_choice(socks5::METHOD_NONE_ACCEPTABLE), ctx.handshake_deadline_ms);
+        set_result(ctx, outcome::refused, "socks5_no_acceptable_method");
+        return out;
+    }
+    write_all(CONNECTION_FD, socks5::encode_method_choice(socks5::METHOD_NO_AUTH), ctx.handshake_deadline_ms);
+    buf.erase(buf.begin(), buf.begin() + static_cast<long>(g.consumed));
+    socks5::parsed<socks5::request> q;
+    for (;;) {
+        q = socks5::parse_request(buf.data(), buf.size());
+        if (q.st != socks5::status::need_more)
+            break;
+        io r = read_some(CONNECTION_FD, buf, socks5::MAX_REQUEST + 4096, ctx.handshake_deadline_ms);
+        if (r != io::ok) {
+            set_result(ctx, outcome::failed, r == io::timeout ? "handshake_timeout" : io_reason(r, "app"));
+            return out;
+        }
+    }
+    if (q.st == socks5::status::invalid) {
+        reply_app(ctx, q.reply_code);
+        set_result(ctx, outcome::failed, "socks5_bad_request");
+        log_info("app sent a bad SOCKS5 request", log_fields().add("error", q.error));
+        return out;
+    }
+    out.ok = true;
+    out.target = q.value.target;
+    out.early_data.assign(buf.begin() + static_cast<long>(q.consumed), buf.end());
+    return out;
+}
+
+bool allowed(const worker_context &ctx, const host_port &target)
+{
+    for (const auto &rule : ctx.job.allow)
+        if (allow_rule_matches(rule, target))
+            return true;
+    return false;
+}
+
+// --- upstream ------------------------------------------------------------------------------
+
+// Asks the master for the connected SMGW socket; the master alone decides where it goes.
+unique_fd request_upstream(worker_context &ctx, std::string &failure)
+{
+    if (!ipc_send(CONTROL_FD, msg_type::upstream_request, {})) {
+        failure = "master_unreachable";
+        return unique_fd();
+    }
+    for (;;) {
+        if (!wait_fd(CONTROL_FD, POLLIN, ctx.handshake_deadline_ms)) {
+            failure = "handshake_timeout";
+            return unique_fd();
+        }
+        ipc_recv_result r = ipc_recv(CONTROL_FD, true);
+        if (r.status == ipc_status::would_block)
+            continue;
+        if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_ready && r.message.fd)
+            return std::move(r.message.fd);
+        if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_failed) {
+            std::string why(r.message.payload.begin(), r.message.payload.end());
+            failure = why.empty() || why.size() > 64 ? "smgw_unreachable" : why;
+            return unique_fd();
+        }
+        failure = "master_protocol_error";
+        return unique_fd();
+    }
+}
+
+uint8_t app_code_for_upstream_failure(const std::string &failure)
+{
+    if (failure == "smgw_connection_refused")
+        return socks5::REP_CONNECTION_REFUSED;
+    if (failure == "smgw_network_unreachable")
+        return socks5::REP_NETWORK_UNREACHABLE;
+    return socks5::REP_HOST_UNREACHABLE;
+}
+
+// --- TLS -----------------------------------------------------------------------------------
+
+class tls_client {
+public:
+    tls_client()
+    {
+        mbedtls_ssl_config_init(&conf);
+        mbedtls_ssl_init(&ssl);
+        mbedtls_pk_init(&remote_key);
+    }
+    ~tls_client()
+    {
+        mbedtls_ssl_free(&ssl);
+        mbedtls_ssl_config_free(&conf);
+        mbedtls_pk_free(&remote_key);
+    }
+    mbedtls_ssl_config conf;
+    mbedtls_ssl_context ssl;
+    mbedtls_pk_context remote_key;
+    tls::trust_check check;
+    int fd = -1;
+};
+
+int remote_sign(void *arg, mbedtls_md_type_t md, const unsigned char *hash, size_t hash_len, unsigned char *sig,
+                size_t sig_size, size_t *sig_len)
+{
+    return sign_with_signer(arg, static_cast<int>(md), hash, hash_len, sig, sig_size, sig_len);
+}
+
+int setup_tls(worker_context &ctx, tls_client &t, const host_port &target)
+{
+    int ret = mbedtls_ssl_config_defaults(&t.conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                          MBEDTLS_SSL_PRESET_DEFAULT);
+    if (ret != 0)
+        return ret;
+    tls::apply_han_profile(&t.conf);
+    mbedtls_ssl_conf_rng(&t.conf, tls::rng::random, &ctx.rng);
+    mbedtls_ssl_conf_ca_chain(&t.conf, ctx.trust.get(), nullptr);
+    t.check.anchors = ctx.trust.get();
+    mbedtls_ssl_conf_verify(&t.conf, tls::trust_check::verify, &t.check);
+    ret = clsgw_remote_pk_setup(&t.remote_key, &ctx.own_chain.get()->pk, remote_sign, &ctx);
+    if (ret == 0)
+        ret = mbedtls_ssl_conf_own_cert(&t.conf, ctx.own_chain.get(), &t.remote_key);
+    if (ret == 0)
+        ret = mbedtls_ssl_setup(&t.ssl, &t.conf);
+    // With proxy = sni the EMT's name rides in server_name; the SMGW is still verified by trust.
+    if (ret == 0 && ctx.job.proxy == proxy_kind::sni)
+        ret = mbedtls_ssl_set_hostname(&t.ssl, target.host.c_str());
+    mbedtls_ssl_set_bio(&t.ssl, &t.fd, tls::bio_send, tls::bio_recv, nullptr);
+    return ret;
+}
+
+bool tls_handshake(worker_context &ctx, tls_client &t)
+{
+    uint64_t begin = now_ms();
+    tls::handshake_result h = tls::run_handshake(&t.ssl, t.fd, ctx.handshake_deadline_ms);
+    ctx.result.handshake_ms = now_ms() - begin;
+    if (h.timed_out) {
+        set_result(ctx, outcome::failed, "handshake_timeout");
+        return false;
+    }
+    if (h.ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && t.ssl.in_msg &&
+        t.ssl.in_msg[1] == MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME) {
+        // With proxy = sni this is how the SMGW says the target is outside its proxy profile.
+        set_result(ctx, outcome::refused, "smgw_refused_unrecognized_name");
+        return false;
+    }
+    if (h.ret != 0) {
+        uint32_t flags = mbedtls_ssl_get_verify_result(&t.ssl);
+        set_result(ctx, outcome::failed, tls::handshake_reason(h.ret, flags));
+        log_info("TLS handshake with the SMGW failed",
+                 log_fields().add("reason", ctx.result.reason).add("error", tls::error_text(h.ret)));
+        return false;
+    }
+    ctx.result.tls_version = mbedtls_ssl_get_version(&t.ssl);
+    ctx.result.cipher_suite = mbedtls_ssl_get_ciphersuite(&t.ssl);
+    ctx.result.group = tls::group_name(h.group);
+    if (const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t.ssl))
+        ctx.result.peer_fingerprint = tls::fingerprint(peer);
+    return true;
+}
+
+// Reads exactly n bytes of TLS payload, or fewer when the SMGW closes.
+io tls_read_exact(tls_client &t, uint8_t *out, size_t n, size_t &got, uint64_t deadline_ms)
+{
+    while (got < n) {
+        int r = mbedtls_ssl_read(&t.ssl, out + got, n - got);
+        if (r > 0) {
+            got += static_cast<size_t>(r);
+            continue;
+        }
+        if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+            if (!tls::wait_io(t.fd, r, deadline_ms))
+                return io::timeout;
+            continue;
+        }
+        return (r == 0 || r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || r == MBEDTLS_ERR_SSL_CONN_EOF) ? io::eof
+                                                                                                   : io::error;
+    }
+    return io::ok;
+}
+
+bool tls_write_all(tls_client &t, const uint8_t *data, size_t len, uint64_t deadline_ms)
+{
+    size_t done = 0;
+    while (done < len) {
+        int r = mbedtls_ssl_write(&t.ssl, data + done, len - done);
+        if (r > 0) {
+            done += static_cast<size_t>(r);
+            continue;
+        }
+        if (r != MBEDTLS_ERR_SSL_WANT_WRITE && r != MBEDTLS_ERR_SSL_WANT_READ)
+            return false;
+        if (!tls::wait_io(t.fd, r, deadline_ms))
+            return false;
+    }
+    return true;
+}
+
+// SOCKS5 CONNECT inside the TLS session; the SMGW's reply code is returned through rep.
+bool proxy_socks5(worker_context &ctx, tls_client &t, const host_port &target, uint8_t &rep,
+                  std::optional<host_port> &bound)
+{
+    bytes hello = socks5::encode_greeting();
+    uint8_t buf[socks5::MAX_REQUEST];
+    size_t got = 0;
+    if (!tls_write_all(t, hello.data(), hello.size(), ctx.handshake_deadline_ms)) {
+        set_result(ctx, outcome::failed, "smgw_tls_error");
+        return false;
+    }
+    io r = tls_read_exact(t, buf, 2, got, ctx.handshake_deadline_ms);
+    auto m = socks5::parse_method_choice(buf, got);
+    if (r != io::ok || m.st != socks5::status::ok) {
+        set_result(ctx, outcome::failed, r == io::timeout ? "handshake_timeout" : "smgw_socks5_error");
+        log_info("SMGW did not accept the SOCKS5 greeting", log_fields().add("error", r == io::ok ? m.error : "closed"));
+        return false;
+    }
+    bytes request = socks5::encode_request(target);
+    got = 0;
+    if (!tls_write_all(t, request.data(), request.size(), ctx.handshake_deadline_ms)) {
+        set_result(ctx, outcome::failed, "smgw_tls_error");
+        return false;
+    }
+    // Read the fixed part, then exactly the rest, so payload behind the reply stays buffered.
+    r = tls_read_exact(t, buf, 5, got, ctx.handshake_deadline_ms);
+    size_t total = socks5::reply_length(buf, got);
+    if (r == io::ok && total != SIZE_MAX && total > got && total <= sizeof buf)
+        r = tls_read_exact(t, buf, total, got, ctx.handshake_deadline_ms);
+    if (got >= 2 && buf[0] == socks5::VERSION && buf[1] != socks5::REP_SUCCEEDED) {
+        rep = buf[1]; // a failure reply counts even when its address part is cut or zeroed
+        return true;
+    }
+    auto reply = socks5::parse_reply(buf, got);
+    if (r != io::ok || reply.st != socks5::status::ok) {
+        set_result(ctx, outcome::failed, r == io::timeout ? "handshake_timeout" : "smgw_socks5_error");
+        log_info("bad SOCKS5 reply from the SMGW", log_fields().add("error", r == io::ok ? reply.error : "closed"));
+        return false;
+    }
+    rep = reply.value.rep;
+    bound = reply.value.bound;
+    return true;
+}
+
+} // namespace
+
+int sign_with_signer(void *arg, int md_alg, const unsigned char *hash, size_t hash_len, unsigned char *sig,
+                     size_t sig_size, size_t *sig_len)
+{
+    auto &ctx = *static_cast<worker_context *>(arg);
+    signer::request req;
+    req.seq = ++ctx.sign_seq;
+    switch (md_alg) {
+    case MBEDTLS_MD_SHA256: req.digest_alg = static_cast<uint8_t>(signer::digest::sha256); break;
+    case MBEDTLS_MD_SHA384: req.digest_alg = static_cast<uint8_t>(signer::digest::sha384); break;
+    case MBEDTLS_MD_SHA512: req.digest_alg = static_cast<uint8_t>(signer::digest::sha512); break;
+    default: return -1;
+    }
+    if (hash_len > signer::MAX_HASH_LEN)
+        return -1;
+    req.hash_len = static_cast<uint8_t>(hash_len);
+    memcpy(req.key_id, ctx.key_id, sizeof req.key_id);
+    memcpy(req.hash, hash, hash_len);
+    if (!ipc_send(SIGNER_FD, msg_type::sign_request, signer::encode_request(req))) {
+        log_warn("signer unreachable", log_fields().add("error", errno_text(errno)));
+        return -1;
+    }
+    uint64_t deadline = now_ms() + ctx.job.signer_timeout_ms;
+    for (;;) {
+        if (!wait_fd(SIGNER_FD, POLLIN, deadline)) {
+            log_warn("signer did not answer in time", log_fields().add("timeout", "signer_timeout"));
+            return -1;
+        }
+        ipc_recv_result r = ipc_recv(SIGNER_FD, false);
+        if (r.status == ipc_status::would_block)
+            continue;
+        if (r.status != ipc_status::ok || r.message.type != msg_type::sign_answer) {
+            log_warn("signer session failed", log_fields().add("error", r.error));
+            return -1;
+        }
+        auto a = signer::decode_answer(r.message.payload);
+        if (!a)
+            return -1;
+        if (a->seq != req.seq)
+            continue; // a late answer to an earlier request: dropped
+        if (a->st != signer::status::ok || a->signature.size() > sig_size) {
+            log_warn("signer refused", log_fields().add("result", signer::status_name(a->st)));
+            return -1;
+        }
+        memcpy(sig, a->signature.data(), a->signature.size());
+        *sig_len = a->signature.size();
+        return 0;
+    }
+}
+
+void run_outbound(worker_context &ctx)
+{
+    ingress_result in;
+    if (ctx.job.ingress == ingress_kind::socks5) {
+        in = socks5_ingress(ctx);
+        if (!in.ok)
+            return;
+    } else {
+        in.ok = true;
+        in.target = *ctx.job.target;
+    }
+    ctx.result.target = in.target.to_string();
+#ifdef CLSGW_TEST_HOOKS
+    test_hook_forbidden_call(in.target.host);
+#endif
+    if (ctx.job.ingress == ingress_kind::socks5 && !allowed(ctx, in.target)) {
+        reply_app(ctx, socks5::REP_NOT_ALLOWED);
+        set_result(ctx, outcome::refused, "target_not_allowed");
+        return;
+    }
+    std::string failure;
+    unique_fd upstream = request_upstream(ctx, failure);
+    if (!upstream) {
+        reply_app(ctx, app_code_for_upstream_failure(failure));
+        set_result(ctx, outcome::failed, failure);
+        return;
+    }
+    tls_client t;
+    t.fd = upstream.get();
+    int ret = setup_tls(ctx, t, in.target);
+    if (ret != 0) {
+        reply_app(ctx, socks5::REP_GENERAL_FAILURE);
+        set_result(ctx, outcome::failed, "tls_setup_failed");
+        log_error("TLS setup failed", log_fields().add("error", tls::error_text(ret)));
+        return;
+    }
+    if (!tls_handshake(ctx, t)) {
+        reply_app(ctx, ctx.result.result == outcome::refused ? socks5::REP_NOT_ALLOWED : socks5::REP_GENERAL_FAILURE);
+        return;
+    }
+    std::optional<host_port> bound;
+    if (ctx.job.proxy == proxy_kind::socks5) {
+        uint8_t rep = socks5::REP_GENERAL_FAILURE;
+        if (!proxy_socks5(ctx, t, in.target, rep, bound)) {
+            reply_app(ctx, socks5::REP_GENERAL_FAILURE);
+            return;
+        }
+        if (rep != socks5::REP_SUCCEEDED) {
+            reply_app(ctx, socks5::app_reply_code(rep));
+            set_result(ctx, outcome::refused, std::string("smgw_refused_") + socks5::reply_name(rep));
+            mbedtls_ssl_close_notify(&t.ssl);
+            return;
+        }
+    }
+    reply_app(ctx, socks5::REP_SUCCEEDED, bound);
+    ipc_send(CONTROL_FD, msg_type::established, {});
+    if (!in.early_data.empty()) {
+        if (!tls_write_all(t, in.early_data.data(), in.early_data.size(), now_ms() + ctx.job.idle_timeout_ms)) {
+            set_result(ctx, outcome::failed, "smgw_tls_error");
+            return;
+        }
+        ctx.result.bytes_up += in.early_data.size();
+    }
+    relay_options opt;
+    opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
+    opt.close_timeout_ms = ctx.job.close_timeout_ms;
+    opt.lifetime_deadline_ms = ctx.started_ms + ctx.job.max_session_lifetime_ms;
+    relay_result rr = relay(CONNECTION_FD, &t.ssl, t.fd, opt, "app", "smgw");
+    ctx.result.bytes_up += rr.plain_to_tls;
+    ctx.result.bytes_down += rr.tls_to_plain;
+    set_result(ctx, rr.clean ? outcome::ok : outcome::failed, rr.reason);
+    if (rr.reason == "max_session_lifetime" || rr.reason == "idle_timeout" || rr.reason == "close_timeout")
+        mbedtls_ssl_close_notify(&t.ssl);
+}
+
+} // namespace clsgw

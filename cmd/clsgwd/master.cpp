@@ -1,0 +1,612 @@
+#include "master.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "../../lib/activation.hpp"
+#include "../../lib/log.hpp"
+#include "../../lib/net.hpp"
+#include "../../lib/util.hpp"
+
+namespace clsgw {
+
+namespace {
+
+constexpr int LISTEN_BACKLOG = 128;
+constexpr uint64_t HANDSHAKE_GRACE_MS = 1000; // the worker reports its own timeout first
+constexpr uint64_t LIMIT_LOG_INTERVAL_MS = 10000;
+constexpr uint64_t SIGNER_BACKOFF_MAX_MS = 60000;
+constexpr unsigned WORKER_LOG_LINES_MAX = 200;
+
+// Places the given fds at 3, 4, 5 (and /dev/null on 0-2) and execs; never returns.
+[[noreturn]] void exec_child(const std::string &path, const std::vector<int> &fds, std::vector<std::string> args,
+                             bool keep_stderr)
+{
+    std::vector<int> high;
+    for (int fd : fds)
+        high.push_back(fcntl(fd, F_DUPFD_CLOEXEC, 16));
+    for (size_t i = 0; i < high.size(); i++)
+        if (high[i] < 0 || dup2(high[i], 3 + static_cast<int>(i)) < 0)
+            _exit(126);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        if (!keep_stderr)
+            dup2(null, 2);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char *> argv;
+    for (auto &a : args)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+    char *envp[] = {nullptr};
+    execve(path.c_str(), argv.data(), envp);
+    _exit(127);
+}
+
+std::string signal_name(int sig)
+{
+    const char *abbrev = sigabbrev_np(sig);
+    return abbrev ? std::string("SIG") + abbrev : std::to_string(sig);
+}
+
+std::string upstream_errno_reason(int err)
+{
+    switch (err) {
+    case ECONNREFUSED: return "smgw_connection_refused";
+    case ENETUNREACH:
+    case EHOSTUNREACH: return "smgw_network_unreachable";
+    case ETIMEDOUT: return "smgw_connect_timeout";
+    }
+    return "smgw_unreachable";
+}
+
+// Worker log text is untrusted: no control bytes reach the log.
+std::string sanitize(const uint8_t *data, size_t len)
+{
+    std::string out(reinterpret_cast<const char *>(data), len);
+    for (auto &c : out)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            c = '?';
+    return out;
+}
+
+} // namespace
+
+master::master(config cfg, master_paths paths, std::string certificate_pem, std::string trust_pem, long worker_uid,
+               long worker_gid)
+    : cfg_(std::move(cfg)), paths_(std::move(paths)), certificate_pem_(std::move(certificate_pem)),
+      trust_pem_(std::move(trust_pem)), worker_uid_(worker_uid), worker_gid_(worker_gid)
+{
+}
+
+bool master::open_listeners(std::string &error)
+{
+    auto activated = take_activated_sockets(error);
+    if (!error.empty())
+        return false;
+    for (auto &s : activated) {
+        if (!cfg_.find_channel(s.name)) {
+            error = "systemd passed a socket named '" + s.name + "' but no [channel:" + s.name +
+                    "] exists (FileDescriptorName= must be a channel name)";
+            return false;
+        }
+        for (const auto &l : listeners_)
+            if (l.channel == s.name) {
+                error = "systemd passed two sockets named '" + s.name + "'";
+                return false;
+            }
+        listeners_.push_back({s.name, std::move(s.fd)});
+    }
+    for (const auto &ch : cfg_.channels) {
+        bool have = std::any_of(listeners_.begin(), listeners_.end(), [&](const listener &l) { return l.channel == ch.name; });
+        if (have)
+            continue;
+        if (!ch.listen) {
+            error = "channel '" + ch.name + "' has no listen address and systemd passed no socket named '" + ch.name + "'";
+            return false;
+        }
+        unique_fd fd = listen_on(*ch.listen, LISTEN_BACKLOG);
+        if (!fd) {
+            error = "channel '" + ch.name + "': cannot listen on " + ch.listen_text + ": " + errno_text(errno);
+            return false;
+        }
+        listeners_.push_back({ch.name, std::move(fd)});
+    }
+    return true;
+}
+
+void master::setup_signals()
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1})
+        sigaddset(&set, s);
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    signals_.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signals_)
+        fatal("signalfd failed", log_fields().add("error", errno_text(errno)));
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void master::start_signer()
+{
+    unique_fd mine, theirs;
+    if (!ipc_socketpair(mine, theirs)) {
+        log_error("cannot create the signer control socket", log_fields().add("error", errno_text(errno)));
+        signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("cannot fork the signer", log_fields().add("error", errno_text(errno)));
+        signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
+        return;
+    }
+    if (pid == 0)
+        exec_child(paths_.signer, {theirs.get()},
+                   {"clsgw-signer", "--key", cfg_.key.path, "--certificate", cfg_.certificate.path, "--audit-log",
+                    cfg_.audit_log.path, "--max-sessions", std::to_string(cfg_.max_channels + 16), "--log-level",
+                    log_level_name(cfg_.level)},
+                   true);
+    signer_.pid = pid;
+    signer_.control = std::move(mine);
+    signer_.ready = false;
+    signer_.started_ms = now_ms();
+    signer_.restart_at_ms = 0;
+    log_debug("signer started", log_fields().add("pid", static_cast<int64_t>(pid)));
+}
+
+void master::on_signer_message()
+{
+    ipc_recv_result r = ipc_recv(signer_.control.get(), false);
+    if (r.status == ipc_status::would_block)
+        return;
+    if (r.status == ipc_status::ok && r.message.type == msg_type::signer_ready && !signer_.ready) {
+        tlv_reader t;
+        std::string err;
+        auto id = t.parse(r.message.payload, err) ? t.raw(1, 32) : std::nullopt;
+        signer_.key_id = id ? hex(*id) : "?";
+        signer_.ready = signer_.ever_ready = true;
+        log_info("signer ready", log_fields().add("pid", static_cast<int64_t>(signer_.pid)).add("key", signer_.key_id));
+        return;
+    }
+    if (r.status == ipc_status::closed) {
+        signer_.control.reset(); // the exit status arrives through SIGCHLD
+        signer_.ready = false;
+        return;
+    }
+    log_error("unexpected message from the signer", log_fields().add("error", r.error));
+}
+
+void master::signer_exited(int status)
+{
+    signer_.pid = -1;
+    signer_.control.reset();
+    bool was_ready = signer_.ever_ready;
+    signer_.ready = false;
+    std::string how = WIFSIGNALED(status) ? "signal=" + signal_name(WTERMSIG(status))
+                                          : "exit=" + std::to_string(WEXITSTATUS(status));
+    if (!was_ready && !stopping_)
+        fatal("the signer failed to start (its message is above)", log_fields().add("status", how));
+    if (stopping_)
+        return;
+    // Back off while it keeps dying; a signer that lived a minute starts from 1s again.
+    if (now_ms() - signer_.started_ms > SIGNER_BACKOFF_MAX_MS)
+        signer_.backoff_ms = 1000;
+    log_error("signer exited; restarting", log_fields().add("status", how).add("in_ms", signer_.backoff_ms));
+    signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
+    signer_.backoff_ms = std::min(signer_.backoff_ms * 2, SIGNER_BACKOFF_MAX_MS);
+}
+
+bool master::accepting() const
+{
+    return !stopping_ && signer_.ready && channels_.size() < cfg_.max_channels && now_ms() >= accept_paused_until_ms_;
+}
+
+void master::accept_on(listener &l)
+{
+    const channel_config *cc = cfg_.find_channel(l.channel);
+    while (accepting()) {
+        sock_address peer;
+        peer.length = sizeof peer.storage;
+        int fd = accept4(l.fd.get(), reinterpret_cast<sockaddr *>(&peer.storage), &peer.length,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                accept_paused_until_ms_ = now_ms() + 1000;
+                log_warn("out of file descriptors or memory; pausing accept for 1s",
+                         log_fields().add("error", errno_text(errno)));
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                log_warn("accept failed", log_fields().add("channel", l.channel).add("error", errno_text(errno)));
+            }
+            return;
+        }
+        spawn_worker(*cc, unique_fd(fd), peer.to_string());
+    }
+    if (channels_.size() >= cfg_.max_channels) {
+        limit_hits_++;
+        uint64_t now = now_ms();
+        if (now - limit_logged_ms_ >= LIMIT_LOG_INTERVAL_MS) {
+            log_warn("max_channels reached; new connections wait in the listen backlog",
+                     log_fields().add("max_channels", cfg_.max_channels).add("times", limit_hits_));
+            limit_logged_ms_ = now;
+            limit_hits_ = 0;
+        }
+    }
+}
+
+worker_job master::make_job(const channel &ch) const
+{
+    worker_job job;
+    job.channel_id = ch.id;
+    job.channel_name = ch.cfg.name;
+    job.peer = ch.peer;
+    job.ingress = ch.cfg.ingress;
+    job.proxy = ch.cfg.proxy;
+    job.target = ch.cfg.target;
+    job.allow = ch.cfg.allow;
+    job.handshake_timeout_ms = cfg_.handshake_timeout_ms;
+    job.idle_timeout_ms = cfg_.idle_timeout_ms;
+    job.close_timeout_ms = cfg_.close_timeout_ms;
+    job.signer_timeout_ms = cfg_.signer_timeout_ms;
+    job.max_session_lifetime_ms = cfg_.max_session_lifetime_ms;
+    job.certificate_pem = certificate_pem_;
+    job.trust_pem = trust_pem_;
+    job.level = log_threshold();
+    job.uid = worker_uid_;
+    job.gid = worker_gid_;
+    return job;
+}
+
+void master::spawn_worker(const channel_config &cc, unique_fd connection, const std::string &peer)
+{
+    channel ch;
+    ch.id = ++next_id_;
+    ch.cfg = cc;
+    ch.peer = peer;
+    ch.started_ms = now_ms();
+    ch.handshake_deadline_ms = ch.started_ms + cfg_.handshake_timeout_ms + HANDSHAKE_GRACE_MS;
+    unique_fd signer_end, worker_signer_end, worker_control;
+    if (!ipc_socketpair(signer_end, worker_signer_end) || !ipc_socketpair(ch.control, worker_control)) {
+        log_error("cannot create channel sockets", log_fields().add("error", errno_text(errno)));
+        return;
+    }
+    tlv_writer session;
+    session.add_u64(1, ch.id).add(2, cc.name).add(3, peer);
+    if (!ipc_send(signer_.control.get(), msg_type::session_open, session.data(), signer_end.get())) {
+        log_error("cannot open a signer session", log_fields().add("error", errno_text(errno)));
+        return;
+    }
+    signer_end.reset();
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("cannot fork a worker", log_fields().add("error", errno_text(errno)));
+        return;
+    }
+    if (pid == 0)
+        exec_child(paths_.worker, {worker_control.get(), connection.get(), worker_signer_end.get()}, {"clsgw-worker"},
+                   false);
+    ch.pid = pid;
+    if (!ipc_send(ch.control.get(), msg_type::job, encode_job(make_job(ch))))
+        log_error("cannot send the job to the worker", log_fields().add("channel", ch.id).add("error", errno_text(errno)));
+    log_debug("channel accepted", log_fields().add("id", ch.id).add("name", cc.name).add("peer", peer)
+                                      .add("pid", static_cast<int64_t>(pid)));
+    pid_to_channel_[pid] = ch.id;
+    channels_.emplace(ch.id, std::move(ch));
+}
+
+void master::kill_worker(channel &ch, const std::string &reason)
+{
+    if (ch.kill_reason.empty())
+        ch.kill_reason = reason;
+    kill(ch.pid, SIGKILL);
+}
+
+void master::on_worker_message(channel &ch)
+{
+    ipc_recv_result r = ipc_recv(ch.control.get(), false);
+    if (r.status == ipc_status::would_block)
+        return;
+    if (r.status == ipc_status::closed) {
+        ch.control.reset();
+        return;
+    }
+    if (r.status != ipc_status::ok)
+        return kill_worker(ch, "worker_protocol_violation");
+    const bytes &p = r.message.payload;
+    switch (r.message.type) {
+    case msg_type::log: {
+        if (p.empty() || !parse_log_level(log_level_name(static_cast<log_level>(p[0]))) ||
+            (p[0] != 3 && p[0] != 4 && p[0] != 6 && p[0] != 7 && p[0] != 8) || p.size() > 1025)
+            return kill_worker(ch, "worker_protocol_violation");
+        if (++ch.log_lines > WORKER_LOG_LINES_MAX)
+            return;
+        std::string text = sanitize(p.data() + 1, p.size() - 1);
+        log_raw(static_cast<log_level>(p[0]), text + " " + log_fields().add("channel", ch.id).add("name", ch.cfg.name).str());
+        return;
+    }
+    case msg_type::upstream_request:
+        if (ch.upstream_requested || !p.empty())
+            return kill_worker(ch, "worker_protocol_violation");
+        ch.upstream_requested = true;
+        return start_upstream(ch);
+    case msg_type::established:
+        if (!p.empty() || !ch.upstream_requested)
+            return kill_worker(ch, "worker_protocol_violation");
+        ch.established = true;
+        return;
+    case msg_type::result: {
+        std::string err;
+        auto res = decode_result(p, err);
+        if (!res || ch.result)
+            return kill_worker(ch, "worker_protocol_violation");
+        ch.result = std::move(res);
+        return;
+    }
+    default:
+        return kill_worker(ch, "worker_protocol_violation");
+    }
+}
+
+void master::start_upstream(channel &ch)
+{
+    int err = 0;
+    ch.connecting = connect_start(*cfg_.smgw_address, &err);
+    if (!ch.connecting)
+        return fail_upstream(ch, upstream_errno_reason(err));
+    ch.connect_deadline_ms = now_ms() + cfg_.connect_timeout_ms;
+}
+
+void master::fail_upstream(channel &ch, const std::string &reason)
+{
+    ch.connecting.reset();
+    bytes why(reason.begin(), reason.end());
+    ipc_send(ch.control.get(), msg_type::upstream_failed, why);
+}
+
+void master::finish_upstream(channel &ch)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(ch.connecting.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err != 0)
+        return fail_upstream(ch, upstream_errno_reason(err));
+    // A silently dead SMGW is noticed within about 2 minutes (60s idle + 6 probes of 10s).
+    set_keepalive(ch.connecting.get(), 60, 10, 6);
+    if (!ipc_send(ch.control.get(), msg_type::upstream_ready, {}, ch.connecting.get()))
+        log_warn("cannot pass the upstream socket", log_fields().add("channel", ch.id).add("error", errno_text(errno)));
+    ch.connecting.reset();
+}
+
+void master::log_summary(const channel &ch, int status)
+{
+    log_fields f;
+    f.add("id", ch.id).add("name", ch.cfg.name).add("direction", direction_name(ch.cfg.direction)).add("peer", ch.peer);
+    uint64_t duration = now_ms() - ch.started_ms;
+    if (WIFSIGNALED(status) && ch.kill_reason.empty()) {
+        int sig = WTERMSIG(status);
+        f.add("signal", signal_name(sig)).add("duration_ms", duration);
+        if (sig == SIGSYS)
+            log_error("channel failed: worker killed by the sandbox (sandbox violation)", f);
+        else
+            log_error("channel failed: worker died", f);
+        return;
+    }
+    if (!ch.result) {
+        f.add("outcome", "failed").add("reason", ch.kill_reason.empty() ? "worker_exited_without_result" : ch.kill_reason);
+        if (WIFEXITED(status))
+            f.add("exit", WEXITSTATUS(status));
+        f.add("duration_ms", duration);
+        log_warn("channel closed", f);
+        return;
+    }
+    const worker_result &r = *ch.result;
+    f.add("outcome", outcome_name(r.result)).add("reason", ch.kill_reason.empty() ? r.reason : ch.kill_reason);
+    if (!r.target.empty())
+        f.add("target", r.target);
+    f.add("proxy", proxy_name(ch.cfg.proxy)).add("bytes_up", r.bytes_up).add("bytes_down", r.bytes_down);
+    if (!r.tls_version.empty())
+        f.add("tls", r.tls_version).add("suite", r.cipher_suite).add("group", r.group).add("smgw_cert", r.peer_fingerprint)
+            .add("handshake_ms", r.handshake_ms);
+    f.add("duration_ms", r.duration_ms).add("exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    if (r.result == outcome::ok)
+        log_info("channel closed", f);
+    else
+        log_warn("channel closed", f);
+}
+
+void master::on_worker_exit(channel &ch, int status)
+{
+    // Drain what the worker sent before it exited (its result may still be queued).
+    while (ch.control) {
+        pollfd p{ch.control.get(), POLLIN, 0};
+        if (poll(&p, 1, 0) != 1)
+            break;
+        on_worker_message(ch);
+    }
+    log_summary(ch, status);
+}
+
+void master::reap()
+{
+    for (;;) {
+        int status = 0;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0)
+            return;
+        if (pid == signer_.pid) {
+            signer_exited(status);
+            continue;
+        }
+        auto it = pid_to_channel_.find(pid);
+        if (it == pid_to_channel_.end())
+            continue;
+        auto ch = channels_.find(it->second);
+        pid_to_channel_.erase(it);
+        if (ch == channels_.end())
+            continue;
+        on_worker_exit(ch->second, status);
+        channels_.erase(ch);
+    }
+}
+
+void master::begin_stop(const char *why)
+{
+    if (stopping_)
+        return;
+    stopping_ = true;
+    stop_deadline_ms_ = now_ms() + cfg_.shutdown_timeout_ms;
+    listeners_.clear();
+    sd_notify_state("STOPPING=1");
+    log_info("stopping: no new channels", log_fields().add("signal", why).add("open_channels", channels_.size())
+                                              .add("shutdown_timeout", format_duration_ms(cfg_.shutdown_timeout_ms)));
+}
+
+void master::on_signal()
+{
+    signalfd_siginfo info;
+    while (read(signals_.get(), &info, sizeof info) == sizeof info) {
+        switch (info.ssi_signo) {
+        case SIGCHLD: reap(); break;
+        case SIGTERM: begin_stop("SIGTERM"); break;
+        case SIGINT: begin_stop("SIGINT"); break;
+        case SIGHUP: log_warn("SIGHUP: configuration reload is not supported by this version; restart clsgwd"); break;
+        case SIGUSR1: break; // log reopen: clsgwd logs to stderr only in this version
+        }
+    }
+}
+
+void master::check_deadlines()
+{
+    uint64_t now = now_ms();
+    for (auto &[id, ch] : channels_) {
+        if (!ch.established && ch.kill_reason.empty() && now >= ch.handshake_deadline_ms)
+            kill_worker(ch, "handshake_timeout");
+        if (ch.connecting && now >= ch.connect_deadline_ms)
+            fail_upstream(ch, "smgw_connect_timeout");
+    }
+    if (stopping_ && now >= stop_deadline_ms_)
+        for (auto &[id, ch] : channels_)
+            kill_worker(ch, "shutdown_timeout");
+    if (!stopping_ && signer_.pid < 0 && signer_.restart_at_ms && now >= signer_.restart_at_ms)
+        start_signer();
+}
+
+int master::poll_timeout() const
+{
+    uint64_t now = now_ms(), next = now + 60000;
+    for (const auto &[id, ch] : channels_) {
+        if (!ch.established && ch.kill_reason.empty())
+            next = std::min(next, ch.handshake_deadline_ms);
+        if (ch.connecting)
+            next = std::min(next, ch.connect_deadline_ms);
+    }
+    if (stopping_)
+        next = std::min(next, stop_deadline_ms_);
+    if (signer_.restart_at_ms)
+        next = std::min(next, signer_.restart_at_ms);
+    if (accept_paused_until_ms_ > now)
+        next = std::min(next, accept_paused_until_ms_);
+    return next <= now ? 0 : static_cast<int>(next - now);
+}
+
+int master::run()
+{
+    setup_signals();
+    start_signer();
+    enum kind { SIGNALS, SIGNER, LISTENER, WORKER, UPSTREAM };
+    struct slot {
+        kind k;
+        uint64_t id;
+    };
+    std::vector<pollfd> fds;
+    std::vector<slot> slots;
+    while (!(stopping_ && channels_.empty())) {
+        fds.clear();
+        slots.clear();
+        fds.push_back({signals_.get(), POLLIN, 0});
+        slots.push_back({SIGNALS, 0});
+        if (signer_.control) {
+            fds.push_back({signer_.control.get(), POLLIN, 0});
+            slots.push_back({SIGNER, 0});
+        }
+        if (accepting())
+            for (size_t i = 0; i < listeners_.size(); i++) {
+                fds.push_back({listeners_[i].fd.get(), POLLIN, 0});
+                slots.push_back({LISTENER, i});
+            }
+        for (const auto &[id, ch] : channels_) {
+            if (ch.control) {
+                fds.push_back({ch.control.get(), POLLIN, 0});
+                slots.push_back({WORKER, id});
+            }
+            if (ch.connecting) {
+                fds.push_back({ch.connecting.get(), POLLOUT, 0});
+                slots.push_back({UPSTREAM, id});
+            }
+        }
+        int n = poll(fds.data(), fds.size(), poll_timeout());
+        if (n < 0 && errno != EINTR)
+            fatal("poll failed", log_fields().add("error", errno_text(errno)));
+        for (size_t i = 0; n > 0 && i < fds.size(); i++) {
+            if (!fds[i].revents)
+                continue;
+            auto ch = channels_.find(slots[i].id);
+            switch (slots[i].k) {
+            case SIGNALS: on_signal(); break;
+            case SIGNER:
+                if (signer_.control)
+                    on_signer_message();
+                break;
+            case LISTENER:
+                if (slots[i].id < listeners_.size())
+                    accept_on(listeners_[slots[i].id]);
+                break;
+            case WORKER:
+                if (ch != channels_.end() && ch->second.control)
+                    on_worker_message(ch->second);
+                break;
+            case UPSTREAM:
+                if (ch != channels_.end() && ch->second.connecting)
+                    finish_upstream(ch->second);
+                break;
+            }
+        }
+        if (signer_.ready && !announced_ready_) {
+            announced_ready_ = true;
+            log_fields f;
+            for (const auto &l : listeners_)
+                f.add("channel", l.channel + "@" + local_name(l.fd.get()));
+            log_info("clsgwd ready", f.add("max_channels", cfg_.max_channels));
+            sd_notify_state("READY=1");
+        }
+        check_deadlines();
+    }
+    signer_.control.reset(); // the signer exits when its control socket closes
+    if (signer_.pid > 0) {
+        for (int i = 0; i < 200 && waitpid(signer_.pid, nullptr, WNOHANG) == 0; i++)
+            usleep(10000);
+        kill(signer_.pid, SIGKILL);
+        waitpid(signer_.pid, nullptr, WNOHANG);
+    }
+    log_info("clsgwd stopped");
+    return 0;
+}
+
+} // namespace clsgw

@@ -1,0 +1,106 @@
+// The master: accepts, spawns one sandboxed worker per channel, connects upstream on the
+// workers' behalf, supervises the signer. It never parses bytes from the network.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../../lib/config.hpp"
+#include "../../lib/fd.hpp"
+#include "../../lib/ipc.hpp"
+#include "../../lib/job.hpp"
+
+namespace clsgw {
+
+struct master_paths {
+    std::string worker;
+    std::string signer;
+};
+
+struct listener {
+    std::string channel;
+    unique_fd fd;
+};
+
+struct channel {
+    uint64_t id = 0;
+    channel_config cfg;
+    pid_t pid = -1;
+    unique_fd control;
+    std::string peer;
+    uint64_t started_ms = 0;
+    uint64_t handshake_deadline_ms = 0;
+    bool established = false;
+    bool upstream_requested = false;
+    unique_fd connecting; // upstream connect in progress
+    uint64_t connect_deadline_ms = 0;
+    std::optional<worker_result> result;
+    std::string kill_reason; // set when the master killed it
+    unsigned log_lines = 0;
+};
+
+struct signer_process {
+    pid_t pid = -1;
+    unique_fd control;
+    bool ready = false;
+    bool ever_ready = false;
+    std::string key_id;
+    uint64_t restart_at_ms = 0;
+    uint64_t backoff_ms = 1000;
+    uint64_t started_ms = 0;
+};
+
+class master {
+public:
+    master(config cfg, master_paths paths, std::string certificate_pem, std::string trust_pem, long worker_uid,
+           long worker_gid);
+    // Takes activated sockets and binds the rest; false with a message on error.
+    bool open_listeners(std::string &error);
+    int run();
+
+private:
+    config cfg_;
+    master_paths paths_;
+    std::string certificate_pem_, trust_pem_;
+    long worker_uid_, worker_gid_;
+    std::vector<listener> listeners_;
+    std::map<uint64_t, channel> channels_;
+    std::map<pid_t, uint64_t> pid_to_channel_;
+    signer_process signer_;
+    unique_fd signals_;
+    uint64_t next_id_ = 0;
+    bool stopping_ = false;
+    uint64_t stop_deadline_ms_ = 0;
+    uint64_t accept_paused_until_ms_ = 0;
+    uint64_t limit_logged_ms_ = 0;
+    uint64_t limit_hits_ = 0;
+    bool announced_ready_ = false;
+
+    void setup_signals();
+    void start_signer();
+    void on_signer_message();
+    void on_signal();
+    void reap();
+    void on_worker_exit(channel &ch, int status);
+    void signer_exited(int status);
+    void accept_on(listener &l);
+    void spawn_worker(const channel_config &cc, unique_fd connection, const std::string &peer);
+    void on_worker_message(channel &ch);
+    void start_upstream(channel &ch);
+    void finish_upstream(channel &ch);
+    void fail_upstream(channel &ch, const std::string &reason);
+    void kill_worker(channel &ch, const std::string &reason);
+    void check_deadlines();
+    void begin_stop(const char *why);
+    bool accepting() const;
+    int poll_timeout() const;
+    void log_summary(const channel &ch, int status);
+    worker_job make_job(const channel &ch) const;
+};
+
+} // namespace clsgw
