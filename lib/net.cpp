@@ -93,6 +93,9 @@ bool valid_dns_name(std::string_view name)
 {
     if (name.empty() || name.size() > 253)
         return false;
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, std::string(name).c_str(), addr) == 1)
+        return false; // an IPv4 literal is an address, not a name
     size_t label = 0;
     for (size_t i = 0; i < name.size(); i++) {
         char c = name[i];

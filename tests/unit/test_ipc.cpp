@@ -1,0 +1,188 @@
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "../../lib/ipc.hpp"
+#include "../../lib/job.hpp"
+#include "../../lib/signer_proto.hpp"
+
+using namespace clsgw;
+
+TEST_CASE("frames round-trip through a SEQPACKET pair, with and without a passed fd")
+{
+    unique_fd a, b;
+    REQUIRE(ipc_socketpair(a, b));
+    bytes payload = {1, 2, 3};
+    REQUIRE(ipc_send(a.get(), msg_type::established, payload));
+    auto r = ipc_recv(b.get(), false);
+    REQUIRE(r.status == ipc_status::ok);
+    CHECK(r.message.type == msg_type::established);
+    CHECK(r.message.payload == payload);
+
+    int pipefd[2];
+    REQUIRE(pipe2(pipefd, O_CLOEXEC) == 0);
+    unique_fd rd(pipefd[0]), wr(pipefd[1]);
+    REQUIRE(ipc_send(a.get(), msg_type::upstream_ready, {}, wr.get()));
+    auto f = ipc_recv(b.get(), true);
+    REQUIRE(f.status == ipc_status::ok);
+    REQUIRE(f.message.fd.valid());
+    CHECK(write(f.message.fd.get(), "x", 1) == 1);
+    char c = 0;
+    CHECK(read(rd.get(), &c, 1) == 1);
+    CHECK(c == 'x');
+}
+
+TEST_CASE("a receiver that expects no fd rejects a frame carrying one, and does not leak it")
+{
+    unique_fd a, b;
+    REQUIRE(ipc_socketpair(a, b));
+    REQUIRE(ipc_send(a.get(), msg_type::log, {6, 'x'}, STDIN_FILENO));
+    auto r = ipc_recv(b.get(), false);
+    CHECK(r.status == ipc_status::error);
+    CHECK(r.error.find("unexpected file descriptors") != std::string::npos);
+}
+
+TEST_CASE("frames with a bad header are rejected")
+{
+    std::string err;
+    uint8_t short_frame[4] = {};
+    CHECK_FALSE(ipc_decode(short_frame, sizeof short_frame, err));
+    CHECK(err == "frame shorter than its header");
+
+    auto good = ipc_encode(msg_type::log, {1, 2});
+    REQUIRE(good);
+    bytes unknown = *good;
+    unknown[0] = 0x77;
+    CHECK_FALSE(ipc_decode(unknown.data(), unknown.size(), err));
+    CHECK(err.find("unknown message type") == 0);
+
+    bytes lying = *good;
+    lying[4] = 9; // says 9 bytes, carries 2
+    CHECK_FALSE(ipc_decode(lying.data(), lying.size(), err));
+    CHECK(err.find("does not match") != std::string::npos);
+
+    bytes huge = *good;
+    uint32_t big = ipc_max_payload + 1;
+    memcpy(huge.data() + 4, &big, 4);
+    CHECK_FALSE(ipc_decode(huge.data(), huge.size(), err));
+    CHECK(err.find("over the cap") != std::string::npos);
+
+    CHECK_FALSE(ipc_encode(msg_type::log, bytes(ipc_max_payload + 1)).has_value());
+}
+
+TEST_CASE("the peer closing is reported as closed, not as an error")
+{
+    unique_fd a, b;
+    REQUIRE(ipc_socketpair(a, b));
+    a.reset();
+    CHECK(ipc_recv(b.get(), false).status == ipc_status::closed);
+    CHECK(ipc_recv(b.get(), false).status == ipc_status::closed);
+}
+
+TEST_CASE("TLV records reject truncation, overlong fields and repeated tags")
+{
+    tlv_writer w;
+    w.add(1, "abc").add_u64(2, 7);
+    tlv_reader r;
+    std::string err;
+    REQUIRE(r.parse(w.data(), err));
+    CHECK(*r.str(1, 10) == "abc");
+    CHECK_FALSE(r.str(1, 2).has_value());
+    CHECK(*r.u64(2) == 7);
+    CHECK_FALSE(r.u64(1).has_value());
+
+    bytes cut(w.data().begin(), w.data().end() - 1);
+    CHECK_FALSE(r.parse(cut, err));
+    tlv_writer twice;
+    twice.add(1, "a").add(1, "b");
+    CHECK_FALSE(r.parse(twice.data(), err));
+    CHECK(err.find("repeated") != std::string::npos);
+}
+
+TEST_CASE("a job survives encoding and a damaged job is refused")
+{
+    worker_job j;
+    j.channel_id = 42;
+    j.channel_name = "app";
+    j.peer = "127.0.0.1:5";
+    j.ingress = ingress_kind::socks5;
+    j.proxy = proxy_kind::sni;
+    j.allow = {*parse_allow_rule("*.example:443"), *parse_allow_rule("emt.example:*")};
+    j.certificate_pem = "CERT";
+    j.trust_pem = "TRUST";
+    j.uid = 65534;
+    j.gid = 65534;
+    std::string err;
+    auto back = decode_job(encode_job(j), err);
+    REQUIRE(back);
+    CHECK(back->channel_id == 42);
+    CHECK(back->proxy == proxy_kind::sni);
+    CHECK(back->allow.size() == 2);
+    CHECK(back->allow[1].port == 0);
+    CHECK(back->uid == 65534);
+    CHECK_FALSE(back->target.has_value());
+    bytes damaged = encode_job(j);
+    damaged.resize(damaged.size() / 2);
+    CHECK_FALSE(decode_job(damaged, err).has_value());
+}
+
+TEST_CASE("a result with an out-of-range outcome is refused")
+{
+    worker_result r;
+    r.result = outcome::ok;
+    r.reason = "app_closed";
+    std::string err;
+    REQUIRE(decode_result(encode_result(r), err));
+    tlv_writer w;
+    w.add_u64(1, 9);
+    CHECK_FALSE(decode_result(w.data(), err).has_value());
+}
+
+TEST_CASE("signer requests are validated: key id, digest and its length")
+{
+    uint8_t key[signer::KEY_ID_LEN];
+    memset(key, 0xab, sizeof key);
+    signer::request req;
+    memcpy(req.key_id, key, sizeof key);
+    req.digest_alg = static_cast<uint8_t>(signer::digest::sha256);
+    req.hash_len = 32;
+    CHECK(signer::validate_request(req, key) == signer::status::ok);
+    req.hash_len = 48;
+    CHECK(signer::validate_request(req, key) == signer::status::wrong_digest_length);
+    req.digest_alg = static_cast<uint8_t>(signer::digest::sha384);
+    CHECK(signer::validate_request(req, key) == signer::status::ok);
+    req.digest_alg = 9;
+    CHECK(signer::validate_request(req, key) == signer::status::unsupported_digest);
+    req.digest_alg = 0;
+    CHECK(signer::validate_request(req, key) == signer::status::unsupported_digest);
+    req.key_id[0] ^= 1;
+    CHECK(signer::validate_request(req, key) == signer::status::unknown_key);
+}
+
+TEST_CASE("signer requests have one exact size; answers are bounded")
+{
+    signer::request req;
+    req.seq = 7;
+    bytes enc = signer::encode_request(req);
+    CHECK(enc.size() == signer::REQUEST_SIZE);
+    CHECK(signer::decode_request(enc)->seq == 7);
+    enc.push_back(0);
+    CHECK_FALSE(signer::decode_request(enc).has_value());
+
+    signer::answer a;
+    a.seq = 3;
+    a.st = signer::status::ok;
+    a.signature = bytes(71, 1);
+    auto back = signer::decode_answer(signer::encode_answer(a));
+    REQUIRE(back);
+    CHECK(back->signature.size() == 71);
+    a.signature = bytes(signer::MAX_SIG_LEN + 1, 1);
+    CHECK_FALSE(signer::decode_answer(signer::encode_answer(a)).has_value());
+    signer::answer refusal;
+    refusal.st = signer::status::quota_exceeded;
+    refusal.signature = bytes(3, 1); // an error must carry no signature
+    CHECK_FALSE(signer::decode_answer(signer::encode_answer(refusal)).has_value());
+}

@@ -1,0 +1,40 @@
+#include <doctest/doctest.h>
+
+#include "../../lib/net.hpp"
+#include "../../lib/util.hpp"
+
+using namespace clsgw;
+
+TEST_CASE("durations: units, bare seconds, and malformed values")
+{
+    CHECK(*parse_duration_ms("15s") == 15000);
+    CHECK(*parse_duration_ms("15") == 15000);
+    CHECK(*parse_duration_ms("250ms") == 250);
+    CHECK(*parse_duration_ms("10m") == 600000);
+    CHECK(*parse_duration_ms("48h") == 172800000);
+    CHECK(*parse_duration_ms("2d") == 172800000);
+    for (const char *bad : {"", "s", "-1s", "1.5s", "10 m", "10x", "99999999999999999999"})
+        CHECK_FALSE(parse_duration_ms(bad).has_value());
+    CHECK(format_duration_ms(172800000) == "2d");
+    CHECK(format_duration_ms(1500) == "1500ms");
+}
+
+TEST_CASE("addresses: numeric only, IPv6 in brackets, port 1-65535")
+{
+    CHECK(parse_sock_address("127.0.0.1:80")->to_string() == "127.0.0.1:80");
+    CHECK(parse_sock_address("[::1]:80")->to_string() == "[::1]:80");
+    for (const char *bad : {"localhost:80", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "::1:80", "[::1]80", ":80"})
+        CHECK_FALSE(parse_sock_address(bad).has_value());
+    CHECK(parse_host_port("emt.example:443")->host == "emt.example");
+    CHECK(parse_host_port("[2001:db8::1]:443")->to_string() == "[2001:db8::1]:443");
+    CHECK_FALSE(parse_host_port("emt..example:443").has_value());
+    CHECK_FALSE(parse_host_port("emt.example:").has_value());
+}
+
+TEST_CASE("log values with spaces, quotes or control bytes are quoted")
+{
+    CHECK(log_quote("plain") == "plain");
+    CHECK(log_quote("two words") == "\"two words\"");
+    CHECK(log_quote("a\nb") == "\"a\\x0ab\"");
+    CHECK(log_quote("") == "\"\"");
+}
