@@ -1,0 +1,256 @@
+"""Integration test harness: real clsgw programs on loopback, in a throwaway folder.
+
+Every wait is a condition with a deadline (wait_until), never a bare sleep used as
+synchronisation. Each test gets a fresh Env; Env.close() stops everything it started.
+"""
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+BUILD = os.environ.get("CLSGW_BUILD", "build")
+BIN = os.path.abspath(os.path.join(BUILD, "bin"))
+TEST_BIN = os.path.abspath(os.path.join(BUILD, "tests"))
+
+
+class SkipTest(Exception):
+    """Raised by a test that cannot run here; reported as skipped, never as passed."""
+
+
+def wait_until(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recv_all(sock, timeout=30.0):
+    sock.settimeout(timeout)
+    chunks = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def recv_exact(sock, n, timeout=10.0):
+    sock.settimeout(timeout)
+    out = b""
+    while len(out) < n:
+        data = sock.recv(n - len(out))
+        if not data:
+            break
+        out += data
+    return out
+
+
+def socks5_connect(port, host, target_port, timeout=10.0):
+    """Opens a SOCKS5 CONNECT through clsgw; returns (socket, reply code)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(b"\x05\x01\x00")
+    if recv_exact(s, 2) != b"\x05\x00":
+        raise AssertionError("SOCKS5 method negotiation failed")
+    name = host.encode()
+    s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack(">H", target_port))
+    reply = recv_exact(s, 10)
+    if len(reply) < 2:
+        return s, None
+    return s, reply[1]
+
+
+def transfer(sock, payload, chunk=65536):
+    """Sends payload while reading the echo concurrently; half-closes; returns all received."""
+    received = []
+
+    def reader():
+        received.append(recv_all(sock, timeout=120))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for i in range(0, len(payload), chunk):
+        sock.sendall(payload[i:i + chunk])
+    sock.shutdown(socket.SHUT_WR)
+    t.join(180)
+    return received[0] if received else b""
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Process:
+    def __init__(self, name, argv, log_path, env=None, pass_fds=(), preexec_fn=None):
+        self.name = name
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     pass_fds=pass_fds, preexec_fn=preexec_fn, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def lines(self, pattern):
+        return [l for l in self.output().splitlines() if re.search(pattern, l)]
+
+    def wait_log(self, pattern, timeout=10.0):
+        def found():
+            hits = self.lines(pattern)
+            return hits[-1] if hits else None
+        try:
+            return wait_until(found, timeout, f"{self.name} to log /{pattern}/")
+        except AssertionError:
+            raise AssertionError(f"{self.name} never logged /{pattern}/; its output:\n{self.output()[-4000:]}")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+class Env:
+    """A throwaway PKI, and helpers to start the simulator, the EMT echo and clsgwd."""
+
+    def __init__(self, name):
+        self.dir = tempfile.mkdtemp(prefix=f"clsgw-{name}-")
+        self.processes = []
+        self.make_identity("device", "CN=device-test")
+        self.make_identity("smgw", "CN=smgw-han-test", curve="brainpoolP384r1")
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def ctl(self, *args, check=True):
+        r = subprocess.run([os.path.join(BIN, "clsgwctl"), *args], capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise AssertionError(f"clsgwctl {' '.join(args)} failed: {r.stderr}")
+        return r
+
+    def make_identity(self, name, subject, curve="brainpoolP256r1", issuer=None, ca=False):
+        key, crt = self.path(f"{name}.key"), self.path(f"{name}.crt")
+        self.ctl("key", "generate", "--curve", curve, "--out", key)
+        if issuer:
+            self.ctl("cert", "issue", "--ca-cert", self.path(f"{issuer}.crt"), "--ca-key", self.path(f"{issuer}.key"),
+                     "--key", key, "--subject", subject, "--out", crt, *(["--ca"] if ca else []))
+        else:
+            self.ctl("cert", "self-sign", "--key", key, "--subject", subject, "--out", crt, *(["--ca"] if ca else []))
+        return key, crt
+
+    def start(self, name, argv, **kw):
+        p = Process(name, argv, self.path(f"{name}.log"), **kw)
+        self.processes.append(p)
+        return p
+
+    def start_echo(self):
+        port = free_port()
+        p = self.start("emt-echo", [os.path.join(BIN, "clsgw-smgw-sim"), "emt-echo", "--listen", f"127.0.0.1:{port}"])
+        p.wait_log("listening")
+        return port
+
+    def start_sim(self, routes, trust="device.crt", extra=()):
+        port = free_port()
+        argv = [os.path.join(BIN, "clsgw-smgw-sim"), "smgw", "--listen", f"127.0.0.1:{port}",
+                "--cert", self.path("smgw.crt"), "--key", self.path("smgw.key"), "--trust", self.path(trust)]
+        for r in routes:
+            argv += ["--route", r]
+        p = self.start("smgw-sim", argv + list(extra))
+        p.wait_log("listening")
+        self.sim = p
+        return port
+
+    def write_config(self, smgw_port, channels, clsgw=None, trust="smgw.crt"):
+        settings = {"worker_user": "nobody", "log_level": "debug", "handshake_timeout": "10s"}
+        settings.update(clsgw or {})
+        lines = ["[clsgw]"] + [f"{k} = {v}" for k, v in settings.items()]
+        lines += ["[identity]", "certificate = device.crt", "key = device.key", "audit_log = audit.log",
+                  "[smgw]", f"address = 127.0.0.1:{smgw_port}", f"trust = {trust}"]
+        for name, keys in channels.items():
+            lines.append(f"[channel:{name}]")
+            lines += [f"{k} = {v}" for k, v in keys.items()]
+        path = self.path("clsgw.ini")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def start_clsgwd(self, config, argv_prefix=(), env=None, wait_ready=True):
+        p = self.start("clsgwd", [*argv_prefix, os.path.join(BIN, "clsgwd"), "-c", config], env=env)
+        if wait_ready:
+            p.wait_log("clsgwd ready")
+        self.clsgwd = p
+        return p
+
+    def audit_lines(self):
+        try:
+            with open(self.path("audit.log")) as f:
+                return [l for l in f.read().splitlines() if l]
+        except FileNotFoundError:
+            return []
+
+    def close(self, keep=False):
+        for p in reversed(self.processes):
+            p.stop()
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def children_of(pid):
+    """The pids whose parent is pid (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+        except (OSError, IndexError):
+            pass
+    return out
+
+
+def proc_name(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)

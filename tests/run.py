@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Runs every clsgw test: the doctest unit suite, then the integration and interop tests.
+
+Prints one line per test and ends with the line `N passed, N failed` (plus `, N skipped`
+when a test could not run here; a skipped test is never counted as passed).
+Usage: tests/run.py [--build DIR] [-k SUBSTRING]
+"""
+import argparse
+import importlib
+import inspect
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODULES = ["test_cli", "test_outbound", "test_sandbox", "test_signer", "test_interop"]
+
+
+def run_unit(build, results):
+    exe = os.path.join(build, "tests", "unit-tests")
+    r = subprocess.run([exe, "--no-colors"], capture_output=True, text=True)
+    m = re.search(r"test cases:\s*(\d+)\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed\s*\|\s*(\d+) skipped", r.stdout)
+    if not m:
+        print(r.stdout + r.stderr)
+        results["failed"] += 1
+        print("FAIL unit-tests (no doctest summary)")
+        return
+    if r.returncode != 0:
+        print(r.stdout[-6000:])
+    passed, failed, skipped = int(m.group(2)), int(m.group(3)), int(m.group(4))
+    results["passed"] += passed
+    results["failed"] += failed
+    results["skipped"] += skipped
+    print(f"unit: {passed} passed, {failed} failed (doctest, {m.group(1)} cases)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("-k", default="")
+    ap.add_argument("--keep", action="store_true", help="keep the test folders for inspection")
+    args = ap.parse_args()
+    os.environ["CLSGW_BUILD"] = os.path.abspath(args.build)
+    sys.path.insert(0, os.path.join(HERE, "integration"))
+    results = {"passed": 0, "failed": 0, "skipped": 0}
+    if not args.k:
+        run_unit(args.build, results)
+    import harness
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for fname, fn in inspect.getmembers(module, inspect.isfunction):
+            if not fname.startswith("test_") or fn.__module__ != name or args.k not in f"{name}.{fname}":
+                continue
+            title = (fn.__doc__ or fname).strip().splitlines()[0]
+            env = harness.Env(fname[5:20])
+            started = time.monotonic()
+            failed = False
+            try:
+                fn(env)
+                results["passed"] += 1
+                print(f"PASS {name}: {title} ({time.monotonic() - started:.1f}s)")
+            except harness.SkipTest as e:
+                results["skipped"] += 1
+                print(f"SKIP {name}: {title}: {e}")
+            except Exception:
+                results["failed"] += 1
+                print(f"FAIL {name}: {title}")
+                print("  " + traceback.format_exc().replace("\n", "\n  "))
+                print(f"  (test folder kept: {env.dir})")
+                failed = True
+            finally:
+                env.close(keep=args.keep or failed)
+            sys.stdout.flush()
+    line = f"{results['passed']} passed, {results['failed']} failed"
+    if results["skipped"]:
+        line += f", {results['skipped']} skipped"
+    print(line)
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
