@@ -213,3 +213,15 @@ TEST_CASE("allow rules match exact names, wildcards and ports case-insensitively
     CHECK_FALSE(parse_allow_rule("emt.example").has_value());
     CHECK_FALSE(parse_allow_rule("emt.example:0").has_value());
 }
+
+TEST_CASE("the annotated etc/clsgw.ini shipped with clsgw is valid")
+{
+    config_result r = load_config("etc/clsgw.ini");
+    std::string all;
+    for (const auto &e : r.errors)
+        all += e.to_string() + "\n";
+    CHECK_MESSAGE(r.errors.empty(), all);
+    REQUIRE(r.value);
+    CHECK(r.value->channels.size() == 2);
+    CHECK(r.value->max_session_lifetime_ms == 48ULL * 3600 * 1000);
+}
