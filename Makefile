@@ -20,8 +20,8 @@ CXXFLAGS += -std=c++17 $(OPT) -g $(WARN) $(HARDEN) -MMD -MP
 CFLAGS   += -std=c99 -D_DEFAULT_SOURCE $(OPT) -g $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
-DEB_PACKAGES := g++ make pkg-config libmbedtls-dev libseccomp-dev libcap-ng-dev libinih-dev \
-                doctest-dev python3 openssl stunnel4 procps
+DEB_PACKAGES := g++ make libmbedtls-dev libseccomp-dev libcap-ng-dev libinih-dev \
+                doctest-dev python3 openssl stunnel4 systemd
 
 PROGRAMS := clsgwd clsgw-worker clsgw-signer clsgwctl clsgw-smgw-sim
 LIB_SRC  := $(wildcard lib/*.cpp lib/tls/*.cpp sandbox/*.cpp)
