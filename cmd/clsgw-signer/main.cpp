@@ -161,8 +161,9 @@ void signer_service::answer(session &s, const signer::request *req, signer::stat
     a.st = st;
     if (st == signer::status::ok)
         a.signature = sig;
-    ipc_send(s.fd.get(), msg_type::sign_answer, signer::encode_answer(a));
+    // The record is on disk before the answer leaves: no signature is ever released unaudited.
     audit(s, req, st, now_us() - started_us);
+    ipc_send(s.fd.get(), msg_type::sign_answer, signer::encode_answer(a));
     if (st != signer::status::ok)
         log_warn("signature refused", log_fields().add("channel", s.channel_id).add("name", s.channel_name)
                                           .add("result", signer::status_name(st)));
