@@ -76,7 +76,7 @@ std::optional<worker_job> decode_job(const bytes &payload, std::string &error)
     auto hs = r.u64(J_HANDSHAKE_TIMEOUT), idle = r.u64(J_IDLE_TIMEOUT), close = r.u64(J_CLOSE_TIMEOUT),
          signer = r.u64(J_SIGNER_TIMEOUT), lifetime = r.u64(J_LIFETIME);
     if (!id || !name || !peer || !ingress || *ingress > 1 || !proxy || *proxy > 1 || !allow || !cert || !trust ||
-        !level || !uid || !gid || !hs || !idle || !close || !signer || !lifetime) {
+        !level || *level > 255 || !valid_log_level(static_cast<uint8_t>(*level)) || !uid || !gid || !hs || !idle || !close || !signer || !lifetime) {
         error = "job record lacks a field or has one out of range";
         return std::nullopt;
     }

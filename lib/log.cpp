@@ -69,6 +69,18 @@ const char *log_level_name(log_level level)
     return "info";
 }
 
+bool valid_log_level(uint8_t value)
+{
+    switch (static_cast<log_level>(value)) {
+    case log_level::error:
+    case log_level::warn:
+    case log_level::info:
+    case log_level::debug:
+    case log_level::trace: return true;
+    }
+    return false;
+}
+
 log_fields &log_fields::add(std::string_view key, std::string_view value)
 {
     if (!text_.empty())

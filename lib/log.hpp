@@ -13,6 +13,8 @@ enum class log_level : uint8_t { error = 3, warn = 4, info = 6, debug = 7, trace
 
 std::optional<log_level> parse_log_level(std::string_view name);
 const char *log_level_name(log_level level);
+// True for the byte values of log_level (as they travel in a worker's log message).
+bool valid_log_level(uint8_t value);
 
 // Builds the "key=value key=value" tail of a log line, quoting values that need it.
 class log_fields {

@@ -81,11 +81,9 @@ bool write_all(int fd, const bytes &data, uint64_t deadline_ms)
     return true;
 }
 
-const char *io_reason(io r, const char *what)
+std::string io_reason(io r, const char *what)
 {
-    static std::string s;
-    s = std::string(what) + (r == io::eof ? "_closed" : r == io::timeout ? "_timeout" : "_error");
-    return s.c_str();
+    return std::string(what) + (r == io::eof ? "_closed" : r == io::timeout ? "_timeout" : "_error");
 }
 
 // --- ingress -------------------------------------------------------------------------------

@@ -331,8 +331,7 @@ void master::on_worker_message(channel &ch)
     const bytes &p = r.message.payload;
     switch (r.message.type) {
     case msg_type::log: {
-        if (p.empty() || !parse_log_level(log_level_name(static_cast<log_level>(p[0]))) ||
-            (p[0] != 3 && p[0] != 4 && p[0] != 6 && p[0] != 7 && p[0] != 8) || p.size() > 1025)
+        if (p.empty() || !valid_log_level(p[0]) || p.size() > 1025)
             return kill_worker(ch, "worker_protocol_violation");
         if (++ch.log_lines > WORKER_LOG_LINES_MAX)
             return;
