@@ -75,6 +75,13 @@ bool allow_rule_matches(const allow_rule &rule, const host_port &target)
 
 namespace {
 
+std::string lowercase(std::string s)
+{
+    for (auto &c : s)
+        c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
 struct ini_entry {
     std::string section, key, value;
     int line;
@@ -189,7 +196,8 @@ private:
     void identity(const ini_entry &e);
     void smgw(const ini_entry &e);
     void channel(channel_config &ch, const ini_entry &e);
-    void check_channel(const channel_config &ch);
+    void check_channel(const channel_config &ch, const std::set<std::string> &keys);
+    void check_listeners();
     void check_whole();
 };
 
@@ -284,7 +292,7 @@ void interpreter::channel(channel_config &ch, const ini_entry &e)
         if (v == "outbound")
             ch.direction = channel_direction::outbound;
         else if (v == "inbound")
-            error(e.line, "direction: inbound channels are not supported by this version");
+            ch.direction = channel_direction::inbound;
         else
             error(e.line, "direction: expected outbound or inbound");
     } else if (e.key == "listen") {
@@ -318,14 +326,39 @@ void interpreter::channel(channel_config &ch, const ini_entry &e)
             ch.proxy = proxy_kind::sni;
         else
             error(e.line, "proxy: expected socks5 or sni");
+    } else if (e.key == "forward") {
+        ch.forward_text = v;
+        ch.forward = parse_sock_address(v);
+        if (!ch.forward)
+            error(e.line, "forward: '" + v + "' is not a numeric address:port (IPv6 as [addr]:port)");
+    } else if (e.key == "server_name") {
+        ch.server_name = v;
+        if (!valid_dns_name(v))
+            error(e.line, "server_name: '" + v + "' is not a DNS name");
+    } else if (e.key == "trust") {
+        if (v.empty())
+            return error(e.line, "trust: empty path");
+        ch.trust.path = resolve(v);
+        ch.trust.line = e.line;
     } else {
         error(e.line, "unknown key '" + e.key + "' in [channel:" + ch.name + "]");
     }
 }
 
-void interpreter::check_channel(const channel_config &ch)
+void interpreter::check_channel(const channel_config &ch, const std::set<std::string> &keys)
 {
     const std::string where = "channel '" + ch.name + "': ";
+    if (ch.direction == channel_direction::inbound) {
+        for (const char *k : {"ingress", "target", "allow", "proxy"})
+            if (keys.count(k))
+                error(ch.line, where + k + " applies to outbound channels only");
+        if (!ch.forward)
+            error(ch.line, where + "an inbound channel needs forward = address:port (the local service)");
+        return;
+    }
+    for (const char *k : {"forward", "server_name"})
+        if (keys.count(k))
+            error(ch.line, where + k + " applies to inbound channels only");
     if (ch.ingress == ingress_kind::static_target) {
         if (!ch.target)
             error(ch.line, where + "ingress = static needs target = host:port");
@@ -349,18 +382,46 @@ void interpreter::check_whole()
         error(0, "[identity] key is required");
     if (cfg_.channels.empty())
         error(0, "no [channel:NAME] section: nothing to do");
-    if (!cfg_.smgw_address)
-        error(0, "[smgw] address is required for outbound channels");
-    if (cfg_.smgw_trust.path.empty())
-        error(0, "[smgw] trust is required: the SMGW is authenticated against it");
-    std::map<std::string, std::string> listens;
+    bool outbound = false;
     for (const auto &ch : cfg_.channels) {
-        if (ch.listen_text.empty())
-            continue;
-        auto [it, fresh] = listens.emplace(ch.listen->to_string(), ch.name);
-        if (!fresh)
-            error(ch.line, "channel '" + ch.name + "': listen " + ch.listen_text + " is already used by channel '" +
-                               it->second + "'");
+        outbound |= ch.direction == channel_direction::outbound;
+        if (cfg_.smgw_trust.path.empty() && ch.trust.path.empty())
+            error(ch.line, "channel '" + ch.name + "': no trust: set [smgw] trust or the channel's trust");
+    }
+    if (outbound && !cfg_.smgw_address)
+        error(0, "[smgw] address is required for outbound channels");
+    check_listeners();
+}
+
+// Outbound channels own their listener. Inbound channels may share one, told apart by the
+// server_name in the SMGW's ClientHello; at most one of them has none (the default).
+void interpreter::check_listeners()
+{
+    std::map<std::string, std::vector<const channel_config *>> groups;
+    for (const auto &ch : cfg_.channels)
+        if (ch.listen)
+            groups[ch.listen->to_string()].push_back(&ch);
+    for (const auto &[address, members] : groups) {
+        const channel_config *first = members[0];
+        const channel_config *default_channel = first->server_name.empty() ? first : nullptr;
+        std::set<std::string> names;
+        if (!first->server_name.empty())
+            names.insert(lowercase(first->server_name));
+        for (size_t i = 1; i < members.size(); i++) {
+            const channel_config *ch = members[i];
+            const std::string where = "channel '" + ch->name + "': listen " + ch->listen_text;
+            if (ch->direction == channel_direction::outbound || first->direction == channel_direction::outbound) {
+                error(ch->line, where + " is already used by channel '" + first->name +
+                                    "' (only inbound channels share a listener)");
+            } else if (ch->server_name.empty()) {
+                if (default_channel)
+                    error(ch->line, where + ": channels '" + default_channel->name + "' and '" + ch->name +
+                                        "' share it without server_name; only one may be the default");
+                default_channel = ch;
+            } else if (!names.insert(lowercase(ch->server_name)).second) {
+                error(ch->line, where + ": server_name " + ch->server_name + " is used twice on it");
+            }
+        }
     }
 }
 
@@ -378,7 +439,12 @@ void interpreter::run(const std::vector<ini_entry> &entries, const std::map<std:
 {
     std::set<std::pair<std::string, std::string>> seen;
     std::map<std::string, size_t> channel_index;
-    for (const auto &[section, line] : section_lines) {
+    std::map<std::string, std::set<std::string>> channel_keys;
+    std::vector<std::pair<int, std::string>> in_file_order;
+    for (const auto &[section, line] : section_lines)
+        in_file_order.emplace_back(line, section);
+    std::sort(in_file_order.begin(), in_file_order.end());
+    for (const auto &[line, section] : in_file_order) {
         if (section.rfind("channel:", 0) != 0)
             continue;
         std::string name = section.substr(8);
@@ -403,13 +469,15 @@ void interpreter::run(const std::vector<ini_entry> &entries, const std::map<std:
             identity(e);
         else if (e.section == "smgw")
             smgw(e);
-        else if (channel_index.count(e.section))
+        else if (channel_index.count(e.section)) {
             channel(cfg_.channels[channel_index[e.section]], e);
+            channel_keys[e.section.substr(8)].insert(e.key);
+        }
         else if (e.section.empty())
             error(e.line, "key '" + e.key + "' outside of any section");
     }
     for (const auto &ch : cfg_.channels)
-        check_channel(ch);
+        check_channel(ch, channel_keys[ch.name]);
     check_whole();
 }
 

@@ -37,6 +37,18 @@ struct channel_config {
     std::optional<host_port> target;
     std::vector<allow_rule> allow;
     proxy_kind proxy = proxy_kind::socks5;
+    // inbound (HKS4/HKS5): the local service, and the name the SMGW's ClientHello must carry
+    std::optional<sock_address> forward;
+    std::string forward_text;
+    std::string server_name; // empty: the default channel of its listener
+    // Overrides [smgw] trust for this channel.
+    struct {
+        std::string path;
+        int line = 0;
+    } trust;
+
+    // The key that groups channels sharing one listener.
+    std::string listener_key() const { return listen_text.empty() ? "socket:" + name : listen_text; }
 };
 
 // A path value and the config line that named it, for error messages about the file itself.
@@ -71,6 +83,11 @@ struct config {
     std::vector<channel_config> channels;
 
     const channel_config *find_channel(const std::string &name) const;
+    // The trust file that applies to a channel: its own, else [smgw] trust.
+    const std::string &trust_path(const channel_config &ch) const
+    {
+        return ch.trust.path.empty() ? smgw_trust.path : ch.trust.path;
+    }
 };
 
 struct config_error {

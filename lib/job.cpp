@@ -9,8 +9,11 @@ namespace {
 enum job_tag : uint16_t {
     J_CHANNEL_ID = 1, J_NAME, J_PEER, J_INGRESS, J_PROXY, J_TARGET, J_ALLOW,
     J_HANDSHAKE_TIMEOUT, J_IDLE_TIMEOUT, J_CLOSE_TIMEOUT, J_SIGNER_TIMEOUT, J_LIFETIME,
-    J_CERTIFICATE, J_TRUST, J_LOG_LEVEL, J_UID, J_GID,
+    J_CERTIFICATE, J_TRUST, J_LOG_LEVEL, J_UID, J_GID, J_DIRECTION, J_ROUTES,
 };
+
+enum route_tag : uint16_t { RT_NAME = 1, RT_SERVER_NAME, RT_TRUST };
+constexpr size_t MAX_ROUTES = 64;
 
 enum result_tag : uint16_t {
     R_OUTCOME = 1, R_REASON, R_TARGET, R_VERSION, R_SUITE, R_GROUP, R_FINGERPRINT,
@@ -54,8 +57,45 @@ bytes encode_job(const worker_job &job)
         .add_u64(J_GID, static_cast<uint64_t>(job.gid));
     if (job.target)
         w.add(J_TARGET, job.target->to_string());
+    w.add_u64(J_DIRECTION, static_cast<uint64_t>(job.direction));
+    // Routes nest: a TLV list of TLV records.
+    tlv_writer routes;
+    for (const auto &r : job.routes) {
+        tlv_writer one;
+        one.add(RT_NAME, r.channel_name).add(RT_SERVER_NAME, r.server_name).add(RT_TRUST, r.trust_pem);
+        routes.add(static_cast<uint16_t>(&r - job.routes.data()), one.data().data(), one.data().size());
+    }
+    w.add(J_ROUTES, routes.data().data(), routes.data().size());
     return w.data();
 }
+
+namespace {
+
+bool decode_routes(const bytes &data, std::vector<inbound_route> &out, std::string &error)
+{
+    tlv_reader list;
+    if (!list.parse(data, error))
+        return false;
+    for (uint16_t i = 0; list.has(i); i++) {
+        if (i >= MAX_ROUTES) {
+            error = "too many routes";
+            return false;
+        }
+        tlv_reader one;
+        auto raw = list.raw(i, PEM + 1024);
+        if (!raw || !one.parse(*raw, error))
+            return false;
+        auto name = one.str(RT_NAME, SHORT), sni = one.str(RT_SERVER_NAME, 255), trust = one.str(RT_TRUST, PEM);
+        if (!name || !sni || !trust) {
+            error = "route lacks a field";
+            return false;
+        }
+        out.push_back({*name, *sni, *trust});
+    }
+    return true;
+}
+
+} // namespace
 
 std::optional<worker_job> decode_job(const bytes &payload, std::string &error)
 {
@@ -111,6 +151,18 @@ std::optional<worker_job> decode_job(const bytes &payload, std::string &error)
     job.level = static_cast<log_level>(*level);
     job.uid = static_cast<int64_t>(*uid);
     job.gid = static_cast<int64_t>(*gid);
+    auto direction = r.u64(J_DIRECTION);
+    auto routes = r.raw(J_ROUTES, ipc_max_payload);
+    if (!direction || *direction > 1 || !routes || !decode_routes(*routes, job.routes, error)) {
+        if (error.empty())
+            error = "job record lacks its direction or routes";
+        return std::nullopt;
+    }
+    job.direction = static_cast<channel_direction>(*direction);
+    if (job.direction == channel_direction::inbound && job.routes.empty()) {
+        error = "inbound job without routes";
+        return std::nullopt;
+    }
     return job;
 }
 

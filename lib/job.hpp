@@ -11,9 +11,18 @@
 
 namespace clsgw {
 
+// One channel an inbound worker may serve, chosen by the server_name the SMGW sends.
+struct inbound_route {
+    std::string channel_name;
+    std::string server_name; // empty: the listener's default channel
+    std::string trust_pem;
+};
+
 struct worker_job {
     uint64_t channel_id = 0;
-    std::string channel_name;
+    channel_direction direction = channel_direction::outbound;
+    std::string channel_name; // outbound: the channel; inbound: the listener's first channel
+    std::vector<inbound_route> routes; // inbound only
     std::string peer; // the accepted connection's peer, for logs
     ingress_kind ingress = ingress_kind::static_target;
     proxy_kind proxy = proxy_kind::socks5;

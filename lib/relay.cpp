@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
+#include "log.hpp"
+#include "tls/tls.hpp"
 #include "util.hpp"
 
 namespace clsgw {
@@ -26,15 +29,19 @@ struct buffer {
 
 class relay_state {
 public:
-    relay_state(int plain, mbedtls_ssl_context *ssl, int tls, const relay_options &o, const char *pn, const char *tn)
-        : plain_(plain), tls_fd_(tls), ssl_(ssl), opt_(o), plain_name_(pn), tls_name_(tn)
+    relay_state(int plain, mbedtls_ssl_context *ssl, tls::bio &io, const relay_options &o, const char *pn,
+                const char *tn)
+        : plain_(plain), tls_fd_(io.fd), ssl_(ssl), io_(io), opt_(o), plain_name_(pn), tls_name_(tn)
     {
+        io_.watch_handshake_records = true;
+        io_.late_handshake_records = 0;
     }
     relay_result run();
 
 private:
     int plain_, tls_fd_;
     mbedtls_ssl_context *ssl_;
+    tls::bio &io_;
     const relay_options &opt_;
     std::string plain_name_, tls_name_;
     buffer up_, down_; // up: plain -> tls, down: tls -> plain
@@ -52,13 +59,26 @@ private:
         result_.clean = clean;
         result_.reason = std::move(reason);
     }
+    void note_refused_renegotiation();
     bool tls_read();
+    void tls_failed(int ret);
     bool plain_write();
     bool plain_read();
     bool tls_write();
     bool closing();
     bool wait();
 };
+
+// mbedTLS (renegotiation disabled) answers a peer's renegotiation attempt itself, with a
+// warning no_renegotiation alert, and tells its caller nothing. The bio sees the handshake
+// record arrive; every one after the handshake is an attempt.
+void relay_state::note_refused_renegotiation()
+{
+    while (result_.renegotiations_refused < io_.late_handshake_records) {
+        result_.renegotiations_refused++;
+        log_warn("TLS renegotiation attempt refused", log_fields().add("by", tls_name_).add("answer", "no_renegotiation"));
+    }
+}
 
 bool relay_state::tls_read()
 {
@@ -70,6 +90,7 @@ bool relay_state::tls_read()
         down_.end = static_cast<size_t>(r);
         return true;
     }
+    note_refused_renegotiation();
     if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
         want_tls_in_ = true;
         return false;
@@ -84,8 +105,15 @@ bool relay_state::tls_read()
         truncated_ = true;
         return true;
     }
-    finish(false, tls_name_ + (r == MBEDTLS_ERR_NET_CONN_RESET ? "_reset" : "_tls_error"));
+    tls_failed(r);
     return true;
+}
+
+void relay_state::tls_failed(int ret)
+{
+    finish(false, tls_name_ + (ret == MBEDTLS_ERR_NET_CONN_RESET ? "_reset" : "_tls_error"));
+    if (ret != MBEDTLS_ERR_NET_CONN_RESET)
+        log_info("TLS error ended the channel", log_fields().add("side", tls_name_).add("error", tls::error_text(ret)));
 }
 
 bool relay_state::plain_write()
@@ -148,7 +176,7 @@ bool relay_state::tls_write()
         want_tls_out_ = true;
         return false;
     }
-    finish(false, tls_name_ + (r == MBEDTLS_ERR_NET_CONN_RESET ? "_reset" : "_tls_error"));
+    tls_failed(r);
     return true;
 }
 
@@ -248,10 +276,10 @@ relay_result relay_state::run()
 
 } // namespace
 
-relay_result relay(int plain_fd, mbedtls_ssl_context *ssl, int tls_fd, const relay_options &options,
+relay_result relay(int plain_fd, mbedtls_ssl_context *ssl, tls::bio &tls_io, const relay_options &options,
                    const char *plain_name, const char *tls_name)
 {
-    relay_state state(plain_fd, ssl, tls_fd, options, plain_name, tls_name);
+    relay_state state(plain_fd, ssl, tls_io, options, plain_name, tls_name);
     return state.run();
 }
 

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "tls/tls.hpp"
+
 namespace clsgw {
 
 struct relay_options {
@@ -23,10 +25,11 @@ struct relay_result {
     std::string reason;    // why it ended: app_closed, smgw_closed, idle_timeout, ...
     uint64_t plain_to_tls = 0;
     uint64_t tls_to_plain = 0;
+    unsigned renegotiations_refused = 0; // attempts by the TLS peer, each answered no_renegotiation
 };
 
 // plain_name and tls_name label the sides in reasons ("app"/"smgw" in the worker).
-relay_result relay(int plain_fd, mbedtls_ssl_context *ssl, int tls_fd, const relay_options &options,
+relay_result relay(int plain_fd, mbedtls_ssl_context *ssl, tls::bio &tls_io, const relay_options &options,
                    const char *plain_name, const char *tls_name);
 
 } // namespace clsgw

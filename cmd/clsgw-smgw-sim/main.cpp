@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -42,11 +43,21 @@ struct route {
     sock_address to;
 };
 
+struct inbound_link;
+
 struct sim_options {
     std::string listen, cert, key, trust;
     std::vector<route> routes;
     std::string proxy = "auto"; // auto: SNI when the ClientHello names a server, else SOCKS5
     uint64_t idle_timeout_ms = 15 * 60 * 1000;
+    std::vector<struct inbound_link> inbound;
+};
+
+// The SMGW's active side (HKS4/HKS5): an EMT connecting to `emt` reaches the device at `device`.
+struct inbound_link {
+    sock_address emt;
+    sock_address device;
+    std::string server_name; // sent in the ClientHello when set
 };
 
 [[noreturn]] void die(const std::string &msg)
@@ -64,7 +75,7 @@ const route *find_route(const sim_options &o, const std::string &name, int port)
     return nullptr;
 }
 
-struct server_tls {
+struct sim_tls {
     mbedtls_ssl_config conf;
     mbedtls_ssl_context ssl;
     tls::cert_list own, trust;
@@ -73,13 +84,13 @@ struct server_tls {
     tls::trust_check check;
     std::string sni;
     const sim_options *opt = nullptr;
-    int fd = -1;
-    server_tls()
+    tls::bio io;
+    sim_tls()
     {
         mbedtls_ssl_config_init(&conf);
         mbedtls_ssl_init(&ssl);
     }
-    ~server_tls()
+    ~sim_tls()
     {
         mbedtls_ssl_free(&ssl);
         mbedtls_ssl_config_free(&conf);
@@ -89,7 +100,7 @@ struct server_tls {
 // Refuses, during the handshake, a server_name that is not in the proxy profile.
 int on_sni(void *arg, mbedtls_ssl_context *, const unsigned char *name, size_t len)
 {
-    auto *t = static_cast<server_tls *>(arg);
+    auto *t = static_cast<sim_tls *>(arg);
     t->sni.assign(reinterpret_cast<const char *>(name), len);
     if (t->opt->proxy == "socks5" || !find_route(*t->opt, t->sni, -1)) {
         log_warn("server_name outside the proxy profile", log_fields().add("server_name", t->sni));
@@ -98,7 +109,7 @@ int on_sni(void *arg, mbedtls_ssl_context *, const unsigned char *name, size_t l
     return 0;
 }
 
-void setup_server(server_tls &t, const sim_options &o)
+void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
 {
     std::string err;
     auto cert = read_file(o.cert, 65536), key = read_file(o.key, 65536), trust = read_file(o.trust, 65536);
@@ -112,19 +123,19 @@ void setup_server(server_tls &t, const sim_options &o)
     if (!t.rng.seed("clsgw-smgw-sim"))
         die("cannot seed the random generator");
     t.opt = &o;
-    mbedtls_ssl_config_defaults(&t.conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                MBEDTLS_SSL_PRESET_DEFAULT);
+    mbedtls_ssl_config_defaults(&t.conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
     tls::apply_han_profile(&t.conf);
     mbedtls_ssl_conf_rng(&t.conf, tls::rng::random, &t.rng);
     mbedtls_ssl_conf_ca_chain(&t.conf, t.trust.get(), nullptr);
     t.check.anchors = t.trust.get();
     mbedtls_ssl_conf_verify(&t.conf, tls::trust_check::verify, &t.check);
-    mbedtls_ssl_conf_sni(&t.conf, on_sni, &t);
+    if (endpoint == MBEDTLS_SSL_IS_SERVER)
+        mbedtls_ssl_conf_sni(&t.conf, on_sni, &t);
     if (mbedtls_ssl_conf_own_cert(&t.conf, t.own.get(), t.key.get()) != 0)
         die("certificate and key do not fit together");
 }
 
-bool ssl_read_exact(server_tls &t, uint8_t *out, size_t n, size_t &got)
+bool ssl_read_exact(sim_tls &t, uint8_t *out, size_t n, size_t &got)
 {
     uint64_t deadline = now_ms() + STEP_TIMEOUT_MS;
     while (got < n) {
@@ -132,7 +143,7 @@ bool ssl_read_exact(server_tls &t, uint8_t *out, size_t n, size_t &got)
         if (r > 0) {
             got += static_cast<size_t>(r);
         } else if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            if (!tls::wait_io(t.fd, r, deadline))
+            if (!tls::wait_io(t.io.fd, r, deadline))
                 return false;
         } else {
             return false;
@@ -141,7 +152,7 @@ bool ssl_read_exact(server_tls &t, uint8_t *out, size_t n, size_t &got)
     return true;
 }
 
-bool ssl_write_all(server_tls &t, const bytes &data)
+bool ssl_write_all(sim_tls &t, const bytes &data)
 {
     uint64_t deadline = now_ms() + STEP_TIMEOUT_MS;
     size_t done = 0;
@@ -149,14 +160,14 @@ bool ssl_write_all(server_tls &t, const bytes &data)
         int r = mbedtls_ssl_write(&t.ssl, data.data() + done, data.size() - done);
         if (r > 0)
             done += static_cast<size_t>(r);
-        else if ((r != MBEDTLS_ERR_SSL_WANT_WRITE && r != MBEDTLS_ERR_SSL_WANT_READ) || !tls::wait_io(t.fd, r, deadline))
+        else if ((r != MBEDTLS_ERR_SSL_WANT_WRITE && r != MBEDTLS_ERR_SSL_WANT_READ) || !tls::wait_io(t.io.fd, r, deadline))
             return false;
     }
     return true;
 }
 
 // Reads one SOCKS5 greeting and request from the device; returns the requested target.
-std::optional<host_port> socks5_exchange(server_tls &t)
+std::optional<host_port> socks5_exchange(sim_tls &t)
 {
     uint8_t buf[socks5::MAX_REQUEST];
     size_t got = 0;
@@ -194,14 +205,14 @@ unique_fd connect_emt(const sock_address &to)
 
 void serve_device(const sim_options &o, unique_fd device)
 {
-    server_tls t;
-    setup_server(t, o);
-    t.fd = device.get();
-    set_nonblocking(t.fd, true);
+    sim_tls t;
+    setup_tls(t, o, MBEDTLS_SSL_IS_SERVER);
+    t.io.fd = device.get();
+    set_nonblocking(t.io.fd, true);
     mbedtls_ssl_setup(&t.ssl, &t.conf);
-    mbedtls_ssl_set_bio(&t.ssl, &t.fd, tls::bio_send, tls::bio_recv, nullptr);
-    std::string peer = peer_name(t.fd);
-    tls::handshake_result h = tls::run_handshake(&t.ssl, t.fd, now_ms() + STEP_TIMEOUT_MS);
+    mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
+    std::string peer = peer_name(t.io.fd);
+    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS);
     if (h.ret != 0 || h.timed_out) {
         log_warn("device handshake failed", log_fields().add("peer", peer)
                      .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(h.ret, mbedtls_ssl_get_verify_result(&t.ssl)))
@@ -247,9 +258,44 @@ void serve_device(const sim_options &o, unique_fd device)
     relay_options opt;
     opt.idle_timeout_ms = o.idle_timeout_ms;
     opt.tls_close_is_half_close = true;
-    relay_result rr = relay(emt.get(), &t.ssl, t.fd, opt, "emt", "device");
+    relay_result rr = relay(emt.get(), &t.ssl, t.io, opt, "emt", "device");
     log_info("channel closed", log_fields().add("peer", peer).add("target", target).add("reason", rr.reason)
                                    .add("bytes_to_emt", rr.tls_to_plain).add("bytes_to_device", rr.plain_to_tls));
+}
+
+// HKS4/HKS5: the EMT is connected to us; open TLS to the device and relay.
+void serve_emt(const sim_options &o, const inbound_link &link, unique_fd emt)
+{
+    sim_tls t;
+    setup_tls(t, o, MBEDTLS_SSL_IS_CLIENT);
+    unique_fd device = connect_emt(link.device); // a plain TCP connect, like the EMT's
+    std::string to = link.device.to_string();
+    if (!device) {
+        log_warn("device unreachable", log_fields().add("device", to).add("error", errno_text(errno)));
+        return;
+    }
+    t.io.fd = device.get();
+    set_nonblocking(emt.get(), true);
+    mbedtls_ssl_setup(&t.ssl, &t.conf);
+    if (!link.server_name.empty())
+        mbedtls_ssl_set_hostname(&t.ssl, link.server_name.c_str());
+    mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
+    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS);
+    if (h.ret != 0 || h.timed_out) {
+        log_warn("TLS to the device failed", log_fields().add("device", to)
+                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(h.ret, mbedtls_ssl_get_verify_result(&t.ssl)))
+                     .add("error", tls::error_text(h.ret)));
+        return;
+    }
+    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t.ssl);
+    log_info("inbound channel open", log_fields().add("device", to).add("server_name", link.server_name.empty() ? "-" : link.server_name)
+                                         .add("device_cert", peer ? tls::fingerprint(peer) : "none")
+                                         .add("suite", mbedtls_ssl_get_ciphersuite(&t.ssl)));
+    relay_options opt;
+    opt.idle_timeout_ms = o.idle_timeout_ms;
+    relay_result rr = relay(emt.get(), &t.ssl, t.io, opt, "emt", "device");
+    log_info("inbound channel closed", log_fields().add("device", to).add("reason", rr.reason)
+                                           .add("bytes_to_device", rr.plain_to_tls).add("bytes_to_emt", rr.tls_to_plain));
 }
 
 void echo(unique_fd conn)
@@ -271,41 +317,71 @@ void echo(unique_fd conn)
     shutdown(conn.get(), SHUT_WR);
 }
 
-template <typename F> [[noreturn]] void serve_forever(const std::string &listen, F handler)
+using handler = std::function<void(unique_fd)>;
+
+unique_fd listen_or_die(const sock_address &addr)
 {
-    auto addr = parse_sock_address(listen);
-    if (!addr)
-        die("--listen " + listen + ": expected a numeric address:port");
-    unique_fd l = listen_on(*addr, 256);
+    unique_fd l = listen_on(addr, 256);
     if (!l)
-        die("cannot listen on " + listen + ": " + errno_text(errno));
-    set_nonblocking(l.get(), false);
+        die("cannot listen on " + addr.to_string() + ": " + errno_text(errno));
+    log_info("listening", log_fields().add("address", local_name(l.get())));
+    return l;
+}
+
+// Accepts on every listener and runs each connection's handler in a child of its own.
+[[noreturn]] void serve_forever(std::vector<std::pair<unique_fd, handler>> listeners)
+{
     signal(SIGCHLD, SIG_IGN); // children are reaped by the kernel
     signal(SIGPIPE, SIG_IGN);
-    log_info("listening", log_fields().add("address", local_name(l.get())));
+    std::vector<pollfd> fds;
+    for (auto &l : listeners)
+        fds.push_back({l.first.get(), POLLIN, 0});
     for (;;) {
-        int fd = accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EINTR && errno != ECONNABORTED)
-                usleep(100000); // out of fds or similar: do not spin
+        if (poll(fds.data(), fds.size(), -1) < 0)
             continue;
+        for (size_t i = 0; i < fds.size(); i++) {
+            if (!fds[i].revents)
+                continue;
+            int fd = accept4(fds[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                    usleep(100000); // out of fds or similar: do not spin
+                continue;
+            }
+            pid_t pid = fork();
+            if (pid == 0) {
+                for (auto &l : listeners)
+                    close(l.first.release());
+                listeners[i].second(unique_fd(fd));
+                _exit(0);
+            }
+            close(fd);
         }
-        pid_t pid = fork();
-        if (pid == 0) {
-            l.reset();
-            handler(unique_fd(fd));
-            _exit(0);
-        }
-        close(fd);
     }
 }
 
 int usage()
 {
-    fprintf(stderr, "usage: clsgw-smgw-sim smgw --listen ADDR --cert FILE --key FILE --trust FILE\n"
+    fprintf(stderr, "usage: clsgw-smgw-sim smgw [--listen ADDR] --cert FILE --key FILE --trust FILE\n"
                     "                      [--route NAME:PORT=ADDR]... [--proxy auto|socks5|sni] [--idle-timeout DUR]\n"
+                    "                      [--inbound EMT_ADDR=DEVICE_ADDR[/SERVER_NAME]]...\n"
                     "       clsgw-smgw-sim emt-echo --listen ADDR\n");
     return 2;
+}
+
+inbound_link parse_inbound(const std::string &text)
+{
+    size_t eq = text.find('='), slash = text.find('/');
+    inbound_link link;
+    auto emt = eq == std::string::npos ? std::nullopt : parse_sock_address(text.substr(0, eq));
+    auto device = eq == std::string::npos ? std::nullopt : parse_sock_address(text.substr(eq + 1, slash == std::string::npos ? std::string::npos : slash - eq - 1));
+    if (!emt || !device)
+        die("--inbound " + text + ": expected EMT_ADDR=DEVICE_ADDR[/SERVER_NAME]");
+    link.emt = *emt;
+    link.device = *device;
+    if (slash != std::string::npos)
+        link.server_name = text.substr(slash + 1);
+    return link;
 }
 
 route parse_route(const std::string &text)
@@ -336,19 +412,33 @@ int main(int argc, char **argv)
         else if (opt == "--key") o.key = val;
         else if (opt == "--trust") o.trust = val;
         else if (opt == "--route") o.routes.push_back(parse_route(val));
+        else if (opt == "--inbound") o.inbound.push_back(parse_inbound(val));
         else if (opt == "--proxy" && (val == "auto" || val == "socks5" || val == "sni")) o.proxy = val;
         else if (opt == "--idle-timeout" && parse_duration_ms(val)) o.idle_timeout_ms = *parse_duration_ms(val);
         else return usage();
     }
-    if (o.listen.empty())
-        return usage();
+    std::vector<std::pair<unique_fd, handler>> listeners;
     if (mode == "emt-echo") {
         log_init("emt-echo", log_level::info);
-        serve_forever(o.listen, [](unique_fd c) { echo(std::move(c)); });
+        if (o.listen.empty())
+            return usage();
+        auto addr = parse_sock_address(o.listen);
+        if (!addr)
+            die("--listen " + o.listen + ": expected a numeric address:port");
+        listeners.emplace_back(listen_or_die(*addr), [](unique_fd c) { echo(std::move(c)); });
+        serve_forever(std::move(listeners));
     }
-    if (mode != "smgw" || o.cert.empty() || o.key.empty() || o.trust.empty())
+    if (mode != "smgw" || o.cert.empty() || o.key.empty() || o.trust.empty() || (o.listen.empty() && o.inbound.empty()))
         return usage();
     log_init("clsgw-smgw-sim", log_level::info);
-    { server_tls check; setup_server(check, o); } // fail at start, not per connection
-    serve_forever(o.listen, [&o](unique_fd c) { serve_device(o, std::move(c)); });
+    { sim_tls check; setup_tls(check, o, MBEDTLS_SSL_IS_SERVER); } // fail at start, not per connection
+    if (!o.listen.empty()) {
+        auto addr = parse_sock_address(o.listen);
+        if (!addr)
+            die("--listen " + o.listen + ": expected a numeric address:port");
+        listeners.emplace_back(listen_or_die(*addr), [&o](unique_fd c) { serve_device(o, std::move(c)); });
+    }
+    for (const auto &link : o.inbound)
+        listeners.emplace_back(listen_or_die(link.emt), [&o, &link](unique_fd c) { serve_emt(o, link, std::move(c)); });
+    serve_forever(std::move(listeners));
 }

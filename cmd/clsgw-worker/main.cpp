@@ -57,6 +57,11 @@ void load_tls_material(worker_context &ctx)
         die("own certificate: " + err);
     if (!ctx.trust.parse_pem(ctx.job.trust_pem, err))
         die("trust anchors: " + err);
+    for (const auto &route : ctx.job.routes) {
+        ctx.route_trust.push_back(std::make_unique<tls::cert_list>());
+        if (!ctx.route_trust.back()->parse_pem(route.trust_pem, err))
+            die("trust anchors of channel " + route.channel_name + ": " + err);
+    }
     if (!tls::key_id(&ctx.own_chain.get()->pk, ctx.key_id))
         die("cannot compute the key id");
     if (!ctx.rng.seed("clsgw-worker"))
@@ -98,7 +103,10 @@ int main()
     if (!err.empty())
         die(err);
 
-    run_outbound(ctx);
+    if (ctx.job.direction == channel_direction::inbound)
+        run_inbound(ctx);
+    else
+        run_outbound(ctx);
     ctx.result.duration_ms = now_ms() - ctx.started_ms;
     report(ctx);
     return 0;

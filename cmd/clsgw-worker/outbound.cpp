@@ -13,7 +13,6 @@
 #include "../../lib/relay.hpp"
 #include "../../lib/signer_proto.hpp"
 #include "../../lib/socks5.hpp"
-#include "../../lib/tls/remote_pk.h"
 #include "worker.hpp"
 
 namespace clsgw {
@@ -27,22 +26,6 @@ void set_result(worker_context &ctx, outcome o, std::string reason)
 }
 
 enum class io { ok, eof, timeout, error };
-
-// Waits for fd to be readable/writable until the deadline.
-bool wait_fd(int fd, short events, uint64_t deadline_ms)
-{
-    for (;;) {
-        uint64_t now = now_ms();
-        if (now >= deadline_ms)
-            return false;
-        pollfd p{fd, events, 0};
-        int r = poll(&p, 1, static_cast<int>(std::min<uint64_t>(deadline_ms - now, 60000)));
-        if (r > 0)
-            return true;
-        if (r < 0 && errno != EINTR)
-            return true;
-    }
-}
 
 // Reads what is available into buf (up to max bytes total).
 io read_some(int fd, bytes &buf, size_t max, uint64_t deadline_ms)
@@ -158,35 +141,6 @@ bool allowed(const worker_context &ctx, const host_port &target)
     return false;
 }
 
-// --- upstream ------------------------------------------------------------------------------
-
-// Asks the master for the connected SMGW socket; the master alone decides where it goes.
-unique_fd request_upstream(worker_context &ctx, std::string &failure)
-{
-    if (!ipc_send(CONTROL_FD, msg_type::upstream_request, {})) {
-        failure = "master_unreachable";
-        return unique_fd();
-    }
-    for (;;) {
-        if (!wait_fd(CONTROL_FD, POLLIN, ctx.handshake_deadline_ms)) {
-            failure = "handshake_timeout";
-            return unique_fd();
-        }
-        ipc_recv_result r = ipc_recv(CONTROL_FD, true);
-        if (r.status == ipc_status::would_block)
-            continue;
-        if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_ready && r.message.fd)
-            return std::move(r.message.fd);
-        if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_failed) {
-            std::string why(r.message.payload.begin(), r.message.payload.end());
-            failure = why.empty() || why.size() > 64 ? "smgw_unreachable" : why;
-            return unique_fd();
-        }
-        failure = "master_protocol_error";
-        return unique_fd();
-    }
-}
-
 uint8_t app_code_for_upstream_failure(const std::string &failure)
 {
     if (failure == "smgw_connection_refused")
@@ -198,60 +152,19 @@ uint8_t app_code_for_upstream_failure(const std::string &failure)
 
 // --- TLS -----------------------------------------------------------------------------------
 
-class tls_client {
-public:
-    tls_client()
-    {
-        mbedtls_ssl_config_init(&conf);
-        mbedtls_ssl_init(&ssl);
-        mbedtls_pk_init(&remote_key);
-    }
-    ~tls_client()
-    {
-        mbedtls_ssl_free(&ssl);
-        mbedtls_ssl_config_free(&conf);
-        mbedtls_pk_free(&remote_key);
-    }
-    mbedtls_ssl_config conf;
-    mbedtls_ssl_context ssl;
-    mbedtls_pk_context remote_key;
-    tls::trust_check check;
-    int fd = -1;
-};
-
-int remote_sign(void *arg, mbedtls_md_type_t md, const unsigned char *hash, size_t hash_len, unsigned char *sig,
-                size_t sig_size, size_t *sig_len)
+int setup_tls(worker_context &ctx, tls_session &t, const host_port &target)
 {
-    return sign_with_signer(arg, static_cast<int>(md), hash, hash_len, sig, sig_size, sig_len);
-}
-
-int setup_tls(worker_context &ctx, tls_client &t, const host_port &target)
-{
-    int ret = mbedtls_ssl_config_defaults(&t.conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                          MBEDTLS_SSL_PRESET_DEFAULT);
-    if (ret != 0)
-        return ret;
-    tls::apply_han_profile(&t.conf);
-    mbedtls_ssl_conf_rng(&t.conf, tls::rng::random, &ctx.rng);
-    mbedtls_ssl_conf_ca_chain(&t.conf, ctx.trust.get(), nullptr);
-    t.check.anchors = ctx.trust.get();
-    mbedtls_ssl_conf_verify(&t.conf, tls::trust_check::verify, &t.check);
-    ret = clsgw_remote_pk_setup(&t.remote_key, &ctx.own_chain.get()->pk, remote_sign, &ctx);
-    if (ret == 0)
-        ret = mbedtls_ssl_conf_own_cert(&t.conf, ctx.own_chain.get(), &t.remote_key);
-    if (ret == 0)
-        ret = mbedtls_ssl_setup(&t.ssl, &t.conf);
+    int ret = tls_session_setup(ctx, t, MBEDTLS_SSL_IS_CLIENT, ctx.trust.get());
     // With proxy = sni the EMT's name rides in server_name; the SMGW is still verified by trust.
     if (ret == 0 && ctx.job.proxy == proxy_kind::sni)
         ret = mbedtls_ssl_set_hostname(&t.ssl, target.host.c_str());
-    mbedtls_ssl_set_bio(&t.ssl, &t.fd, tls::bio_send, tls::bio_recv, nullptr);
     return ret;
 }
 
-bool tls_handshake(worker_context &ctx, tls_client &t)
+bool tls_handshake(worker_context &ctx, tls_session &t)
 {
     uint64_t begin = now_ms();
-    tls::handshake_result h = tls::run_handshake(&t.ssl, t.fd, ctx.handshake_deadline_ms);
+    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, ctx.handshake_deadline_ms);
     ctx.result.handshake_ms = now_ms() - begin;
     if (h.timed_out) {
         set_result(ctx, outcome::failed, "handshake_timeout");
@@ -270,16 +183,12 @@ bool tls_handshake(worker_context &ctx, tls_client &t)
                  log_fields().add("reason", ctx.result.reason).add("error", tls::error_text(h.ret)));
         return false;
     }
-    ctx.result.tls_version = mbedtls_ssl_get_version(&t.ssl);
-    ctx.result.cipher_suite = mbedtls_ssl_get_ciphersuite(&t.ssl);
-    ctx.result.group = tls::group_name(h.group);
-    if (const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t.ssl))
-        ctx.result.peer_fingerprint = tls::fingerprint(peer);
+    record_tls(ctx, t, h.group);
     return true;
 }
 
 // Reads exactly n bytes of TLS payload, or fewer when the SMGW closes.
-io tls_read_exact(tls_client &t, uint8_t *out, size_t n, size_t &got, uint64_t deadline_ms)
+io tls_read_exact(tls_session &t, uint8_t *out, size_t n, size_t &got, uint64_t deadline_ms)
 {
     while (got < n) {
         int r = mbedtls_ssl_read(&t.ssl, out + got, n - got);
@@ -288,7 +197,7 @@ io tls_read_exact(tls_client &t, uint8_t *out, size_t n, size_t &got, uint64_t d
             continue;
         }
         if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            if (!tls::wait_io(t.fd, r, deadline_ms))
+            if (!tls::wait_io(t.io.fd, r, deadline_ms))
                 return io::timeout;
             continue;
         }
@@ -298,7 +207,7 @@ io tls_read_exact(tls_client &t, uint8_t *out, size_t n, size_t &got, uint64_t d
     return io::ok;
 }
 
-bool tls_write_all(tls_client &t, const uint8_t *data, size_t len, uint64_t deadline_ms)
+bool tls_write_all(tls_session &t, const uint8_t *data, size_t len, uint64_t deadline_ms)
 {
     size_t done = 0;
     while (done < len) {
@@ -309,14 +218,14 @@ bool tls_write_all(tls_client &t, const uint8_t *data, size_t len, uint64_t dead
         }
         if (r != MBEDTLS_ERR_SSL_WANT_WRITE && r != MBEDTLS_ERR_SSL_WANT_READ)
             return false;
-        if (!tls::wait_io(t.fd, r, deadline_ms))
+        if (!tls::wait_io(t.io.fd, r, deadline_ms))
             return false;
     }
     return true;
 }
 
 // SOCKS5 CONNECT inside the TLS session; the SMGW's reply code is returned through rep.
-bool proxy_socks5(worker_context &ctx, tls_client &t, const host_port &target, uint8_t &rep,
+bool proxy_socks5(worker_context &ctx, tls_session &t, const host_port &target, uint8_t &rep,
                   std::optional<host_port> &bound)
 {
     bytes hello = socks5::encode_greeting();
@@ -361,55 +270,6 @@ bool proxy_socks5(worker_context &ctx, tls_client &t, const host_port &target, u
 
 } // namespace
 
-int sign_with_signer(void *arg, int md_alg, const unsigned char *hash, size_t hash_len, unsigned char *sig,
-                     size_t sig_size, size_t *sig_len)
-{
-    auto &ctx = *static_cast<worker_context *>(arg);
-    signer::request req;
-    req.seq = ++ctx.sign_seq;
-    switch (md_alg) {
-    case MBEDTLS_MD_SHA256: req.digest_alg = static_cast<uint8_t>(signer::digest::sha256); break;
-    case MBEDTLS_MD_SHA384: req.digest_alg = static_cast<uint8_t>(signer::digest::sha384); break;
-    case MBEDTLS_MD_SHA512: req.digest_alg = static_cast<uint8_t>(signer::digest::sha512); break;
-    default: return -1;
-    }
-    if (hash_len > signer::MAX_HASH_LEN)
-        return -1;
-    req.hash_len = static_cast<uint8_t>(hash_len);
-    memcpy(req.key_id, ctx.key_id, sizeof req.key_id);
-    memcpy(req.hash, hash, hash_len);
-    if (!ipc_send(SIGNER_FD, msg_type::sign_request, signer::encode_request(req))) {
-        log_warn("signer unreachable", log_fields().add("error", errno_text(errno)));
-        return -1;
-    }
-    uint64_t deadline = now_ms() + ctx.job.signer_timeout_ms;
-    for (;;) {
-        if (!wait_fd(SIGNER_FD, POLLIN, deadline)) {
-            log_warn("signer did not answer in time", log_fields().add("timeout", "signer_timeout"));
-            return -1;
-        }
-        ipc_recv_result r = ipc_recv(SIGNER_FD, false);
-        if (r.status == ipc_status::would_block)
-            continue;
-        if (r.status != ipc_status::ok || r.message.type != msg_type::sign_answer) {
-            log_warn("signer session failed", log_fields().add("error", r.error));
-            return -1;
-        }
-        auto a = signer::decode_answer(r.message.payload);
-        if (!a)
-            return -1;
-        if (a->seq != req.seq)
-            continue; // a late answer to an earlier request: dropped
-        if (a->st != signer::status::ok || a->signature.size() > sig_size) {
-            log_warn("signer refused", log_fields().add("result", signer::status_name(a->st)));
-            return -1;
-        }
-        memcpy(sig, a->signature.data(), a->signature.size());
-        *sig_len = a->signature.size();
-        return 0;
-    }
-}
-
 void run_outbound(worker_context &ctx)
 {
     ingress_result in;
@@ -431,14 +291,14 @@ void run_outbound(worker_context &ctx)
         return;
     }
     std::string failure;
-    unique_fd upstream = request_upstream(ctx, failure);
+    unique_fd upstream = request_upstream(ctx, "", failure);
     if (!upstream) {
         reply_app(ctx, app_code_for_upstream_failure(failure));
         set_result(ctx, outcome::failed, failure);
         return;
     }
-    tls_client t;
-    t.fd = upstream.get();
+    tls_session t;
+    t.io.fd = upstream.get();
     int ret = setup_tls(ctx, t, in.target);
     if (ret != 0) {
         reply_app(ctx, socks5::REP_GENERAL_FAILURE);
@@ -477,7 +337,7 @@ void run_outbound(worker_context &ctx)
     opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
     opt.close_timeout_ms = ctx.job.close_timeout_ms;
     opt.lifetime_deadline_ms = ctx.started_ms + ctx.job.max_session_lifetime_ms;
-    relay_result rr = relay(CONNECTION_FD, &t.ssl, t.fd, opt, "app", "smgw");
+    relay_result rr = relay(CONNECTION_FD, &t.ssl, t.io, opt, "app", "smgw");
     ctx.result.bytes_up += rr.plain_to_tls;
     ctx.result.bytes_down += rr.tls_to_plain;
     set_result(ctx, rr.clean ? outcome::ok : outcome::failed, rr.reason);

@@ -2,8 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "../../lib/fd.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/log.hpp"
 #include "../../lib/tls/tls.hpp"
@@ -22,6 +25,7 @@ struct worker_context {
     tls::rng rng;
     tls::cert_list own_chain;
     tls::cert_list trust;
+    std::vector<std::unique_ptr<tls::cert_list>> route_trust; // inbound: one per route
     uint8_t key_id[32] = {};
     uint32_t sign_seq = 0;
     uint64_t started_ms = 0;
@@ -31,6 +35,32 @@ struct worker_context {
 
 // Fills ctx.result for one outbound (HKS3) channel on CONNECTION_FD.
 void run_outbound(worker_context &ctx);
+// Fills ctx.result for one inbound (HKS4/HKS5) channel: the SMGW's TLS on CONNECTION_FD.
+void run_inbound(worker_context &ctx);
+
+// One TLS endpoint of a worker: our chain with the signer-held key, the HAN profile, trust.
+class tls_session {
+public:
+    tls_session();
+    ~tls_session();
+    tls_session(const tls_session &) = delete;
+    tls_session &operator=(const tls_session &) = delete;
+    mbedtls_ssl_config conf;
+    mbedtls_ssl_context ssl;
+    mbedtls_pk_context remote_key;
+    tls::trust_check check;
+    tls::bio io;
+};
+// Sets up t as client or server (MBEDTLS_SSL_IS_*), trusting `trust`; 0 or an mbedTLS error.
+int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const mbedtls_x509_crt *trust);
+// Fills the TLS fields of ctx.result after a successful handshake.
+void record_tls(worker_context &ctx, const tls_session &t, mbedtls_ecp_group_id group);
+
+// Waits until fd is ready for events or the deadline (monotonic ms) passes; false on timeout.
+bool wait_fd(int fd, short events, uint64_t deadline_ms);
+// Asks the master for the upstream socket (outbound: the SMGW; inbound: the chosen channel's
+// service, named by `choice`). On failure returns an invalid fd and the reason.
+unique_fd request_upstream(worker_context &ctx, const std::string &choice, std::string &failure);
 
 // The remote-key callback: asks clsgw-signer on SIGNER_FD, bounded by the signer timeout.
 int sign_with_signer(void *arg, int md_alg, const unsigned char *hash, size_t hash_len, unsigned char *sig,

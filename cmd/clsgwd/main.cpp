@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <map>
 
 #include "../../lib/config.hpp"
 #include "../../lib/log.hpp"
@@ -53,7 +54,8 @@ std::string helper_path(const std::string &configured, const char *name)
 
 // Everything `-t` checks beyond the syntax: files named by the config, users, helpers.
 struct checked {
-    std::string certificate_pem, trust_pem;
+    std::string certificate_pem;
+    std::map<std::string, std::string> trust_pems; // by path
     long uid = -1, gid = -1;
     master_paths paths;
 };
@@ -86,7 +88,15 @@ checked check_environment(const config &cfg, std::vector<config_error> &errors)
 {
     checked c;
     check_pem(cfg, cfg.certificate, "certificate", c.certificate_pem, errors);
-    check_pem(cfg, cfg.smgw_trust, "trust", c.trust_pem, errors);
+    std::vector<config_path> trusts;
+    if (!cfg.smgw_trust.path.empty())
+        trusts.push_back(cfg.smgw_trust);
+    for (const auto &ch : cfg.channels)
+        if (!ch.trust.path.empty())
+            trusts.push_back({ch.trust.path, ch.trust.line});
+    for (const auto &t : trusts)
+        if (!c.trust_pems.count(t.path))
+            check_pem(cfg, t, "trust", c.trust_pems[t.path], errors);
     if (access(cfg.key.path.c_str(), F_OK) != 0 && errno == ENOENT)
         errors.push_back({cfg.file, cfg.key.line, "key " + cfg.key.path + ": no such file"});
     if (geteuid() == 0) {
@@ -146,7 +156,7 @@ int main(int argc, char **argv)
 
     config cfg = std::move(*loaded.value);
     log_init("clsgwd", cfg.level);
-    master m(std::move(cfg), env.paths, env.certificate_pem, env.trust_pem, env.uid, env.gid);
+    master m(std::move(cfg), env.paths, env.certificate_pem, env.trust_pems, env.uid, env.gid);
     std::string err;
     if (!m.open_listeners(err))
         fatal("cannot start", log_fields().add("error", err));

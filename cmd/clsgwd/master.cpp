@@ -85,45 +85,57 @@ std::string sanitize(const uint8_t *data, size_t len)
 
 } // namespace
 
-master::master(config cfg, master_paths paths, std::string certificate_pem, std::string trust_pem, long worker_uid,
-               long worker_gid)
+master::master(config cfg, master_paths paths, std::string certificate_pem, std::map<std::string, std::string> trust_pems,
+               long worker_uid, long worker_gid)
     : cfg_(std::move(cfg)), paths_(std::move(paths)), certificate_pem_(std::move(certificate_pem)),
-      trust_pem_(std::move(trust_pem)), worker_uid_(worker_uid), worker_gid_(worker_gid)
+      trust_pems_(std::move(trust_pems)), worker_uid_(worker_uid), worker_gid_(worker_gid)
 {
 }
 
+// Groups channels by listener, then takes systemd's sockets (named after any channel of a
+// group) and binds the rest.
 bool master::open_listeners(std::string &error)
 {
+    for (const auto &ch : cfg_.channels) {
+        auto it = std::find_if(listeners_.begin(), listeners_.end(),
+                               [&](const listener &l) { return l.key == ch.listener_key(); });
+        if (it == listeners_.end())
+            listeners_.push_back({ch.listener_key(), {ch.name}, unique_fd()});
+        else
+            it->channels.push_back(ch.name);
+    }
     auto activated = take_activated_sockets(error);
     if (!error.empty())
         return false;
     for (auto &s : activated) {
-        if (!cfg_.find_channel(s.name)) {
+        const channel_config *ch = cfg_.find_channel(s.name);
+        if (!ch) {
             error = "systemd passed a socket named '" + s.name + "' but no [channel:" + s.name +
                     "] exists (FileDescriptorName= must be a channel name)";
             return false;
         }
-        for (const auto &l : listeners_)
-            if (l.channel == s.name) {
-                error = "systemd passed two sockets named '" + s.name + "'";
-                return false;
-            }
-        listeners_.push_back({s.name, std::move(s.fd)});
+        auto it = std::find_if(listeners_.begin(), listeners_.end(),
+                               [&](const listener &l) { return l.key == ch->listener_key(); });
+        if (it->fd) {
+            error = "systemd passed two sockets for channel '" + s.name + "' or its listener";
+            return false;
+        }
+        it->fd = std::move(s.fd);
     }
-    for (const auto &ch : cfg_.channels) {
-        bool have = std::any_of(listeners_.begin(), listeners_.end(), [&](const listener &l) { return l.channel == ch.name; });
-        if (have)
+    for (auto &l : listeners_) {
+        if (l.fd)
             continue;
-        if (!ch.listen) {
-            error = "channel '" + ch.name + "' has no listen address and systemd passed no socket named '" + ch.name + "'";
+        const channel_config *ch = cfg_.find_channel(l.channels[0]);
+        if (!ch->listen) {
+            error = "channel '" + ch->name + "' has no listen address and systemd passed no socket named '" +
+                    ch->name + "'";
             return false;
         }
-        unique_fd fd = listen_on(*ch.listen, LISTEN_BACKLOG);
-        if (!fd) {
-            error = "channel '" + ch.name + "': cannot listen on " + ch.listen_text + ": " + errno_text(errno);
+        l.fd = listen_on(*ch->listen, LISTEN_BACKLOG);
+        if (!l.fd) {
+            error = "channel '" + ch->name + "': cannot listen on " + ch->listen_text + ": " + errno_text(errno);
             return false;
         }
-        listeners_.push_back({ch.name, std::move(fd)});
     }
     return true;
 }
@@ -218,7 +230,6 @@ bool master::accepting() const
 
 void master::accept_on(listener &l)
 {
-    const channel_config *cc = cfg_.find_channel(l.channel);
     while (accepting()) {
         sock_address peer;
         peer.length = sizeof peer.storage;
@@ -232,11 +243,11 @@ void master::accept_on(listener &l)
                 log_warn("out of file descriptors or memory; pausing accept for 1s",
                          log_fields().add("error", errno_text(errno)));
             } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                log_warn("accept failed", log_fields().add("channel", l.channel).add("error", errno_text(errno)));
+                log_warn("accept failed", log_fields().add("channel", l.channels[0]).add("error", errno_text(errno)));
             }
             return;
         }
-        spawn_worker(*cc, unique_fd(fd), peer.to_string());
+        spawn_worker(l, unique_fd(fd), peer.to_string());
     }
     if (channels_.size() >= cfg_.max_channels) {
         limit_hits_++;
@@ -254,7 +265,13 @@ worker_job master::make_job(const channel &ch) const
 {
     worker_job job;
     job.channel_id = ch.id;
+    job.direction = ch.cfg.direction;
     job.channel_name = ch.cfg.name;
+    if (job.direction == channel_direction::inbound)
+        for (const auto &name : ch.candidates) {
+            const channel_config *c = cfg_.find_channel(name);
+            job.routes.push_back({c->name, c->server_name, trust_pems_.at(cfg_.trust_path(*c))});
+        }
     job.peer = ch.peer;
     job.ingress = ch.cfg.ingress;
     job.proxy = ch.cfg.proxy;
@@ -266,19 +283,23 @@ worker_job master::make_job(const channel &ch) const
     job.signer_timeout_ms = cfg_.signer_timeout_ms;
     job.max_session_lifetime_ms = cfg_.max_session_lifetime_ms;
     job.certificate_pem = certificate_pem_;
-    job.trust_pem = trust_pem_;
+    job.trust_pem = trust_pems_.at(cfg_.trust_path(ch.cfg));
     job.level = log_threshold();
     job.uid = worker_uid_;
     job.gid = worker_gid_;
     return job;
 }
 
-void master::spawn_worker(const channel_config &cc, unique_fd connection, const std::string &peer)
+void master::spawn_worker(const listener &l, unique_fd connection, const std::string &peer)
 {
+    const channel_config &cc = *cfg_.find_channel(l.channels[0]);
     channel ch;
     ch.id = ++next_id_;
     ch.cfg = cc;
+    ch.candidates = l.channels;
     ch.peer = peer;
+    if (cc.direction == channel_direction::inbound)
+        set_keepalive(connection.get(), 60, 10, 6); // the HAN side of an inbound channel
     ch.started_ms = now_ms();
     ch.handshake_deadline_ms = ch.started_ms + cfg_.handshake_timeout_ms + HANDSHAKE_GRACE_MS;
     unique_fd signer_end, worker_signer_end, worker_control;
@@ -340,10 +361,10 @@ void master::on_worker_message(channel &ch)
         return;
     }
     case msg_type::upstream_request:
-        if (ch.upstream_requested || !p.empty())
+        if (ch.upstream_requested)
             return kill_worker(ch, "worker_protocol_violation");
         ch.upstream_requested = true;
-        return start_upstream(ch);
+        return start_upstream(ch, p);
     case msg_type::established:
         if (!p.empty() || !ch.upstream_requested)
             return kill_worker(ch, "worker_protocol_violation");
@@ -362,18 +383,36 @@ void master::on_worker_message(channel &ch)
     }
 }
 
-void master::start_upstream(channel &ch)
+// Outbound: the SMGW. Inbound: the local service of the channel the worker picked, which
+// must be one of its listener's channels. The worker never names an address.
+void master::start_upstream(channel &ch, const bytes &choice)
 {
+    const sock_address *to = nullptr;
+    if (ch.cfg.direction == channel_direction::outbound) {
+        if (!choice.empty())
+            return kill_worker(ch, "worker_protocol_violation");
+        to = &*cfg_.smgw_address;
+    } else {
+        std::string name(choice.begin(), choice.end());
+        if (std::find(ch.candidates.begin(), ch.candidates.end(), name) == ch.candidates.end())
+            return kill_worker(ch, "worker_protocol_violation");
+        ch.cfg = *cfg_.find_channel(name);
+        to = &*ch.cfg.forward;
+    }
     int err = 0;
-    ch.connecting = connect_start(*cfg_.smgw_address, &err);
+    ch.connecting = connect_start(*to, &err);
     if (!ch.connecting)
         return fail_upstream(ch, upstream_errno_reason(err));
     ch.connect_deadline_ms = now_ms() + cfg_.connect_timeout_ms;
 }
 
-void master::fail_upstream(channel &ch, const std::string &reason)
+void master::fail_upstream(channel &ch, const std::string &smgw_reason)
 {
     ch.connecting.reset();
+    // Reasons are phrased for the SMGW; for an inbound channel the far end is the local service.
+    std::string reason = smgw_reason;
+    if (ch.cfg.direction == channel_direction::inbound)
+        reason = "service" + reason.substr(reason.find('_'));
     bytes why(reason.begin(), reason.end());
     ipc_send(ch.control.get(), msg_type::upstream_failed, why);
 }
@@ -387,7 +426,8 @@ void master::finish_upstream(channel &ch)
     if (err != 0)
         return fail_upstream(ch, upstream_errno_reason(err));
     // A silently dead SMGW is noticed within about 2 minutes (60s idle + 6 probes of 10s).
-    set_keepalive(ch.connecting.get(), 60, 10, 6);
+    if (ch.cfg.direction == channel_direction::outbound)
+        set_keepalive(ch.connecting.get(), 60, 10, 6);
     if (!ipc_send(ch.control.get(), msg_type::upstream_ready, {}, ch.connecting.get()))
         log_warn("cannot pass the upstream socket", log_fields().add("channel", ch.id).add("error", errno_text(errno)));
     ch.connecting.reset();
@@ -417,9 +457,14 @@ void master::log_summary(const channel &ch, int status)
     }
     const worker_result &r = *ch.result;
     f.add("outcome", outcome_name(r.result)).add("reason", ch.kill_reason.empty() ? r.reason : ch.kill_reason);
-    if (!r.target.empty())
-        f.add("target", r.target);
-    f.add("proxy", proxy_name(ch.cfg.proxy)).add("bytes_up", r.bytes_up).add("bytes_down", r.bytes_down);
+    if (ch.cfg.direction == channel_direction::outbound) {
+        if (!r.target.empty())
+            f.add("target", r.target);
+        f.add("proxy", proxy_name(ch.cfg.proxy));
+    } else {
+        f.add("server_name", r.target.empty() ? "-" : r.target).add("forward", ch.cfg.forward_text);
+    }
+    f.add("bytes_up", r.bytes_up).add("bytes_down", r.bytes_down);
     if (!r.tls_version.empty())
         f.add("tls", r.tls_version).add("suite", r.cipher_suite).add("group", r.group).add("smgw_cert", r.peer_fingerprint)
             .add("handshake_ms", r.handshake_ms);
@@ -591,7 +636,8 @@ int master::run()
             announced_ready_ = true;
             log_fields f;
             for (const auto &l : listeners_)
-                f.add("channel", l.channel + "@" + local_name(l.fd.get()));
+                for (const auto &name : l.channels)
+                    f.add("channel", name + "@" + local_name(l.fd.get()));
             log_info("clsgwd ready", f.add("max_channels", cfg_.max_channels));
             sd_notify_state("READY=1");
         }

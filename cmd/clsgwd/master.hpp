@@ -22,14 +22,18 @@ struct master_paths {
     std::string signer;
 };
 
+// One listening socket and the channels it serves: one outbound channel, or inbound channels
+// told apart by server_name.
 struct listener {
-    std::string channel;
+    std::string key;
+    std::vector<std::string> channels;
     unique_fd fd;
 };
 
 struct channel {
     uint64_t id = 0;
-    channel_config cfg;
+    channel_config cfg;               // inbound: the listener's first channel until the worker picks
+    std::vector<std::string> candidates; // the channels this worker may serve
     pid_t pid = -1;
     unique_fd control;
     std::string peer;
@@ -57,8 +61,8 @@ struct signer_process {
 
 class master {
 public:
-    master(config cfg, master_paths paths, std::string certificate_pem, std::string trust_pem, long worker_uid,
-           long worker_gid);
+    master(config cfg, master_paths paths, std::string certificate_pem, std::map<std::string, std::string> trust_pems,
+           long worker_uid, long worker_gid);
     // Takes activated sockets and binds the rest; false with a message on error.
     bool open_listeners(std::string &error);
     int run();
@@ -66,7 +70,8 @@ public:
 private:
     config cfg_;
     master_paths paths_;
-    std::string certificate_pem_, trust_pem_;
+    std::string certificate_pem_;
+    std::map<std::string, std::string> trust_pems_; // by path
     long worker_uid_, worker_gid_;
     std::vector<listener> listeners_;
     std::map<uint64_t, channel> channels_;
@@ -89,9 +94,9 @@ private:
     void on_worker_exit(channel &ch, int status);
     void signer_exited(int status);
     void accept_on(listener &l);
-    void spawn_worker(const channel_config &cc, unique_fd connection, const std::string &peer);
+    void spawn_worker(const listener &l, unique_fd connection, const std::string &peer);
     void on_worker_message(channel &ch);
-    void start_upstream(channel &ch);
+    void start_upstream(channel &ch, const bytes &choice);
     void finish_upstream(channel &ch);
     void fail_upstream(channel &ch, const std::string &reason);
     void kill_worker(channel &ch, const std::string &reason);

@@ -204,9 +204,30 @@ const char *group_name(mbedtls_ecp_group_id id)
     return info ? info->name : "none";
 }
 
+void bio::observe(const unsigned char *data, size_t len)
+{
+    while (len > 0) {
+        if (body_left_ > 0) {
+            size_t skip = len < body_left_ ? len : body_left_;
+            body_left_ -= skip;
+            data += skip;
+            len -= skip;
+            continue;
+        }
+        header_[header_have_++] = *data++;
+        len--;
+        if (header_have_ < sizeof header_)
+            continue;
+        header_have_ = 0;
+        body_left_ = static_cast<size_t>(header_[3]) << 8 | header_[4];
+        if (watch_handshake_records && header_[0] == MBEDTLS_SSL_MSG_HANDSHAKE)
+            late_handshake_records++;
+    }
+}
+
 int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
-    int fd = *static_cast<int *>(ctx);
+    int fd = static_cast<bio *>(ctx)->fd;
     for (;;) {
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
         if (n >= 0)
@@ -223,11 +244,13 @@ int bio_send(void *ctx, const unsigned char *buf, size_t len)
 
 int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
-    int fd = *static_cast<int *>(ctx);
+    auto *self = static_cast<bio *>(ctx);
     for (;;) {
-        ssize_t n = recv(fd, buf, len, 0);
-        if (n >= 0)
+        ssize_t n = recv(self->fd, buf, len, 0);
+        if (n >= 0) {
+            self->observe(buf, static_cast<size_t>(n));
             return static_cast<int>(n);
+        }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -254,13 +277,18 @@ bool wait_io(int fd, int want, uint64_t deadline_ms)
     }
 }
 
-handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadline_ms)
+handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadline_ms, handshake_check after_step,
+                               void *arg)
 {
     handshake_result r;
     while (ssl->state != MBEDTLS_SSL_HANDSHAKE_OVER) {
         int ret = mbedtls_ssl_handshake_step(ssl);
         if (ssl->handshake && ssl->handshake->ecdh_ctx.grp.id != MBEDTLS_ECP_DP_NONE)
             r.group = ssl->handshake->ecdh_ctx.grp.id;
+        if (ret == 0 && after_step && (ret = after_step(arg, ssl)) != 0) {
+            r.ret = ret;
+            return r;
+        }
         if (ret == 0)
             continue;
         if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE) {

@@ -85,7 +85,22 @@ std::string fingerprint(const mbedtls_x509_crt *crt);
 bool key_id(mbedtls_pk_context *pk, uint8_t out[32]);
 const char *group_name(mbedtls_ecp_group_id id);
 
-// BIO callbacks over a non-blocking socket; ctx points to the fd.
+// The transport under a TLS session: a non-blocking socket. It also follows the record
+// framing of what it receives, so that handshake records arriving after the handshake
+// (renegotiation attempts, which mbedTLS refuses internally) can be counted exactly.
+struct bio {
+    int fd = -1;
+    bool watch_handshake_records = false; // set once the handshake is over
+    unsigned late_handshake_records = 0;  // handshake records seen while watching
+    void observe(const unsigned char *data, size_t len);
+
+private:
+    unsigned char header_[5] = {};
+    size_t header_have_ = 0;
+    size_t body_left_ = 0;
+};
+
+// BIO callbacks for mbedtls_ssl_set_bio; ctx points to a tls::bio.
 int bio_send(void *ctx, const unsigned char *buf, size_t len);
 int bio_recv(void *ctx, unsigned char *buf, size_t len);
 
@@ -98,6 +113,9 @@ struct handshake_result {
     mbedtls_ecp_group_id group = MBEDTLS_ECP_DP_NONE;
 };
 // Runs the handshake step by step, waiting on fd, until done, failure or deadline.
-handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadline_ms);
+// after_step (optional) is called after every step; a non-zero return aborts with that code.
+using handshake_check = int (*)(void *arg, mbedtls_ssl_context *ssl);
+handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadline_ms,
+                               handshake_check after_step = nullptr, void *arg = nullptr);
 
 } // namespace clsgw::tls

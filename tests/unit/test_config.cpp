@@ -166,7 +166,7 @@ TEST_CASE("missing required settings are reported against the file")
     expect_error(replace(base, "certificate = certs/device.crt\n", ""), "", "[identity] certificate is required");
     expect_error(replace(base, "key = /etc/clsgw/keys/device.key\n", ""), "", "[identity] key is required");
     expect_error(replace(base, "address = 192.168.100.100:4443\n", ""), "", "[smgw] address is required");
-    expect_error(replace(base, "trust = smgw.crt\n", ""), "", "[smgw] trust is required");
+    expect_error(replace(base, "trust = smgw.crt\n", ""), "[channel:app]", "no trust: set [smgw] trust or the channel's trust");
     std::string no_channel = base.substr(0, base.find("[channel:app]"));
     expect_error(no_channel, "", "no [channel:NAME] section");
 }
@@ -177,10 +177,68 @@ TEST_CASE("two channels cannot listen on the same address")
     expect_error(text, "[channel:other]", "already used by channel 'app'");
 }
 
-TEST_CASE("inbound channels are refused with a clear message by this version")
+const std::string inbound = base + R"([channel:modbus]
+direction = inbound
+listen = 192.168.100.50:8443
+server_name = modbus.device
+forward = 127.0.0.1:502
+trust = smgw-other.crt
+[channel:api]
+direction = inbound
+listen = 192.168.100.50:8443
+forward = 127.0.0.1:8080
+)";
+
+TEST_CASE("inbound channels parse, share a listener by server_name, and may have their own trust")
 {
-    expect_error(replace(base, "proxy = socks5", "direction = inbound"), "direction = inbound",
-                 "inbound channels are not supported by this version");
+    config_result r = parse_config(inbound, "/etc/clsgw/clsgw.ini");
+    std::string all;
+    for (const auto &e : r.errors)
+        all += e.to_string() + "\n";
+    REQUIRE_MESSAGE(r.errors.empty(), all);
+    const channel_config *modbus = r.value->find_channel("modbus");
+    REQUIRE(modbus);
+    CHECK(modbus->direction == channel_direction::inbound);
+    CHECK(modbus->forward->to_string() == "127.0.0.1:502");
+    CHECK(modbus->server_name == "modbus.device");
+    CHECK(r.value->trust_path(*modbus) == "/etc/clsgw/smgw-other.crt");
+    const channel_config *api = r.value->find_channel("api");
+    CHECK(r.value->trust_path(*api) == "/etc/clsgw/smgw.crt");
+    CHECK(api->listener_key() == modbus->listener_key());
+}
+
+TEST_CASE("inbound channels need forward and refuse outbound keys")
+{
+    expect_error(replace(inbound, "forward = 127.0.0.1:8080\n", ""), "[channel:api]",
+                 "an inbound channel needs forward = address:port");
+    expect_error(replace(inbound, "forward = 127.0.0.1:8080", "forward = 127.0.0.1:8080\ntarget = a.example:1"),
+                 "[channel:api]", "target applies to outbound channels only");
+    expect_error(replace(inbound, "forward = 127.0.0.1:502", "forward = localhost:502"), "forward = localhost",
+                 "not a numeric address");
+    expect_error(replace(inbound, "server_name = modbus.device", "server_name = not a name"), "server_name = not",
+                 "is not a DNS name");
+    expect_error(replace(base, "proxy = socks5", "proxy = socks5\nforward = 127.0.0.1:1"), "[channel:app]",
+                 "forward applies to inbound channels only");
+}
+
+TEST_CASE("a shared listener has at most one default and no repeated server_name")
+{
+    expect_error(replace(inbound, "server_name = modbus.device\n", ""), "[channel:api]",
+                 "share it without server_name; only one may be the default");
+    expect_error(replace(inbound, "forward = 127.0.0.1:8080", "forward = 127.0.0.1:8080\nserver_name = MODBUS.device"),
+                 "[channel:api]", "server_name MODBUS.device is used twice");
+    std::string with_outbound = inbound + "[channel:out]\nlisten = 192.168.100.50:8443\ningress = static\n"
+                                          "target = a.example:1\n";
+    expect_error(with_outbound, "[channel:out]", "is already used by channel 'modbus' (only inbound channels share");
+}
+
+TEST_CASE("[smgw] address is needed only when there are outbound channels")
+{
+    std::string only_inbound = inbound.substr(0, inbound.find("[channel:app]")) +
+                               inbound.substr(inbound.find("[channel:modbus]"));
+    only_inbound = replace(only_inbound, "address = 192.168.100.100:4443\n", "");
+    config_result r = parse_config(only_inbound, "x.ini");
+    CHECK(r.errors.empty());
 }
 
 TEST_CASE("an over-long line is an error, not silently cut")

@@ -1,0 +1,144 @@
+// An inbound (HKS4/HKS5) channel: the SMGW opens TLS to us (we are the server), proves itself
+// against the chosen channel's trust, and only then is the local service connected.
+//
+// Several inbound channels may share a listener: the server_name in the SMGW's ClientHello
+// picks one; a channel without server_name is the default; an unknown name with no default is
+// refused during the handshake (unrecognized_name).
+#include <mbedtls/ssl_internal.h>
+#include <strings.h>
+
+#include "../../lib/ipc.hpp"
+#include "../../lib/relay.hpp"
+#include "worker.hpp"
+
+namespace clsgw {
+
+namespace {
+
+struct route_choice {
+    worker_context *ctx = nullptr;
+    tls_session *t = nullptr;
+    int chosen = -1;
+    int fallback = -1; // the default route
+    std::string server_name;
+};
+
+void choose(route_choice &c, int index)
+{
+    c.chosen = index;
+    const mbedtls_x509_crt *trust = c.ctx->route_trust[static_cast<size_t>(index)]->get();
+    c.t->check.anchors = trust;
+    mbedtls_ssl_set_hs_ca_chain(&c.t->ssl, const_cast<mbedtls_x509_crt *>(trust), nullptr);
+}
+
+int on_server_name(void *arg, mbedtls_ssl_context *, const unsigned char *name, size_t len)
+{
+    auto &c = *static_cast<route_choice *>(arg);
+    c.server_name.assign(reinterpret_cast<const char *>(name), len);
+    const auto &routes = c.ctx->job.routes;
+    for (size_t i = 0; i < routes.size(); i++)
+        if (!routes[i].server_name.empty() && strcasecmp(routes[i].server_name.c_str(), c.server_name.c_str()) == 0) {
+            choose(c, static_cast<int>(i));
+            return 0;
+        }
+    if (c.fallback >= 0) {
+        choose(c, c.fallback);
+        return 0;
+    }
+    return -1; // mbedTLS answers with a fatal unrecognized_name alert
+}
+
+constexpr int UNKNOWN_SERVER_NAME = -0x7f01; // our own code, outside mbedTLS's ranges
+
+// Once the ClientHello is processed a channel must be chosen; without server_name and without
+// a default there is none, and the handshake ends here.
+int require_route(void *arg, mbedtls_ssl_context *ssl)
+{
+    auto &c = *static_cast<route_choice *>(arg);
+    if (ssl->state <= MBEDTLS_SSL_CLIENT_HELLO || c.chosen >= 0)
+        return 0;
+    mbedtls_ssl_send_alert_message(ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME);
+    return UNKNOWN_SERVER_NAME;
+}
+
+void fail(worker_context &ctx, const std::string &reason)
+{
+    ctx.result.result = outcome::failed;
+    ctx.result.reason = reason;
+}
+
+bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
+{
+    uint64_t begin = now_ms();
+    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, ctx.handshake_deadline_ms, require_route, &c);
+    ctx.result.handshake_ms = now_ms() - begin;
+    ctx.result.target = c.server_name;
+    if (h.timed_out) {
+        fail(ctx, "handshake_timeout");
+        return false;
+    }
+    if (h.ret != 0) {
+        bool unknown = h.ret == UNKNOWN_SERVER_NAME || (!c.server_name.empty() && c.chosen < 0);
+        ctx.result.result = unknown ? outcome::refused : outcome::failed;
+        ctx.result.reason = unknown ? "unknown_server_name"
+                                    : tls::handshake_reason(h.ret, mbedtls_ssl_get_verify_result(&t.ssl));
+        log_info("TLS handshake with the SMGW failed",
+                 log_fields().add("reason", ctx.result.reason).add("server_name", c.server_name.empty() ? "-" : c.server_name)
+                     .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));
+        return false;
+    }
+    record_tls(ctx, t, h.group);
+    return true;
+}
+
+} // namespace
+
+void run_inbound(worker_context &ctx)
+{
+    tls_session t;
+    t.io.fd = CONNECTION_FD;
+    route_choice c;
+    c.ctx = &ctx;
+    c.t = &t;
+    for (size_t i = 0; i < ctx.job.routes.size(); i++)
+        if (ctx.job.routes[i].server_name.empty())
+            c.fallback = static_cast<int>(i);
+    const mbedtls_x509_crt *initial = ctx.route_trust[static_cast<size_t>(c.fallback >= 0 ? c.fallback : 0)]->get();
+    int ret = tls_session_setup(ctx, t, MBEDTLS_SSL_IS_SERVER, initial);
+    if (ret != 0) {
+        fail(ctx, "tls_setup_failed");
+        log_error("TLS setup failed", log_fields().add("error", tls::error_text(ret)));
+        return;
+    }
+    mbedtls_ssl_conf_sni(&t.conf, on_server_name, &c);
+    if (c.fallback >= 0)
+        c.chosen = c.fallback; // a ClientHello without server_name goes to the default
+    if (!handshake(ctx, t, c))
+        return;
+    const std::string &name = ctx.job.routes[static_cast<size_t>(c.chosen)].channel_name;
+    std::string failure;
+    unique_fd service = request_upstream(ctx, name, failure);
+    if (!service) {
+        fail(ctx, failure);
+        log_warn("local service unreachable; closing the SMGW's channel", log_fields().add("reason", failure));
+        mbedtls_ssl_close_notify(&t.ssl);
+        return;
+    }
+    ipc_send(CONTROL_FD, msg_type::established, {});
+    relay_options opt;
+    opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
+    opt.close_timeout_ms = ctx.job.close_timeout_ms;
+    opt.lifetime_deadline_ms = ctx.started_ms + ctx.job.max_session_lifetime_ms;
+    // The SMGW's side opened the channel: its close_notify half-closes the service, whose
+    // answer still flows back until it closes.
+    opt.tls_close_is_half_close = true;
+    relay_result rr = relay(service.get(), &t.ssl, t.io, opt, "service", "smgw");
+    ctx.result.bytes_up = rr.plain_to_tls; // service -> SMGW
+    ctx.result.bytes_down = rr.tls_to_plain;
+    ctx.result.result = rr.clean ? outcome::ok : outcome::failed;
+    ctx.result.reason = rr.reason;
+    if (!rr.clean)
+        mbedtls_ssl_close_notify(&t.ssl);
+}
+
+} // namespace clsgw

@@ -1,0 +1,161 @@
+// What both directions of a worker share: bounded waits, the upstream socket from the master,
+// and the remote-key call to the signer.
+#include <mbedtls/md.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "../../lib/ipc.hpp"
+#include "../../lib/signer_proto.hpp"
+#include "../../lib/tls/remote_pk.h"
+#include "worker.hpp"
+
+namespace clsgw {
+
+// Waits for fd to be readable/writable until the deadline.
+bool wait_fd(int fd, short events, uint64_t deadline_ms)
+{
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline_ms)
+            return false;
+        pollfd p{fd, events, 0};
+        int r = poll(&p, 1, static_cast<int>(std::min<uint64_t>(deadline_ms - now, 60000)));
+        if (r > 0)
+            return true;
+        if (r < 0 && errno != EINTR)
+            return true;
+    }
+}
+
+// Asks the master for the connected SMGW socket; the master alone decides where it goes.
+unique_fd request_upstream(worker_context &ctx, const std::string &choice, std::string &failure)
+{
+    if (!ipc_send(CONTROL_FD, msg_type::upstream_request, bytes(choice.begin(), choice.end()))) {
+        failure = "master_unreachable";
+        return unique_fd();
+    }
+    for (;;) {
+        if (!wait_fd(CONTROL_FD, POLLIN, ctx.handshake_deadline_ms)) {
+            failure = "handshake_timeout";
+            return unique_fd();
+        }
+        ipc_recv_result r = ipc_recv(CONTROL_FD, true);
+        if (r.status == ipc_status::would_block)
+            continue;
+        if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_ready && r.message.fd)
+            return std::move(r.message.fd);
+        if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_failed) {
+            std::string why(r.message.payload.begin(), r.message.payload.end());
+            failure = why.empty() || why.size() > 64 ? "smgw_unreachable" : why;
+            return unique_fd();
+        }
+        failure = "master_protocol_error";
+        return unique_fd();
+    }
+}
+
+int sign_with_signer(void *arg, int md_alg, const unsigned char *hash, size_t hash_len, unsigned char *sig,
+                     size_t sig_size, size_t *sig_len)
+{
+    auto &ctx = *static_cast<worker_context *>(arg);
+    signer::request req;
+    req.seq = ++ctx.sign_seq;
+    switch (md_alg) {
+    case MBEDTLS_MD_SHA256: req.digest_alg = static_cast<uint8_t>(signer::digest::sha256); break;
+    case MBEDTLS_MD_SHA384: req.digest_alg = static_cast<uint8_t>(signer::digest::sha384); break;
+    case MBEDTLS_MD_SHA512: req.digest_alg = static_cast<uint8_t>(signer::digest::sha512); break;
+    default: return -1;
+    }
+    if (hash_len > signer::MAX_HASH_LEN)
+        return -1;
+    req.hash_len = static_cast<uint8_t>(hash_len);
+    memcpy(req.key_id, ctx.key_id, sizeof req.key_id);
+    memcpy(req.hash, hash, hash_len);
+    if (!ipc_send(SIGNER_FD, msg_type::sign_request, signer::encode_request(req))) {
+        log_warn("signer unreachable", log_fields().add("error", errno_text(errno)));
+        return -1;
+    }
+    uint64_t deadline = now_ms() + ctx.job.signer_timeout_ms;
+    for (;;) {
+        if (!wait_fd(SIGNER_FD, POLLIN, deadline)) {
+            log_warn("signer did not answer in time", log_fields().add("timeout", "signer_timeout"));
+            return -1;
+        }
+        ipc_recv_result r = ipc_recv(SIGNER_FD, false);
+        if (r.status == ipc_status::would_block)
+            continue;
+        if (r.status != ipc_status::ok || r.message.type != msg_type::sign_answer) {
+            log_warn("signer session failed", log_fields().add("error", r.error));
+            return -1;
+        }
+        auto a = signer::decode_answer(r.message.payload);
+        if (!a)
+            return -1;
+        if (a->seq != req.seq)
+            continue; // a late answer to an earlier request: dropped
+        if (a->st != signer::status::ok || a->signature.size() > sig_size) {
+            log_warn("signer refused", log_fields().add("result", signer::status_name(a->st)));
+            return -1;
+        }
+        memcpy(sig, a->signature.data(), a->signature.size());
+        *sig_len = a->signature.size();
+        return 0;
+    }
+}
+
+namespace {
+
+int remote_sign(void *arg, mbedtls_md_type_t md, const unsigned char *hash, size_t hash_len, unsigned char *sig,
+                size_t sig_size, size_t *sig_len)
+{
+    return sign_with_signer(arg, static_cast<int>(md), hash, hash_len, sig, sig_size, sig_len);
+}
+
+} // namespace
+
+tls_session::tls_session()
+{
+    mbedtls_ssl_config_init(&conf);
+    mbedtls_ssl_init(&ssl);
+    mbedtls_pk_init(&remote_key);
+}
+
+tls_session::~tls_session()
+{
+    mbedtls_ssl_free(&ssl);
+    mbedtls_ssl_config_free(&conf);
+    mbedtls_pk_free(&remote_key);
+}
+
+int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const mbedtls_x509_crt *trust)
+{
+    int ret = mbedtls_ssl_config_defaults(&t.conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+    if (ret != 0)
+        return ret;
+    tls::apply_han_profile(&t.conf);
+    mbedtls_ssl_conf_rng(&t.conf, tls::rng::random, &ctx.rng);
+    mbedtls_ssl_conf_ca_chain(&t.conf, const_cast<mbedtls_x509_crt *>(trust), nullptr);
+    t.check.anchors = trust;
+    mbedtls_ssl_conf_verify(&t.conf, tls::trust_check::verify, &t.check);
+    ret = clsgw_remote_pk_setup(&t.remote_key, &ctx.own_chain.get()->pk, remote_sign, &ctx);
+    if (ret == 0)
+        ret = mbedtls_ssl_conf_own_cert(&t.conf, ctx.own_chain.get(), &t.remote_key);
+    if (ret == 0)
+        ret = mbedtls_ssl_setup(&t.ssl, &t.conf);
+    mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
+    return ret;
+}
+
+void record_tls(worker_context &ctx, const tls_session &t, mbedtls_ecp_group_id group)
+{
+    ctx.result.tls_version = mbedtls_ssl_get_version(&t.ssl);
+    ctx.result.cipher_suite = mbedtls_ssl_get_ciphersuite(&t.ssl);
+    ctx.result.group = tls::group_name(group);
+    if (const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t.ssl))
+        ctx.result.peer_fingerprint = tls::fingerprint(peer);
+}
+
+} // namespace clsgw
