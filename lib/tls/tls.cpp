@@ -160,6 +160,8 @@ std::string verify_reason(uint32_t flags)
 
 std::string handshake_reason(int ret, uint32_t verify_flags)
 {
+    if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE)
+        return "no_client_certificate";
     if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED || (verify_flags != 0 && verify_flags != UINT32_MAX))
         return verify_reason(verify_flags);
     switch (ret) {
