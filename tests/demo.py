@@ -3,7 +3,8 @@
 
 Makes a throwaway brainpool PKI with clsgwctl, starts the EMT stand-in (echo), the SMGW
 simulator and clsgwd, sends traffic through static and socks5 ingress with both proxy
-formats (SOCKS5 inside TLS, and SNI), shows one refusal, prints the per-channel log lines
+formats (SOCKS5 inside TLS, and SNI), shows one refusal, lets the EMT reach a device service
+through an inbound (HKS4/HKS5) channel, prints the per-channel log lines
 and the signer's audit lines, stops everything and exits 0 (1 if anything went wrong).
 """
 import argparse
@@ -46,12 +47,20 @@ def main():
         }
         for keys in channels.values():
             keys["listen"] = f"127.0.0.1:{free_port()}"
+        modbus = env.start_echo()  # stands in for a service on the device, e.g. Modbus TCP
+        inbound_port = free_port()
+        channels["modbus-in"] = {"direction": "inbound", "listen": f"127.0.0.1:{inbound_port}",
+                                 "server_name": "modbus.heat-pump-0001", "forward": f"127.0.0.1:{modbus}"}
         cfg = env.write_config(smgw, channels, clsgw={"log_level": "info"})
         env.start_clsgwd(cfg)
         print(f"   clsgwd runs with {cfg}")
+        [emt_in] = env.start_sim_inbound([(inbound_port, "modbus.heat-pump-0001")], trust="device-ca.crt")
+        print(f"   the simulator's active side (HKS4/HKS5) lets the EMT in at 127.0.0.1:{emt_in}")
 
         print("== 3. traffic")
         for name, keys in channels.items():
+            if keys.get("direction") == "inbound":
+                continue
             port = int(keys["listen"].rsplit(":", 1)[1])
             message = f"hello EMT, this is {name}\n".encode()
             if keys["ingress"] == "socks5":
@@ -72,7 +81,12 @@ def main():
               f"SOCKS5 reply 0x{rep:02x} (0x02 = not allowed)")
         ok &= rep == 0x02
         sock.close()
-        wait_until(lambda: len(env.clsgwd.lines("channel closed")) == 5, 10, "five channel summaries")
+        request = b"EMT reads register 40001\n"
+        answer = transfer(__import__("socket").create_connection(("127.0.0.1", emt_in)), request)
+        print(f"   modbus-in    inbound: EMT -> SMGW -> TLS -> clsgw -> device service, answer {answer!r} "
+              f"{'OK' if answer == request else 'MISMATCH'}")
+        ok &= answer == request
+        wait_until(lambda: len(env.clsgwd.lines("channel closed")) == 6, 10, "six channel summaries")
 
         print("== 4. clsgwd: one line per channel")
         for line in env.clsgwd.lines("channel closed"):
@@ -81,7 +95,7 @@ def main():
         audit = env.audit_lines()
         for line in audit:
             print("   " + line)
-        ok &= len(audit) == 5
+        ok &= len(audit) == 6
     except Exception as e:  # the demo reports, then cleans up
         print(f"demo failed: {e}")
         ok = False

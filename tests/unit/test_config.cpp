@@ -280,6 +280,7 @@ TEST_CASE("the annotated etc/clsgw.ini shipped with clsgw is valid")
         all += e.to_string() + "\n";
     CHECK_MESSAGE(r.errors.empty(), all);
     REQUIRE(r.value);
-    CHECK(r.value->channels.size() == 2);
+    CHECK(r.value->channels.size() == 3);
+    CHECK(r.value->find_channel("modbus")->direction == channel_direction::inbound);
     CHECK(r.value->max_session_lifetime_ms == 48ULL * 3600 * 1000);
 }
