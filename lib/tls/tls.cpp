@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "../util.hpp"
+#include "hello_random.h"
 
 namespace clsgw::tls {
 
@@ -283,8 +284,13 @@ handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadli
                                void *arg)
 {
     handshake_result r;
+    const int own_hello = ssl->conf->endpoint == MBEDTLS_SSL_IS_CLIENT ? MBEDTLS_SSL_CLIENT_HELLO
+                                                                        : MBEDTLS_SSL_SERVER_HELLO;
     while (ssl->state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        // Only the step that writes our hello's random sees a clock without the time in it.
+        clsgw_hide_clock(ssl->state == own_hello);
         int ret = mbedtls_ssl_handshake_step(ssl);
+        clsgw_hide_clock(0);
         if (ssl->handshake && ssl->handshake->ecdh_ctx.grp.id != MBEDTLS_ECP_DP_NONE)
             r.group = ssl->handshake->ecdh_ctx.grp.id;
         if (ret == 0 && after_step && (ret = after_step(arg, ssl)) != 0) {
