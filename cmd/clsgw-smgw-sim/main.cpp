@@ -51,6 +51,7 @@ struct sim_options {
     std::string proxy = "auto"; // auto: SNI when the ClientHello names a server, else SOCKS5
     uint64_t idle_timeout_ms = 15 * 60 * 1000;
     std::vector<struct inbound_link> inbound;
+    bool corrupt_cert = false; // test knob: send our certificate with a broken DER length
 };
 
 // The SMGW's active side (HKS4/HKS5): an EMT connecting to `emt` reaches the device at `device`.
@@ -133,6 +134,10 @@ void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
         mbedtls_ssl_conf_sni(&t.conf, on_sni, &t);
     if (mbedtls_ssl_conf_own_cert(&t.conf, t.own.get(), t.key.get()) != 0)
         die("certificate and key do not fit together");
+    // What goes on the wire is the raw DER: damaging the outer SEQUENCE's length byte makes the
+    // peer's certificate parser fail while our own parsed copy stays usable.
+    if (o.corrupt_cert)
+        t.own.get()->raw.p[1] ^= 0x01;
 }
 
 bool ssl_read_exact(sim_tls &t, uint8_t *out, size_t n, size_t &got)
@@ -364,7 +369,7 @@ int usage()
 {
     fprintf(stderr, "usage: clsgw-smgw-sim smgw [--listen ADDR] --cert FILE --key FILE --trust FILE\n"
                     "                      [--route NAME:PORT=ADDR]... [--proxy auto|socks5|sni] [--idle-timeout DUR]\n"
-                    "                      [--inbound EMT_ADDR=DEVICE_ADDR[/SERVER_NAME]]...\n"
+                    "                      [--inbound EMT_ADDR=DEVICE_ADDR[/SERVER_NAME]]... [--corrupt-cert yes]\n"
                     "       clsgw-smgw-sim emt-echo --listen ADDR\n");
     return 2;
 }
@@ -413,6 +418,7 @@ int main(int argc, char **argv)
         else if (opt == "--trust") o.trust = val;
         else if (opt == "--route") o.routes.push_back(parse_route(val));
         else if (opt == "--inbound") o.inbound.push_back(parse_inbound(val));
+        else if (opt == "--corrupt-cert" && val == "yes") o.corrupt_cert = true;
         else if (opt == "--proxy" && (val == "auto" || val == "socks5" || val == "sni")) o.proxy = val;
         else if (opt == "--idle-timeout" && parse_duration_ms(val)) o.idle_timeout_ms = *parse_duration_ms(val);
         else return usage();

@@ -117,6 +117,30 @@ void apply_han_profile(mbedtls_ssl_config *conf)
 #endif
 }
 
+namespace {
+
+// True when an anchor is named as the certificate's issuer but its key does not verify the
+// certificate's signature: a forged or damaged certificate rather than an unknown one.
+bool signed_by_named_issuer_fails(const mbedtls_x509_crt *anchors, const mbedtls_x509_crt *crt)
+{
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(crt->sig_md);
+    unsigned char hash[MBEDTLS_MD_MAX_SIZE];
+    if (!md || mbedtls_md(md, crt->tbs.p, crt->tbs.len, hash) != 0)
+        return false;
+    for (const mbedtls_x509_crt *a = anchors; a && a->raw.p; a = a->next) {
+        if (a->subject_raw.len != crt->issuer_raw.len ||
+            memcmp(a->subject_raw.p, crt->issuer_raw.p, crt->issuer_raw.len) != 0)
+            continue;
+        if (mbedtls_pk_verify_ext(crt->sig_pk, crt->sig_opts, const_cast<mbedtls_pk_context *>(&a->pk), crt->sig_md,
+                                  hash, mbedtls_md_get_size(md), crt->sig.p, crt->sig.len) == 0)
+            return false;
+        return true;
+    }
+    return false;
+}
+
+} // namespace
+
 int trust_check::verify(void *self, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
     auto *t = static_cast<trust_check *>(self);
@@ -137,11 +161,15 @@ int trust_check::verify(void *self, mbedtls_x509_crt *crt, int depth, uint32_t *
         *flags &= ~static_cast<uint32_t>(MBEDTLS_X509_BADCERT_NOT_TRUSTED);
     else if (t->chain_untrusted)
         *flags |= MBEDTLS_X509_BADCERT_NOT_TRUSTED;
+    if ((*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && signed_by_named_issuer_fails(t->anchors, crt))
+        *flags |= BADCERT_SIGNATURE;
     return 0;
 }
 
 std::string verify_reason(uint32_t flags)
 {
+    if (flags & BADCERT_SIGNATURE)
+        return "cert_bad_signature";
     if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
         return "cert_expired";
     if (flags & MBEDTLS_X509_BADCERT_FUTURE)

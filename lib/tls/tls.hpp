@@ -74,6 +74,10 @@ struct trust_check {
     static int verify(void *self, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
 };
 
+// clsgw's own verify flag: the leaf names a trusted issuer whose key did not sign it.
+// (mbedTLS reports that case only as BADCERT_NOT_TRUSTED.)
+constexpr uint32_t BADCERT_SIGNATURE = 0x40000000;
+
 // A short reason for a failed certificate check, for log lines ("cert_expired", ...).
 std::string verify_reason(uint32_t flags);
 // A short reason for a failed handshake.

@@ -107,7 +107,7 @@ class Process:
         self.name = name
         self.log_path = log_path
         self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      pass_fds=pass_fds, preexec_fn=preexec_fn, start_new_session=True)
 
     @property

@@ -77,3 +77,135 @@ def test_server_hello_random_carries_no_clock(env):
         firsts.append(body[6:10])
     assert not [f for f in firsts if looks_like_now(f, now)], [f.hex() for f in firsts]
     assert len(set(firsts)) == 5
+
+
+# --- certificate defects -------------------------------------------------------------------
+
+def openssl(*args):
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def openssl_identity(env, name, curve="brainpoolP256r1", md="sha256", ext=None):
+    key, crt = env.path(f"{name}.key"), env.path(f"{name}.crt")
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", f"ec_paramgen_curve:{curve}", "-pkeyopt",
+            "ec_param_enc:named_curve", "-out", key)
+    openssl("req", "-new", "-x509", "-key", key, "-out", crt, "-days", "30", "-subj", f"/CN={name}", f"-{md}",
+            *(["-addext", ext] if ext else []))
+
+
+def corrupt_signature(env, name):
+    """Flips one bit in the last byte of the certificate: the ECDSA signature, still valid DER."""
+    import base64
+    pem = open(env.path(f"{name}.crt")).read()
+    body = "".join(pem.strip().splitlines()[1:-1])
+    der = bytearray(base64.b64decode(body))
+    der[-1] ^= 0x01
+    b64 = base64.b64encode(bytes(der)).decode()
+    with open(env.path(f"{name}.crt"), "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\n" + "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64)) +
+                "\n-----END CERTIFICATE-----\n")
+
+
+def defective_identity(env, kind):
+    """Makes an SMGW identity with one defect; returns (identity, trust file, OpenSSL cipher suffix)."""
+    name = f"smgw-{kind}"
+    if kind == "expired":
+        env.ctl("key", "generate", "--out", env.path(f"{name}.key"))
+        env.ctl("cert", "self-sign", "--key", env.path(f"{name}.key"), "--subject", f"CN={name}",
+                "--valid-from-days", "-30", "--days", "10", "--out", env.path(f"{name}.crt"))
+        return name, f"{name}.crt", ""
+    if kind == "not_yet_valid":
+        env.ctl("key", "generate", "--out", env.path(f"{name}.key"))
+        env.ctl("cert", "self-sign", "--key", env.path(f"{name}.key"), "--subject", f"CN={name}",
+                "--valid-from-days", "10", "--days", "10", "--out", env.path(f"{name}.crt"))
+        return name, f"{name}.crt", ""
+    if kind == "bad_signature":
+        env.make_identity("han-ca", "CN=HAN CA", ca=True)
+        env.make_identity(name, f"CN={name}", issuer="han-ca")
+        corrupt_signature(env, name)
+        return name, "han-ca.crt", ""
+    if kind == "sha1_signature":
+        openssl_identity(env, name, md="sha1")
+        return name, f"{name}.crt", ":@SECLEVEL=0"
+    if kind == "no_digital_signature_usage":
+        openssl_identity(env, name, ext="keyUsage=critical,keyCertSign")
+        return name, f"{name}.crt", ""
+    if kind == "p521_key":
+        openssl_identity(env, name, curve="secp521r1")
+        return name, "smgw.crt", ""  # a P-521 trust file is itself refused by clsgwd -t
+    raise AssertionError(kind)
+
+
+EXPECTED = {"expired": "cert_expired", "not_yet_valid": "cert_not_yet_valid", "bad_signature": "cert_bad_signature",
+            "sha1_signature": "cert_outside_profile", "no_digital_signature_usage": "cert_key_usage",
+            "p521_key": "cert_outside_profile"}
+
+
+def restart_clsgwd(env, smgw_port, channels, trust):
+    if getattr(env, "clsgwd", None):
+        env.clsgwd.stop()
+    for keys in channels.values():
+        keys.setdefault("listen", f"127.0.0.1:{free_port()}")
+    env.start_clsgwd(env.write_config(smgw_port, channels, trust=trust))
+    return int(next(iter(channels.values()))["listen"].rsplit(":", 1)[1])
+
+
+def test_smgw_certificate_defects_each_have_their_reason(env):
+    """outbound: OpenSSL s_server as SMGW with an expired, not yet valid, badly signed or SHA-1 signed
+    certificate is refused, each with its own log reason"""
+    # A server certificate without digitalSignature cannot be tested this way: OpenSSL (and mbedTLS)
+    # refuse to serve ECDHE-ECDSA with it ("no shared cipher"). The key usage check is exercised
+    # from the other side in test_smgw_client_certificate_defects_each_have_their_reason.
+    for kind in ("expired", "not_yet_valid", "bad_signature", "sha1_signature"):
+        identity, trust, seclevel = defective_identity(env, kind)
+        port = free_port()
+        server = env.start(f"s_server-{kind}", [
+            "openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1", "-cert", env.path(f"{identity}.crt"),
+            "-key", env.path(f"{identity}.key"), "-Verify", "1", "-CAfile", env.path("device.crt"), "-tls1_2",
+            "-groups", "brainpoolP256r1", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256" + seclevel, "-rev"])
+        server.wait_log("ACCEPT")
+        app_port = restart_clsgwd(env, port, {"app": {"ingress": "static", "target": "emt.example:443",
+                                                      "proxy": "sni"}}, trust)
+        app = socket.create_connection(("127.0.0.1", app_port))
+        assert app.recv(10) == b"", kind
+        env.clsgwd.wait_log(rf"channel closed .*outcome=failed reason={EXPECTED[kind]} ")
+
+
+def test_smgw_client_certificate_defects_each_have_their_reason(env):
+    """inbound: OpenSSL s_client as SMGW with a defective certificate is refused with its reason; the
+    local service never sees a connection"""
+    service = Service("echo")
+    for kind in ("expired", "not_yet_valid", "bad_signature", "sha1_signature", "no_digital_signature_usage",
+                 "p521_key"):
+        identity, trust, seclevel = defective_identity(env, kind)
+        port = restart_clsgwd(env, None, {"in": {"direction": "inbound", "forward": f"127.0.0.1:{service.port}"}},
+                              trust)
+        subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
+                        "-groups", "brainpoolP256r1:secp521r1", "-CAfile", env.path("device.crt"),
+                        "-cert", env.path(f"{identity}.crt"), "-key", env.path(f"{identity}.key"),
+                        "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256" + seclevel],
+                       input=b"", capture_output=True, timeout=20)
+        env.clsgwd.wait_log(rf"channel closed .*outcome=failed reason={EXPECTED[kind]} ")
+    assert service.accepts == 0
+
+
+def test_corrupt_certificate_encoding_is_named_both_ways(env):
+    """a certificate whose DER is broken on the wire is refused as cert_corrupt, as client and as server"""
+    echo = env.start_echo()
+    sim = env.start_sim([f"emt.example:443=127.0.0.1:{echo}"], extra=["--corrupt-cert", "yes"])
+    app_port = restart_clsgwd(env, sim, {"app": {"ingress": "static", "target": "emt.example:443"}}, "smgw.crt")
+    assert socket.create_connection(("127.0.0.1", app_port)).recv(10) == b""
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_corrupt ")
+    service = Service("echo")
+    port = restart_clsgwd(env, None, {"in": {"direction": "inbound", "forward": f"127.0.0.1:{service.port}"}},
+                          "smgw.crt")
+    argv = [a for a in env.sim.proc.args]
+    link_sim = env.start("sim-corrupt", [argv[0], "smgw", "--cert", env.path("smgw.crt"), "--key", env.path("smgw.key"),
+                                         "--trust", env.path("device.crt"), "--corrupt-cert", "yes",
+                                         "--inbound", f"127.0.0.1:{free_port()}=127.0.0.1:{port}"])
+    emt_port = int(link_sim.wait_log("listening").rsplit(":", 1)[1])
+    socket.create_connection(("127.0.0.1", emt_port)).close()
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_corrupt ")
+    assert service.accepts == 0
