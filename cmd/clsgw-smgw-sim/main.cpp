@@ -220,7 +220,7 @@ void serve_device(const sim_options &o, unique_fd device)
     tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS);
     if (h.ret != 0 || h.timed_out) {
         log_warn("device handshake failed", log_fields().add("peer", peer)
-                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(h.ret, mbedtls_ssl_get_verify_result(&t.ssl)))
+                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(&t.ssl, h.ret))
                      .add("error", tls::error_text(h.ret)));
         return;
     }
@@ -288,7 +288,7 @@ void serve_emt(const sim_options &o, const inbound_link &link, unique_fd emt)
     tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS);
     if (h.ret != 0 || h.timed_out) {
         log_warn("TLS to the device failed", log_fields().add("device", to)
-                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(h.ret, mbedtls_ssl_get_verify_result(&t.ssl)))
+                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(&t.ssl, h.ret))
                      .add("error", tls::error_text(h.ret)));
         return;
     }

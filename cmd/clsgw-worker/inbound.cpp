@@ -81,7 +81,7 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
         bool unknown = h.ret == UNKNOWN_SERVER_NAME || (!c.server_name.empty() && c.chosen < 0);
         ctx.result.result = unknown ? outcome::refused : outcome::failed;
         ctx.result.reason = unknown ? "unknown_server_name"
-                                    : tls::handshake_reason(h.ret, mbedtls_ssl_get_verify_result(&t.ssl));
+                                    : tls::handshake_reason(&t.ssl, h.ret);
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("server_name", c.server_name.empty() ? "-" : c.server_name)
                      .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));

@@ -177,8 +177,7 @@ bool tls_handshake(worker_context &ctx, tls_session &t)
         return false;
     }
     if (h.ret != 0) {
-        uint32_t flags = mbedtls_ssl_get_verify_result(&t.ssl);
-        set_result(ctx, outcome::failed, tls::handshake_reason(h.ret, flags));
+        set_result(ctx, outcome::failed, tls::handshake_reason(&t.ssl, h.ret));
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("error", tls::error_text(h.ret)));
         return false;

@@ -195,7 +195,8 @@ std::string handshake_reason(int ret, uint32_t verify_flags)
         return verify_reason(verify_flags);
     switch (ret) {
     case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: return "peer_sent_alert";
-    case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE: return "no_shared_cipher_suite";
+    case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE:
+    case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN: return "no_shared_cipher_suite";
     case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION: return "protocol_version";
     case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE: return "no_client_certificate";
     case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
@@ -210,6 +211,43 @@ std::string handshake_reason(int ret, uint32_t verify_flags)
     if (ret <= -0x2000 && ret > -0x3000)
         return "cert_corrupt"; // the X.509 error range
     return "handshake_failed";
+}
+
+const char *alert_name(unsigned char description)
+{
+    switch (description) {
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 86: return "inappropriate_fallback";
+    case 90: return "user_canceled";
+    case 100: return "no_renegotiation";
+    case 109: return "missing_extension";
+    case 110: return "unsupported_extension";
+    case 112: return "unrecognized_name";
+    case 116: return "certificate_required";
+    }
+    return "unknown";
+}
+
+std::string handshake_reason(const mbedtls_ssl_context *ssl, int ret)
+{
+    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl->in_msg)
+        return std::string("peer_alert_") + alert_name(ssl->in_msg[1]);
+    return handshake_reason(ret, mbedtls_ssl_get_verify_result(ssl));
 }
 
 std::string fingerprint(const mbedtls_x509_crt *crt)

@@ -82,6 +82,9 @@ constexpr uint32_t BADCERT_SIGNATURE = 0x40000000;
 std::string verify_reason(uint32_t flags);
 // A short reason for a failed handshake.
 std::string handshake_reason(int ret, uint32_t verify_flags);
+// The same, and a fatal alert from the peer is named: peer_alert_protocol_version, ...
+std::string handshake_reason(const mbedtls_ssl_context *ssl, int ret);
+const char *alert_name(unsigned char description);
 
 // SHA-256 over a certificate's DER, lower-case hex.
 std::string fingerprint(const mbedtls_x509_crt *crt);

@@ -83,7 +83,7 @@ def test_server_name_routes_channels_sharing_a_listener(env):
     wait_until(lambda: len(env.clsgwd.lines("channel closed .*reason=unknown_server_name")) == 2, 10,
                "the second refusal")
     assert (a.accepts, b.accepts) == (1, 1)
-    assert env.sim.lines(r"TLS to the device failed .*reason=peer_sent_alert")
+    assert env.sim.lines(r"TLS to the device failed .*reason=peer_alert_unrecognized_name")
 
 
 def test_a_listener_default_channel_takes_other_names(env):

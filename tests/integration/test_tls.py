@@ -209,3 +209,133 @@ def test_corrupt_certificate_encoding_is_named_both_ways(env):
     socket.create_connection(("127.0.0.1", emt_port)).close()
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_corrupt ")
     assert service.accepts == 0
+
+
+# --- the profile against foreign peers -----------------------------------------------------
+
+SUITES = {  # OpenSSL name -> mbedTLS name (as logged by clsgwd)
+    "ECDHE-ECDSA-AES128-GCM-SHA256": "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384": "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
+    "ECDHE-ECDSA-AES128-SHA256": "TLS-ECDHE-ECDSA-WITH-AES-128-CBC-SHA256",
+    "ECDHE-ECDSA-AES256-SHA384": "TLS-ECDHE-ECDSA-WITH-AES-256-CBC-SHA384",
+}
+GROUPS = {"brainpoolP256r1": "brainpoolP256r1", "brainpoolP384r1": "brainpoolP384r1",
+          "brainpoolP512r1": "brainpoolP512r1", "prime256v1": "secp256r1", "secp384r1": "secp384r1"}
+
+
+def groups_with_certificates(first):
+    """OpenSSL must also list the curves of both certificates (brainpoolP256r1/384r1), after `first`."""
+    return ":".join(dict.fromkeys([first, "brainpoolP256r1", "brainpoolP384r1"]))
+
+
+def s_server(env, port, *args, name="s_server"):
+    server = env.start(f"{name}-{len(env.processes)}", [
+        "openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1", "-cert", env.path("smgw.crt"),
+        "-key", env.path("smgw.key"), "-Verify", "1", "-verify_return_error", "-CAfile", env.path("device.crt"),
+        "-rev", *args])
+    server.wait_log("ACCEPT")
+    return server
+
+
+def reverse_through(port):
+    app = socket.create_connection(("127.0.0.1", port))
+    got = b""
+    try:
+        app.sendall(b"HAN profile\n")
+        app.settimeout(20)
+        while not got.endswith(b"\n"):
+            chunk = app.recv(100)
+            if not chunk:
+                break
+            got += chunk
+    except ConnectionResetError:
+        pass  # a refused channel may end with a reset; nothing came back either way
+    app.close()
+    return got
+
+
+def test_every_suite_and_group_as_client(env):
+    """outbound: each of the 4 suites with each of the 5 groups handshakes with OpenSSL s_server"""
+    smgw = free_port()
+    app = restart_clsgwd(env, smgw, {"app": {"ingress": "static", "target": "emt.example:443", "proxy": "sni"}},
+                         "smgw.crt")
+    n = 0
+    for suite, suite_name in SUITES.items():
+        for group, group_name in GROUPS.items():
+            s_server(env, smgw, "-tls1_2", "-cipher", suite, "-groups", groups_with_certificates(group), "-serverpref")
+            assert reverse_through(app) == b"eliforp NAH\n", (suite, group)
+            n += 1
+            env.clsgwd.wait_log(rf"channel closed id={n} .*outcome=ok .*tls=TLSv1.2 suite={suite_name} "
+                                rf"group={group_name} ")
+
+
+def test_every_suite_and_group_as_server(env):
+    """inbound: each of the 4 suites with each of the 5 groups handshakes with OpenSSL s_client"""
+    # As server, mbedTLS picks the group by our preference (brainpool first). A device certificate
+    # on secp384r1, last in that order, lets the client's single other group win every time;
+    # OpenSSL needs the certificate's curve in its list to accept our ServerKeyExchange.
+    import os
+    os.remove(env.path("device.key"))
+    os.remove(env.path("device.crt"))
+    env.make_identity("device", "CN=device-p384", curve="secp384r1")
+    service = Service("tag", b"profile ok\n")
+    port = restart_clsgwd(env, None, {"in": {"direction": "inbound", "forward": f"127.0.0.1:{service.port}"}},
+                          "smgw.crt")
+    n = 0
+    for suite, suite_name in SUITES.items():
+        for group, group_name in GROUPS.items():
+            r = s_client(env, port, "-tls1_2", "-cipher", suite, "-groups", ":".join(dict.fromkeys([group, "secp384r1"])))
+            assert b"profile ok" in r.stdout, (suite, group, r.stderr[-500:])
+            n += 1
+            env.clsgwd.wait_log(rf"channel closed id={n} .*outcome=ok .*tls=TLSv1.2 suite={suite_name} "
+                                rf"group={group_name} ")
+
+
+def s_client(env, port, *args):
+    return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-quiet",
+                           "-CAfile", env.path("device.crt"), "-cert", env.path("smgw.crt"),
+                           "-key", env.path("smgw.key"), *args],
+                          input=b"hello\n", capture_output=True, timeout=30)
+
+
+def rsa_identity(env):
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", env.path("rsa.key"), "-out",
+            env.path("rsa.crt"), "-days", "30", "-subj", "/CN=rsa-smgw")
+
+
+NEGATIVE_PEERS = {  # name -> (OpenSSL arguments, our reason as client, our reason as server)
+    # A TLS 1.1 server takes the version down, then finds none of our TLS 1.2 suites usable.
+    "tls1.1": (["-tls1_1", "-cipher", "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"], "peer_alert_handshake_failure",
+               "protocol_version"),
+    "tls1.3 only": (["-tls1_3"], "peer_alert_protocol_version", "no_shared_cipher_suite"),
+    "rsa suites": (["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256:AES256-SHA256"],
+                   "peer_alert_handshake_failure", "no_shared_cipher_suite"),
+    "cbc-sha1 suites": (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"],
+                        "peer_alert_handshake_failure", "no_shared_cipher_suite"),
+    "P-521 only": (["-tls1_2", "-groups", "P-521"], "peer_alert_handshake_failure", "no_shared_cipher_suite"),
+    "X25519 only": (["-tls1_2", "-groups", "X25519"], "peer_alert_handshake_failure", "no_shared_cipher_suite"),
+}
+
+
+def test_peers_outside_the_profile_are_refused_as_client(env):
+    """outbound: TLS 1.1, TLS 1.3-only, RSA, CBC-SHA1, P-521-only and X25519-only servers fail, each for its reason"""
+    smgw = free_port()
+    app = restart_clsgwd(env, smgw, {"app": {"ingress": "static", "target": "emt.example:443", "proxy": "sni"}},
+                         "smgw.crt")
+    rsa_identity(env)
+    for n, (name, (args, client_reason, _)) in enumerate(NEGATIVE_PEERS.items(), 1):
+        extra = ["-cert", env.path("rsa.crt"), "-key", env.path("rsa.key")] if name == "rsa suites" else []
+        s_server(env, smgw, *args, *extra)
+        assert reverse_through(app) == b"", name
+        env.clsgwd.wait_log(rf"channel closed id={n} .*outcome=failed reason={client_reason} ")
+
+
+def test_peers_outside_the_profile_are_refused_as_server(env):
+    """inbound: TLS 1.1, TLS 1.3-only, RSA, CBC-SHA1, P-521-only and X25519-only clients fail, each for its reason"""
+    service = Service("echo")
+    port = restart_clsgwd(env, None, {"in": {"direction": "inbound", "forward": f"127.0.0.1:{service.port}"}},
+                          "smgw.crt")
+    for n, (name, (args, _, server_reason)) in enumerate(NEGATIVE_PEERS.items(), 1):
+        s_client(env, port, *args)
+        env.clsgwd.wait_log(rf"channel closed id={n} .*outcome=failed reason={server_reason} ")
+    assert service.accepts == 0
