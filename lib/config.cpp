@@ -240,6 +240,10 @@ void interpreter::global(const ini_entry &e)
         if (!l)
             return error(e.line, "log_level: expected error, warn, info, debug or trace");
         cfg_.level = *l;
+    } else if (e.key == "resumption") {
+        if (e.value != "yes" && e.value != "no")
+            return error(e.line, "resumption: expected yes or no");
+        cfg_.resumption = e.value == "yes";
     } else if (e.key == "worker_user") {
         if (e.value.empty())
             return error(e.line, "worker_user: empty");

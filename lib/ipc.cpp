@@ -26,6 +26,11 @@ bool known_type(uint16_t t)
     case msg_type::upstream_request:
     case msg_type::established:
     case msg_type::result:
+    case msg_type::session_answer:
+    case msg_type::session_request:
+    case msg_type::session_offer:
+    case msg_type::session_store:
+    case msg_type::session_lookup:
     case msg_type::signer_ready:
     case msg_type::session_open:
     case msg_type::sign_request:

@@ -21,11 +21,16 @@ enum class msg_type : uint16_t {
     job = 1,
     upstream_ready = 2, // carries the connected upstream fd
     upstream_failed = 3,
+    session_answer = 4, // a cached TLS session (or none) for session_request / session_lookup
     // worker -> master
     log = 16,
     upstream_request = 17,
     established = 18,
     result = 19,
+    session_request = 20, // client side: a session to resume with the SMGW, by server_name
+    session_offer = 21,   // client side: the session of a full handshake, for later channels
+    session_store = 22,   // server side: a new session, by session id
+    session_lookup = 23,  // server side: the session for an id the SMGW wants to resume
     // signer <-> master
     signer_ready = 32,
     session_open = 33, // carries the signer end of a per-channel session

@@ -17,7 +17,7 @@ constexpr size_t MAX_ROUTES = 64;
 
 enum result_tag : uint16_t {
     R_OUTCOME = 1, R_REASON, R_TARGET, R_VERSION, R_SUITE, R_GROUP, R_FINGERPRINT,
-    R_BYTES_UP, R_BYTES_DOWN, R_HANDSHAKE_MS, R_DURATION_MS,
+    R_BYTES_UP, R_BYTES_DOWN, R_HANDSHAKE_MS, R_DURATION_MS, R_RESUMED,
 };
 
 constexpr size_t SHORT = 512;
@@ -189,7 +189,8 @@ bytes encode_result(const worker_result &res)
         .add_u64(R_BYTES_UP, res.bytes_up)
         .add_u64(R_BYTES_DOWN, res.bytes_down)
         .add_u64(R_HANDSHAKE_MS, res.handshake_ms)
-        .add_u64(R_DURATION_MS, res.duration_ms);
+        .add_u64(R_DURATION_MS, res.duration_ms)
+        .add_u64(R_RESUMED, res.resumed ? 1 : 0);
     return w.data();
 }
 
@@ -203,7 +204,8 @@ std::optional<worker_result> decode_result(const bytes &payload, std::string &er
     auto reason = r.str(R_REASON, 64), target = r.str(R_TARGET, 300), version = r.str(R_VERSION, 32),
          suite = r.str(R_SUITE, 80), group = r.str(R_GROUP, 32), fp = r.str(R_FINGERPRINT, 64);
     auto up = r.u64(R_BYTES_UP), down = r.u64(R_BYTES_DOWN), hs = r.u64(R_HANDSHAKE_MS), dur = r.u64(R_DURATION_MS);
-    if (!oc || *oc > 2 || !reason || !target || !version || !suite || !group || !fp || !up || !down || !hs || !dur) {
+    auto resumed = r.u64(R_RESUMED);
+    if (!resumed || *resumed > 1 || !oc || *oc > 2 || !reason || !target || !version || !suite || !group || !fp || !up || !down || !hs || !dur) {
         error = "result record lacks a field or has one out of range";
         return std::nullopt;
     }
@@ -218,7 +220,32 @@ std::optional<worker_result> decode_result(const bytes &payload, std::string &er
     res.bytes_down = *down;
     res.handshake_ms = *hs;
     res.duration_ms = *dur;
+    res.resumed = *resumed == 1;
     return res;
+}
+
+bytes encode_session_message(const session_message &m)
+{
+    tlv_writer w;
+    w.add(1, m.key.data(), m.key.size()).add(2, m.blob.data(), m.blob.size()).add_u64(3, m.age_ms);
+    return w.data();
+}
+
+std::optional<session_message> decode_session_message(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    if (!r.parse(payload, err))
+        return std::nullopt;
+    auto key = r.raw(1, 255), blob = r.raw(2, SESSION_BLOB_MAX);
+    auto age = r.u64(3);
+    if (!key || !blob || !age)
+        return std::nullopt;
+    session_message m;
+    m.key = *key;
+    m.blob = *blob;
+    m.age_ms = *age;
+    return m;
 }
 
 } // namespace clsgw

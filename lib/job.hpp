@@ -50,7 +50,19 @@ struct worker_result {
     std::string tls_version, cipher_suite, group, peer_fingerprint;
     uint64_t bytes_up = 0, bytes_down = 0; // up: app -> SMGW
     uint64_t handshake_ms = 0, duration_ms = 0;
+    bool resumed = false; // the TLS session was resumed (no signature was needed)
 };
+
+// Session messages between worker and master (TLV): key (server_name or session id), the
+// serialised mbedtls_ssl_session, and its age since its full handshake.
+struct session_message {
+    bytes key;
+    bytes blob;
+    uint64_t age_ms = 0;
+};
+constexpr size_t SESSION_BLOB_MAX = 8 * 1024;
+bytes encode_session_message(const session_message &m);
+std::optional<session_message> decode_session_message(const bytes &payload);
 
 bytes encode_result(const worker_result &r);
 std::optional<worker_result> decode_result(const bytes &payload, std::string &error);

@@ -61,6 +61,31 @@ int require_route(void *arg, mbedtls_ssl_context *ssl)
     return UNKNOWN_SERVER_NAME;
 }
 
+// The session cache lives in the master, so that a session outlives the worker that made it.
+int cache_get(void *arg, mbedtls_ssl_session *session)
+{
+    auto &ctx = *static_cast<worker_context *>(arg);
+    auto cached = ask_master(ctx, msg_type::session_lookup, bytes(session->id, session->id + session->id_len));
+    if (!cached || !load_session(session, cached->blob))
+        return 1;
+    ctx.resumed_session_age_ms = cached->age_ms;
+    return 0;
+}
+
+int cache_set(void *arg, const mbedtls_ssl_session *session)
+{
+    auto &ctx = *static_cast<worker_context *>(arg);
+    session_message store;
+    store.age_ms = now_ms() - ctx.started_ms; // its lifetime counts from this channel's start
+    store.key.assign(session->id, session->id + session->id_len);
+    store.blob.assign(SESSION_BLOB_MAX, 0);
+    size_t len = 0;
+    if (mbedtls_ssl_session_save(session, store.blob.data(), store.blob.size(), &len) != 0)
+        return 1;
+    store.blob.resize(len);
+    return ipc_send(CONTROL_FD, msg_type::session_store, encode_session_message(store)) ? 0 : 1;
+}
+
 void fail(worker_context &ctx, const std::string &reason)
 {
     ctx.result.result = outcome::failed;
@@ -87,7 +112,7 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
                      .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));
         return false;
     }
-    record_tls(ctx, t, h.group);
+    record_tls(ctx, t, h);
     return true;
 }
 
@@ -111,6 +136,7 @@ void run_inbound(worker_context &ctx)
         return;
     }
     mbedtls_ssl_conf_sni(&t.conf, on_server_name, &c);
+    mbedtls_ssl_conf_session_cache(&t.conf, &ctx, cache_get, cache_set);
     if (c.fallback >= 0)
         c.chosen = c.fallback; // a ClientHello without server_name goes to the default
     if (!handshake(ctx, t, c))
@@ -128,7 +154,7 @@ void run_inbound(worker_context &ctx)
     relay_options opt;
     opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
     opt.close_timeout_ms = ctx.job.close_timeout_ms;
-    opt.lifetime_deadline_ms = ctx.started_ms + ctx.job.max_session_lifetime_ms;
+    opt.lifetime_deadline_ms = lifetime_deadline(ctx);
     // The SMGW's side opened the channel: its close_notify half-closes the service, whose
     // answer still flows back until it closes.
     opt.tls_close_is_half_close = true;

@@ -152,6 +152,18 @@ uint8_t app_code_for_upstream_failure(const std::string &failure)
 
 // --- TLS -----------------------------------------------------------------------------------
 
+void offer_saved_session(worker_context &ctx, tls_session &t, const std::string &key)
+{
+    auto cached = ask_master(ctx, msg_type::session_request, bytes(key.begin(), key.end()));
+    if (!cached)
+        return;
+    mbedtls_ssl_session session;
+    mbedtls_ssl_session_init(&session);
+    if (load_session(&session, cached->blob) && mbedtls_ssl_set_session(&t.ssl, &session) == 0)
+        ctx.resumed_session_age_ms = cached->age_ms;
+    mbedtls_ssl_session_free(&session);
+}
+
 int setup_tls(worker_context &ctx, tls_session &t, const host_port &target)
 {
     int ret = tls_session_setup(ctx, t, MBEDTLS_SSL_IS_CLIENT, ctx.trust.get());
@@ -182,7 +194,7 @@ bool tls_handshake(worker_context &ctx, tls_session &t)
                  log_fields().add("reason", ctx.result.reason).add("error", tls::error_text(h.ret)));
         return false;
     }
-    record_tls(ctx, t, h.group);
+    record_tls(ctx, t, h);
     return true;
 }
 
@@ -305,9 +317,20 @@ void run_outbound(worker_context &ctx)
         log_error("TLS setup failed", log_fields().add("error", tls::error_text(ret)));
         return;
     }
+    // A session from an earlier channel to the same SMGW (and server_name) saves the signature.
+    const std::string session_key = ctx.job.proxy == proxy_kind::sni ? in.target.host : "";
+    offer_saved_session(ctx, t, session_key);
     if (!tls_handshake(ctx, t)) {
         reply_app(ctx, ctx.result.result == outcome::refused ? socks5::REP_NOT_ALLOWED : socks5::REP_GENERAL_FAILURE);
         return;
+    }
+    bytes blob;
+    if (!ctx.result.resumed && save_session(&t.ssl, blob)) {
+        session_message offer;
+        offer.key.assign(session_key.begin(), session_key.end());
+        offer.blob = std::move(blob);
+        offer.age_ms = now_ms() - ctx.started_ms; // its lifetime counts from this channel's start
+        ipc_send(CONTROL_FD, msg_type::session_offer, encode_session_message(offer));
     }
     std::optional<host_port> bound;
     if (ctx.job.proxy == proxy_kind::socks5) {
@@ -335,7 +358,7 @@ void run_outbound(worker_context &ctx)
     relay_options opt;
     opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
     opt.close_timeout_ms = ctx.job.close_timeout_ms;
-    opt.lifetime_deadline_ms = ctx.started_ms + ctx.job.max_session_lifetime_ms;
+    opt.lifetime_deadline_ms = lifetime_deadline(ctx);
     relay_result rr = relay(CONNECTION_FD, &t.ssl, t.io, opt, "app", "smgw");
     ctx.result.bytes_up += rr.plain_to_tls;
     ctx.result.bytes_down += rr.tls_to_plain;

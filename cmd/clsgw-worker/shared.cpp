@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <optional>
 #include <cerrno>
 #include <cstring>
 
@@ -149,13 +150,60 @@ int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const m
     return ret;
 }
 
-void record_tls(worker_context &ctx, const tls_session &t, mbedtls_ecp_group_id group)
+void record_tls(worker_context &ctx, const tls_session &t, const tls::handshake_result &h)
 {
     ctx.result.tls_version = mbedtls_ssl_get_version(&t.ssl);
     ctx.result.cipher_suite = mbedtls_ssl_get_ciphersuite(&t.ssl);
-    ctx.result.group = tls::group_name(group);
+    ctx.result.group = h.resumed ? "resumed" : tls::group_name(h.group);
+    ctx.result.resumed = h.resumed;
     if (const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t.ssl))
         ctx.result.peer_fingerprint = tls::fingerprint(peer);
+}
+
+std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key)
+{
+    session_message q;
+    q.key = key;
+    if (!ipc_send(CONTROL_FD, type, encode_session_message(q)))
+        return std::nullopt;
+    uint64_t deadline = std::min(ctx.handshake_deadline_ms, now_ms() + 2000);
+    while (wait_fd(CONTROL_FD, POLLIN, deadline)) {
+        ipc_recv_result r = ipc_recv(CONTROL_FD, false);
+        if (r.status == ipc_status::would_block)
+            continue;
+        if (r.status != ipc_status::ok || r.message.type != msg_type::session_answer)
+            return std::nullopt;
+        auto a = decode_session_message(r.message.payload);
+        if (!a || a->blob.empty())
+            return std::nullopt;
+        return a;
+    }
+    return std::nullopt;
+}
+
+bool save_session(const mbedtls_ssl_context *ssl, bytes &out)
+{
+    mbedtls_ssl_session session;
+    mbedtls_ssl_session_init(&session);
+    size_t len = 0;
+    out.assign(SESSION_BLOB_MAX, 0);
+    bool ok = mbedtls_ssl_get_session(ssl, &session) == 0 &&
+              mbedtls_ssl_session_save(&session, out.data(), out.size(), &len) == 0;
+    mbedtls_ssl_session_free(&session);
+    out.resize(ok ? len : 0);
+    return ok;
+}
+
+uint64_t lifetime_deadline(const worker_context &ctx)
+{
+    uint64_t age = ctx.result.resumed ? ctx.resumed_session_age_ms : 0;
+    uint64_t left = ctx.job.max_session_lifetime_ms > age ? ctx.job.max_session_lifetime_ms - age : 0;
+    return ctx.started_ms + left;
+}
+
+bool load_session(mbedtls_ssl_session *session, const bytes &blob)
+{
+    return mbedtls_ssl_session_load(session, blob.data(), blob.size()) == 0;
 }
 
 } // namespace clsgw

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../../lib/fd.hpp"
+#include "../../lib/ipc.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/log.hpp"
 #include "../../lib/tls/tls.hpp"
@@ -30,6 +31,7 @@ struct worker_context {
     uint32_t sign_seq = 0;
     uint64_t started_ms = 0;
     uint64_t handshake_deadline_ms = 0;
+    uint64_t resumed_session_age_ms = 0; // age of the session this channel resumed
     worker_result result;
 };
 
@@ -54,7 +56,15 @@ public:
 // Sets up t as client or server (MBEDTLS_SSL_IS_*), trusting `trust`; 0 or an mbedTLS error.
 int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const mbedtls_x509_crt *trust);
 // Fills the TLS fields of ctx.result after a successful handshake.
-void record_tls(worker_context &ctx, const tls_session &t, mbedtls_ecp_group_id group);
+void record_tls(worker_context &ctx, const tls_session &t, const tls::handshake_result &h);
+
+// Session resumption through the master. ask_master sends a request (session_request or
+// session_lookup) and waits for its session_answer; an empty blob means none.
+std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key);
+bool save_session(const mbedtls_ssl_context *ssl, bytes &out);
+// When the channel must end: max_session_lifetime counted from the TLS session's full handshake.
+uint64_t lifetime_deadline(const worker_context &ctx);
+bool load_session(mbedtls_ssl_session *session, const bytes &blob);
 
 // Waits until fd is ready for events or the deadline (monotonic ms) passes; false on timeout.
 bool wait_fd(int fd, short events, uint64_t deadline_ms);

@@ -378,9 +378,78 @@ void master::on_worker_message(channel &ch)
         ch.result = std::move(res);
         return;
     }
+    case msg_type::session_request:
+    case msg_type::session_offer:
+    case msg_type::session_store:
+    case msg_type::session_lookup:
+        return on_session_message(ch, r.message.type, p);
     default:
         return kill_worker(ch, "worker_protocol_violation");
     }
+}
+
+bool master::fresh(const cached_session &s) const { return now_ms() - s.created_ms < cfg_.max_session_lifetime_ms; }
+
+void master::answer_session(channel &ch, const cached_session *found)
+{
+    session_message a;
+    if (found) {
+        a.blob = found->blob;
+        a.age_ms = now_ms() - found->created_ms;
+    }
+    ipc_send(ch.control.get(), msg_type::session_answer, encode_session_message(a));
+}
+
+// Sessions are kept per scope: a client session for the SMGW address (and server_name); a
+// server session for the listener and the SMGW's address it came from, so that a worker can
+// only resume what the same SMGW established on the same listener.
+void master::on_session_message(channel &ch, msg_type type, const bytes &payload)
+{
+    auto m = decode_session_message(payload);
+    bool outbound = ch.cfg.direction == channel_direction::outbound;
+    bool client_side = type == msg_type::session_request || type == msg_type::session_offer;
+    if (!m || outbound != client_side)
+        return kill_worker(ch, "worker_protocol_violation");
+    std::string smgw_host = ch.peer.substr(0, ch.peer.rfind(':'));
+    std::string scope = outbound ? cfg_.smgw_address->to_string() + "/" + std::string(m->key.begin(), m->key.end())
+                                 : ch.cfg.listener_key() + "/" + smgw_host;
+    const size_t limit = outbound ? 256 : 4096;
+    if (type == msg_type::session_request || type == msg_type::session_lookup) {
+        const cached_session *found = nullptr;
+        if (outbound) {
+            auto it = client_sessions_.find(scope);
+            if (it != client_sessions_.end() && !fresh(it->second))
+                client_sessions_.erase(it);
+            else if (it != client_sessions_.end())
+                found = &it->second;
+        } else {
+            auto it = server_sessions_.find(m->key);
+            if (it != server_sessions_.end() && !fresh(it->second))
+                server_sessions_.erase(it);
+            else if (it != server_sessions_.end() && it->second.scope == scope)
+                found = &it->second;
+        }
+        return answer_session(ch, cfg_.resumption ? found : nullptr);
+    }
+    if (ch.session_given || (outbound && !ch.upstream_requested))
+        return kill_worker(ch, "worker_protocol_violation");
+    ch.session_given = true;
+    if (!cfg_.resumption)
+        return;
+    if (m->age_ms > cfg_.handshake_timeout_ms + HANDSHAKE_GRACE_MS)
+        return kill_worker(ch, "worker_protocol_violation"); // older than any handshake can be
+    cached_session entry{m->blob, now_ms() - m->age_ms, scope};
+    if (outbound) {
+        client_sessions_[scope] = std::move(entry);
+        return;
+    }
+    if (server_sessions_.size() >= limit) {
+        auto oldest = std::min_element(server_sessions_.begin(), server_sessions_.end(), [](const auto &a, const auto &b) {
+            return a.second.created_ms < b.second.created_ms;
+        });
+        server_sessions_.erase(oldest);
+    }
+    server_sessions_[m->key] = std::move(entry);
 }
 
 // Outbound: the SMGW. Inbound: the local service of the channel the worker picked, which
@@ -468,6 +537,8 @@ void master::log_summary(const channel &ch, int status)
     if (!r.tls_version.empty())
         f.add("tls", r.tls_version).add("suite", r.cipher_suite).add("group", r.group).add("smgw_cert", r.peer_fingerprint)
             .add("handshake_ms", r.handshake_ms);
+    if (!r.tls_version.empty())
+        f.add("resumed", r.resumed ? "yes" : "no");
     f.add("duration_ms", r.duration_ms).add("exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     if (r.result == outcome::ok)
         log_info("channel closed", f);

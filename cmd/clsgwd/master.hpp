@@ -46,6 +46,14 @@ struct channel {
     std::optional<worker_result> result;
     std::string kill_reason; // set when the master killed it
     unsigned log_lines = 0;
+    bool session_given = false; // one offer or store per channel
+};
+
+// A TLS session kept for resumption by later channels, dropped at max_session_lifetime.
+struct cached_session {
+    bytes blob;
+    uint64_t created_ms = 0; // when its full handshake happened
+    std::string scope;       // server side: listener and SMGW address it belongs to
 };
 
 struct signer_process {
@@ -85,6 +93,8 @@ private:
     uint64_t limit_logged_ms_ = 0;
     uint64_t limit_hits_ = 0;
     bool announced_ready_ = false;
+    std::map<std::string, cached_session> client_sessions_; // by SMGW address and server_name
+    std::map<bytes, cached_session> server_sessions_;       // by session id
 
     void setup_signals();
     void start_signer();
@@ -97,6 +107,9 @@ private:
     void spawn_worker(const listener &l, unique_fd connection, const std::string &peer);
     void on_worker_message(channel &ch);
     void start_upstream(channel &ch, const bytes &choice);
+    void on_session_message(channel &ch, msg_type type, const bytes &payload);
+    void answer_session(channel &ch, const cached_session *found);
+    bool fresh(const cached_session &s) const;
     void finish_upstream(channel &ch);
     void fail_upstream(channel &ch, const std::string &reason);
     void kill_worker(channel &ch, const std::string &reason);

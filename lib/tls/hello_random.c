@@ -14,6 +14,9 @@ time_t time(time_t *out)
 {
     time_t now;
     if (hide_clock) {
+        /* Only the first read of the step fills the hello's random; later reads in the same step
+         * (the session's start time, set while writing ServerHello) get the real clock. */
+        hide_clock = 0;
         unsigned int noise = 0;
         /* On failure the bytes stay zero: still no clock in the hello. */
         if (getrandom(&noise, sizeof noise, 0) != (ssize_t)sizeof noise)

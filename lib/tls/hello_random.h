@@ -6,7 +6,8 @@
  * dynamic lookup scope, so the library's call lands here. While the flag below is set, time()
  * returns 32 random bits from getrandom; otherwise the real clock, so that certificate validity
  * checks and session timestamps are unaffected. run_handshake sets the flag around exactly the
- * step that writes our hello (ClientHello as client, ServerHello as server).
+ * step that writes our hello (ClientHello as client, ServerHello as server); only the first
+ * time() of that step is answered with random bits.
  */
 #ifndef CLSGW_HELLO_RANDOM_H
 #define CLSGW_HELLO_RANDOM_H

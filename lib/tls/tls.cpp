@@ -359,6 +359,8 @@ handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadli
         clsgw_hide_clock(0);
         if (ssl->handshake && ssl->handshake->ecdh_ctx.grp.id != MBEDTLS_ECP_DP_NONE)
             r.group = ssl->handshake->ecdh_ctx.grp.id;
+        if (ssl->handshake)
+            r.resumed = ssl->handshake->resume != 0;
         if (ret == 0 && after_step && (ret = after_step(arg, ssl)) != 0) {
             r.ret = ret;
             return r;

@@ -117,6 +117,7 @@ bool wait_io(int fd, int want, uint64_t deadline_ms);
 struct handshake_result {
     int ret = 0;
     bool timed_out = false;
+    bool resumed = false;
     mbedtls_ecp_group_id group = MBEDTLS_ECP_DP_NONE;
 };
 // Runs the handshake step by step, waiting on fd, until done, failure or deadline.

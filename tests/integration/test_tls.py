@@ -339,3 +339,139 @@ def test_peers_outside_the_profile_are_refused_as_server(env):
         s_client(env, port, *args)
         env.clsgwd.wait_log(rf"channel closed id={n} .*outcome=failed reason={server_reason} ")
     assert service.accepts == 0
+
+
+# --- what we put on the wire ---------------------------------------------------------------
+
+def parse_client_hello(record):
+    """Cipher suites, compression methods and extensions {type: data} of a ClientHello record."""
+    body = record[5 + 4:]
+    pos = 2 + 32
+    pos += 1 + body[pos]
+    n = struct.unpack(">H", body[pos:pos + 2])[0]
+    suites = [struct.unpack(">H", body[pos + 2 + i:pos + 4 + i])[0] for i in range(0, n, 2)]
+    pos += 2 + n
+    compression = list(body[pos + 1:pos + 1 + body[pos]])
+    pos += 1 + body[pos]
+    end = pos + 2 + struct.unpack(">H", body[pos:pos + 2])[0]
+    pos += 2
+    extensions = {}
+    while pos < end:
+        kind, length = struct.unpack(">HH", body[pos:pos + 4])
+        extensions[kind] = body[pos + 4:pos + 4 + length]
+        pos += 4 + length
+    return suites, compression, extensions
+
+
+def test_client_hello_offers_exactly_the_profile(env):
+    """our ClientHello offers the 4 suites, the 5 groups, ECDSA signatures, null compression, EtM and EMS,
+    and no truncated HMAC"""
+    capture = HelloCapture()
+    port = free_port()
+    env.start_clsgwd(env.write_config(capture.port, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                                             "target": "emt.example:443"}}))
+    socket.create_connection(("127.0.0.1", port)).close()
+    wait_until(lambda: capture.hellos, 10, "a ClientHello")
+    suites, compression, ext = parse_client_hello(capture.hellos[0])
+    assert set(suites) - {0x00FF} == {0xC02B, 0xC02C, 0xC023, 0xC024}, [hex(s) for s in suites]
+    assert compression == [0]
+    groups = [struct.unpack(">H", ext[10][2 + i:4 + i])[0] for i in range(0, len(ext[10]) - 2, 2)]
+    assert sorted(groups) == sorted([26, 27, 28, 23, 24]), groups  # brainpoolP256/384/512r1, secp256r1/384r1
+    sigalgs = [ext[13][2 + i:4 + i] for i in range(0, len(ext[13]) - 2, 2)]
+    assert {b"\x04\x03", b"\x05\x03", b"\x06\x03"} <= set(sigalgs)  # ECDSA with SHA-256/384/512
+    assert 22 in ext and 23 in ext, "encrypt_then_mac and extended_master_secret must be offered"
+    assert 4 not in ext, "truncated_hmac must not be offered"
+
+
+def test_server_accepts_encrypt_then_mac_and_extended_master_secret(env):
+    """as server we answer EtM (CBC suites) and EMS, without compression (OpenSSL s_client -tlsextdebug)"""
+    service = Service("tag", b"x\n")
+    port = restart_clsgwd(env, None, {"in": {"direction": "inbound", "forward": f"127.0.0.1:{service.port}"}},
+                          "smgw.crt")
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-tlsextdebug",
+                        "-groups", "brainpoolP256r1", "-cipher", "ECDHE-ECDSA-AES128-SHA256", "-CAfile",
+                        env.path("device.crt"), "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key")],
+                       input=b"", capture_output=True, timeout=20)
+    out = r.stdout.decode()
+    assert 'TLS server extension "encrypt-then-mac" (id=22)' in out, out
+    assert 'TLS server extension "extended master secret" (id=23)' in out
+    assert "Compression: NONE" in out and "Extended master secret: yes" in out
+
+
+# --- resumption and the 48 h lifetime -------------------------------------------------------
+
+def test_second_channel_resumes_without_a_signature_as_client(env):
+    """outbound: the next channel to the same SMGW resumes (OpenSSL counts a cache hit) and signs nothing"""
+    smgw = free_port()
+    app = restart_clsgwd(env, smgw, {"app": {"ingress": "static", "target": "emt.example:443", "proxy": "sni"}},
+                         "smgw.crt")
+    server = s_server(env, smgw, "-tls1_2", "-groups", "brainpoolP256r1:brainpoolP384r1", "-naccept", "2")
+    assert reverse_through(app) == b"eliforp NAH\n"
+    assert reverse_through(app) == b"eliforp NAH\n"
+    env.clsgwd.wait_log(r"channel closed id=1 .*outcome=ok .*resumed=no ")
+    env.clsgwd.wait_log(r"channel closed id=2 .*outcome=ok .*group=resumed .*resumed=yes ")
+    server.wait_log(r"1 session cache hits")
+    assert len(env.audit_lines()) == 1, "a resumed channel must not ask the signer"
+
+
+def sclient_session(env, port, *args, stdin=b"", keep_open=False):
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-groups", "brainpoolP256r1",
+            "-CAfile", env.path("device.crt"), "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key"), *args]
+    if keep_open:
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.run(argv, input=stdin, capture_output=True, timeout=30).stdout.decode(errors="replace")
+
+
+def test_second_channel_resumes_without_a_signature_as_server(env):
+    """inbound: an SMGW presenting its earlier session id resumes from the master's cache, signs nothing"""
+    service = Service("tag", b"x\n")
+    port = restart_clsgwd(env, None, {"in": {"direction": "inbound", "forward": f"127.0.0.1:{service.port}"}},
+                          "smgw.crt")
+    first = sclient_session(env, port, "-sess_out", env.path("session.pem"))
+    assert "New, TLSv1.2" in first
+    second = sclient_session(env, port, "-sess_in", env.path("session.pem"))
+    assert "Reused, TLSv1.2" in second, second[-1500:]
+    env.clsgwd.wait_log(r"channel closed id=2 .*outcome=ok .*resumed=yes ")
+    assert len(env.audit_lines()) == 1
+
+
+def test_lifetime_closes_the_channel_and_the_session_is_not_resumed_as_client(env):
+    """outbound, max_session_lifetime = 2s: the open channel is closed at the limit (the app sees the end),
+    and the next channel does a full handshake"""
+    smgw = free_port()
+    if getattr(env, "clsgwd", None):
+        env.clsgwd.stop()
+    port = free_port()
+    env.start_clsgwd(env.write_config(smgw, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                                     "target": "emt.example:443", "proxy": "sni"}},
+                                      clsgw={"max_session_lifetime": "2s"}))
+    server = s_server(env, smgw, "-tls1_2", "-groups", "brainpoolP256r1:brainpoolP384r1", "-naccept", "2")
+    app = socket.create_connection(("127.0.0.1", port))
+    app.sendall(b"abc\n")
+    app.settimeout(10)
+    assert app.recv(4) == b"cba\n"
+    started = time.monotonic()
+    assert app.recv(10) == b"", "clsgw must end the channel at the lifetime"
+    assert 1.5 < time.monotonic() - started < 6
+    env.clsgwd.wait_log(r"channel closed id=1 .*reason=max_session_lifetime ")
+    assert reverse_through(port) == b"eliforp NAH\n"
+    env.clsgwd.wait_log(r"channel closed id=2 .*outcome=ok .*resumed=no ")
+    server.wait_log(r"0 session cache hits")
+    assert len(env.audit_lines()) == 2
+
+
+def test_lifetime_closes_the_channel_and_the_session_is_not_resumed_as_server(env):
+    """inbound, max_session_lifetime = 2s: clsgw closes the SMGW's channel at the limit, and the session
+    it offers afterwards is not resumed"""
+    service = Service("echo")
+    port = free_port()
+    env.start_clsgwd(env.write_config(None, {"in": {"direction": "inbound", "listen": f"127.0.0.1:{port}",
+                                                    "forward": f"127.0.0.1:{service.port}"}},
+                                      clsgw={"max_session_lifetime": "2s"}))
+    client = sclient_session(env, port, "-sess_out", env.path("session.pem"), keep_open=True)
+    env.clsgwd.wait_log(r"channel closed id=1 .*reason=max_session_lifetime ", timeout=15)
+    out = client.communicate(timeout=15)[0].decode(errors="replace")  # s_client ends: the server closed
+    assert "New, TLSv1.2" in out
+    second = sclient_session(env, port, "-sess_in", env.path("session.pem"))
+    assert "New, TLSv1.2" in second and "Reused" not in second
+    env.clsgwd.wait_log(r"channel closed id=2 .*resumed=no ")
