@@ -400,18 +400,32 @@ def test_server_accepts_encrypt_then_mac_and_extended_master_secret(env):
 
 # --- resumption and the 48 h lifetime -------------------------------------------------------
 
-def test_second_channel_resumes_without_a_signature_as_client(env):
-    """outbound: the next channel to the same SMGW resumes (OpenSSL counts a cache hit) and signs nothing"""
+def resume_against(env, *server_args):
     smgw = free_port()
     app = restart_clsgwd(env, smgw, {"app": {"ingress": "static", "target": "emt.example:443", "proxy": "sni"}},
                          "smgw.crt")
-    server = s_server(env, smgw, "-tls1_2", "-groups", "brainpoolP256r1:brainpoolP384r1", "-naccept", "2")
+    server = s_server(env, smgw, "-tls1_2", "-groups", "brainpoolP256r1:brainpoolP384r1", "-naccept", "2",
+                      *server_args)
     assert reverse_through(app) == b"eliforp NAH\n"
     assert reverse_through(app) == b"eliforp NAH\n"
     env.clsgwd.wait_log(r"channel closed id=1 .*outcome=ok .*resumed=no ")
     env.clsgwd.wait_log(r"channel closed id=2 .*outcome=ok .*group=resumed .*resumed=yes ")
-    server.wait_log(r"1 session cache hits")
     assert len(env.audit_lines()) == 1, "a resumed channel must not ask the signer"
+    return server
+
+
+def test_second_channel_resumes_by_session_id_as_client(env):
+    """outbound SESSION_ID: with tickets off, the next channel resumes by session id (OpenSSL counts a cache
+    hit) and signs nothing"""
+    server = resume_against(env, "-no_ticket")
+    server.wait_log(r"1 session cache hits")
+
+
+def test_second_channel_resumes_by_ticket_as_client(env):
+    """outbound SESSION_TICKET: with OpenSSL's session cache off, only a ticket can resume, and it does"""
+    server = resume_against(env, "-no_cache")
+    server.wait_log(r"1 session cache hits")  # OpenSSL counts ticket resumptions here too
+    assert server.lines(r"^\s+0 items in the session cache"), "with its cache off only a ticket can resume"
 
 
 def sclient_session(env, port, *args, stdin=b"", keep_open=False):
