@@ -489,3 +489,91 @@ def test_lifetime_closes_the_channel_and_the_session_is_not_resumed_as_server(en
     second = sclient_session(env, port, "-sess_in", env.path("session.pem"))
     assert "New, TLSv1.2" in second and "Reused" not in second
     env.clsgwd.wait_log(r"channel closed id=2 .*resumed=no ")
+
+
+# --- hand-made ClientHellos for what OpenSSL 3 cannot send ----------------------------------
+
+def client_hello(suites, extensions):
+    """A TLS 1.2 ClientHello record with the given suites and {type: data} extensions."""
+    import os as _os
+    body = b"\x03\x03" + _os.urandom(32) + b"\x00"
+    body += struct.pack(">H", 2 * len(suites)) + b"".join(struct.pack(">H", s) for s in suites) + b"\x01\x00"
+    ext = b"".join(struct.pack(">HH", k, len(v)) + v for k, v in extensions.items())
+    body += struct.pack(">H", len(ext)) + ext
+    handshake = b"\x01" + struct.pack(">I", len(body))[1:] + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(handshake)) + handshake
+
+
+PROFILE_EXTENSIONS = {
+    10: b"\x00\x02\x00\x1a",          # supported_groups: brainpoolP256r1
+    11: b"\x01\x00",                  # ec_point_formats: uncompressed
+    13: b"\x00\x02\x04\x03",          # signature_algorithms: ecdsa_secp256r1_sha256
+}
+
+
+def first_record(port, hello):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(hello)
+    header = recv_exact(s, 5)
+    body = recv_exact(s, struct.unpack(">H", header[3:5])[0]) if len(header) == 5 else b""
+    s.close()
+    return header, body
+
+
+def test_static_ecdh_suites_are_refused_as_server(env):
+    """PFS: a client offering only static ECDH(-ECDSA) suites gets handshake_failure and the log says why"""
+    service = Service("echo")
+    port = restart_clsgwd(env, None, {"in": {"direction": "inbound", "forward": f"127.0.0.1:{service.port}"}},
+                          "smgw.crt")
+    header, body = first_record(port, client_hello([0xC004, 0xC005, 0xC025, 0xC02D], PROFILE_EXTENSIONS))
+    assert header[0] == 21 and body == b"\x02\x28", (header, body)  # fatal handshake_failure
+    env.clsgwd.wait_log(r"channel closed id=1 .*outcome=failed reason=no_shared_cipher_suite ")
+
+
+def test_truncated_hmac_is_not_granted_as_server(env):
+    """NO_TRUNC_HMAC: a client asking for truncated_hmac gets a ServerHello without it"""
+    service = Service("echo")
+    port = restart_clsgwd(env, None, {"in": {"direction": "inbound", "forward": f"127.0.0.1:{service.port}"}},
+                          "smgw.crt")
+    header, body = first_record(port, client_hello([0xC023], {**PROFILE_EXTENSIONS, 4: b"", 22: b""}))
+    assert header[0] == 22 and body[0] == 2, "expected a ServerHello"
+    sid_len = body[4 + 2 + 32]
+    pos = 4 + 2 + 32 + 1 + sid_len + 2 + 1
+    end = pos + 2 + struct.unpack(">H", body[pos:pos + 2])[0]
+    pos += 2
+    kinds = []
+    while pos < end:
+        kind, length = struct.unpack(">HH", body[pos:pos + 4])
+        kinds.append(kind)
+        pos += 4 + length
+    assert 4 not in kinds, kinds
+    assert 22 in kinds, "encrypt_then_mac should be granted for a CBC suite"
+
+
+def test_server_hello_request_is_refused_as_client(env):
+    """NO_RENEGOTIATION as client: a HelloRequest from the SMGW (OpenSSL s_server's R command) is refused
+    and logged; no second handshake is signed"""
+    smgw = free_port()
+    app_port = restart_clsgwd(env, smgw, {"app": {"ingress": "static", "target": "emt.example:443",
+                                                  "proxy": "sni"}}, "smgw.crt")
+    log_path = env.path("s_server-R.log")
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{smgw}", "-naccept", "1",
+                                   "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key"), "-Verify", "1",
+                                   "-CAfile", env.path("device.crt"), "-tls1_2", "-groups",
+                                   "brainpoolP256r1:brainpoolP384r1"],
+                                  stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: b"ACCEPT" in open(log_path, "rb").read(), 10, "s_server to listen")
+        app = socket.create_connection(("127.0.0.1", app_port))
+        app.sendall(b"ping\n")
+        wait_until(lambda: b"ping" in open(log_path, "rb").read(), 10, "data through the channel")
+        server.stdin.write(b"R\n")
+        server.stdin.flush()
+        env.clsgwd.wait_log(r"TLS renegotiation attempt refused by=smgw answer=no_renegotiation")
+        app.close()
+        env.clsgwd.wait_log(r"channel closed id=1 ")
+        assert len(env.audit_lines()) == 1
+    finally:
+        server.kill()
+        server.wait()
