@@ -114,3 +114,15 @@ def test_channel_without_listener_is_a_startup_error(env):
     wait_until(lambda: p.proc.poll() is not None, 10, "clsgwd to exit")
     assert p.proc.returncode == 1
     assert "channel 'app' has no listen address and systemd passed no socket named 'app'" in p.output()
+
+
+def test_conformance_table_names_only_existing_tests(env):
+    """every test docs/conformance.md names exists, so the table cannot point at nothing"""
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    doc = open(os.path.join(root, "docs", "conformance.md")).read()
+    named = set(re.findall(r"`(test_\w+)::(test_\w+)`", doc))
+    assert len(named) >= 20, named
+    for module, function in named:
+        source = open(os.path.join(root, "tests", "integration", f"{module}.py")).read()
+        assert f"def {function}(" in source, f"{module}::{function} is named in docs/conformance.md but missing"
