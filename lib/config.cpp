@@ -240,6 +240,23 @@ void interpreter::global(const ini_entry &e)
         if (!l)
             return error(e.line, "log_level: expected error, warn, info, debug or trace");
         cfg_.level = *l;
+    } else if (e.key == "log_target") {
+        if (e.value == "stderr")
+            cfg_.target = log_target::stderr_stream;
+        else if (e.value == "syslog")
+            cfg_.target = log_target::syslog;
+        else if (e.value == "file")
+            cfg_.target = log_target::file;
+        else
+            error(e.line, "log_target: expected stderr, syslog or file");
+    } else if (e.key == "log_file") {
+        if (e.value.empty())
+            return error(e.line, "log_file: empty path");
+        cfg_.log_file = resolve(e.value);
+    } else if (e.key == "control_socket") {
+        if (e.value.empty() || e.value.size() > 100)
+            return error(e.line, "control_socket: a path of 1 to 100 characters");
+        cfg_.control_socket = resolve(e.value);
     } else if (e.key == "resumption") {
         if (e.value != "yes" && e.value != "no")
             return error(e.line, "resumption: expected yes or no");
@@ -386,6 +403,8 @@ void interpreter::check_whole()
         error(0, "[identity] key is required");
     if (cfg_.channels.empty())
         error(0, "no [channel:NAME] section: nothing to do");
+    if (cfg_.target == log_target::file && cfg_.log_file.empty())
+        error(0, "[clsgw] log_target = file needs log_file = PATH");
     bool outbound = false;
     for (const auto &ch : cfg_.channels) {
         outbound |= ch.direction == channel_direction::outbound;

@@ -69,6 +69,9 @@ struct config {
     uint64_t shutdown_timeout_ms = 10 * 1000;
     uint64_t max_session_lifetime_ms = 48ULL * 3600 * 1000;
     log_level level = log_level::info;
+    log_target target = log_target::stderr_stream;
+    std::string log_file;
+    std::string control_socket = "/run/clsgw/control.sock";
     bool resumption = true;
     std::string worker_user = "clsgw-worker";
     std::string worker_path; // empty: next to clsgwd, then the installed libexec path

@@ -31,6 +31,7 @@ bool known_type(uint16_t t)
     case msg_type::session_offer:
     case msg_type::session_store:
     case msg_type::session_lookup:
+    case msg_type::progress:
     case msg_type::signer_ready:
     case msg_type::session_open:
     case msg_type::sign_request:

@@ -31,6 +31,7 @@ enum class msg_type : uint16_t {
     session_offer = 21,   // client side: the session of a full handshake, for later channels
     session_store = 22,   // server side: a new session, by session id
     session_lookup = 23,  // server side: the session for an id the SMGW wants to resume
+    progress = 24,        // bytes each way so far, at most once per second
     // signer <-> master
     signer_ready = 32,
     session_open = 33, // carries the signer end of a per-channel session

@@ -224,6 +224,50 @@ std::optional<worker_result> decode_result(const bytes &payload, std::string &er
     return res;
 }
 
+bytes encode_established(const worker_result &r)
+{
+    tlv_writer w;
+    w.add(1, r.target).add(2, r.cipher_suite).add(3, r.group).add_u64(4, r.resumed ? 1 : 0);
+    return w.data();
+}
+
+std::optional<channel_progress> decode_established(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    if (!r.parse(payload, err))
+        return std::nullopt;
+    auto target = r.str(1, 300), suite = r.str(2, 80), group = r.str(3, 32);
+    auto resumed = r.u64(4);
+    if (!target || !suite || !group || !resumed || *resumed > 1)
+        return std::nullopt;
+    channel_progress p;
+    p.target = *target;
+    p.cipher_suite = *suite;
+    p.group = *group;
+    p.resumed = *resumed == 1;
+    return p;
+}
+
+bytes encode_progress(uint64_t up, uint64_t down)
+{
+    tlv_writer w;
+    w.add_u64(1, up).add_u64(2, down);
+    return w.data();
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> decode_progress(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    if (!r.parse(payload, err))
+        return std::nullopt;
+    auto up = r.u64(1), down = r.u64(2);
+    if (!up || !down)
+        return std::nullopt;
+    return std::make_pair(*up, *down);
+}
+
 bytes encode_session_message(const session_message &m)
 {
     tlv_writer w;

@@ -53,6 +53,17 @@ struct worker_result {
     bool resumed = false; // the TLS session was resumed (no signature was needed)
 };
 
+// What a worker tells the master when its channel starts carrying data, and while it does.
+struct channel_progress {
+    std::string target, cipher_suite, group;
+    bool resumed = false;
+    uint64_t bytes_up = 0, bytes_down = 0;
+};
+bytes encode_established(const worker_result &r);
+std::optional<channel_progress> decode_established(const bytes &payload);
+bytes encode_progress(uint64_t up, uint64_t down);
+std::optional<std::pair<uint64_t, uint64_t>> decode_progress(const bytes &payload);
+
 // Session messages between worker and master (TLV): key (server_name or session id), the
 // serialised mbedtls_ssl_session, and its age since its full handshake.
 struct session_message {

@@ -1,5 +1,7 @@
 #include "log.hpp"
 
+#include <fcntl.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -16,6 +18,9 @@ struct log_state {
     log_level threshold = log_level::info;
     bool journal = false;
     log_sink sink;
+    log_target target = log_target::stderr_stream;
+    std::string file;
+    int file_fd = -1;
 };
 
 log_state &state()
@@ -36,8 +41,16 @@ void stderr_sink(log_level level, const std::string &line)
               log_level_name(level) + " " + line + "\n";
     }
     // One write per line so that concurrent writers never interleave inside a line.
-    ssize_t ignored = write(STDERR_FILENO, out.data(), out.size());
+    int fd = state().target == log_target::file && state().file_fd >= 0 ? state().file_fd : STDERR_FILENO;
+    ssize_t ignored = write(fd, out.data(), out.size());
     (void)ignored;
+}
+
+int syslog_priority(log_level level) { return level == log_level::trace ? LOG_DEBUG : static_cast<int>(level); }
+
+int open_log_file(const std::string &path)
+{
+    return open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
 } // namespace
@@ -101,6 +114,36 @@ void log_init(std::string_view program, log_level threshold)
     state().journal = getenv("JOURNAL_STREAM") != nullptr;
 }
 
+bool log_set_target(log_target target, const std::string &file)
+{
+    if (target == log_target::file) {
+        int fd = open_log_file(file);
+        if (fd < 0)
+            return false;
+        if (state().file_fd >= 0)
+            close(state().file_fd);
+        state().file_fd = fd;
+        state().file = file;
+        state().journal = false;
+    } else if (target == log_target::syslog) {
+        openlog(state().program.c_str(), LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    }
+    state().target = target;
+    return true;
+}
+
+bool log_reopen()
+{
+    if (state().target != log_target::file)
+        return true;
+    int fd = open_log_file(state().file);
+    if (fd < 0)
+        return false;
+    dup2(fd, state().file_fd); // the old fd number now names the new file, atomically
+    close(fd);
+    return true;
+}
+
 void log_set_threshold(log_level threshold) { state().threshold = threshold; }
 log_level log_threshold() { return state().threshold; }
 void log_set_sink(log_sink sink) { state().sink = std::move(sink); }
@@ -116,6 +159,8 @@ void log_raw(log_level level, const std::string &line)
         return;
     if (state().sink)
         state().sink(level, line);
+    else if (state().target == log_target::syslog)
+        syslog(syslog_priority(level), "%s", line.c_str());
     else
         stderr_sink(level, line);
 }

@@ -35,6 +35,13 @@ private:
 using log_sink = std::function<void(log_level, const std::string &line)>;
 
 void log_init(std::string_view program, log_level threshold);
+
+enum class log_target { stderr_stream, syslog, file };
+// Sends lines to syslog (facility daemon) or appends them to a file instead of stderr.
+// For a file, returns false with errno when it cannot be opened.
+bool log_set_target(log_target target, const std::string &file = std::string());
+// Reopens the log file (after logrotate moved it); a no-op for other targets.
+bool log_reopen();
 void log_set_threshold(log_level threshold);
 log_level log_threshold();
 // Replaces the default stderr sink (the worker sends its lines to the master instead).

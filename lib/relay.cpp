@@ -51,6 +51,17 @@ private:
     bool truncated_ = false;
     std::string first_close_;
     uint64_t last_activity_ = now_ms();
+    uint64_t last_progress_ = 0;
+    bool progress_pending_ = false;
+    // Reports bytes moved at most once per second; a change is reported once the second is over.
+    void report_progress()
+    {
+        if (!progress_pending_ || now_ms() - last_progress_ < 1000)
+            return;
+        progress_pending_ = false;
+        last_progress_ = now_ms();
+        opt_.on_progress(result_.plain_to_tls, result_.tls_to_plain);
+    }
     relay_result result_;
 
     void finish(bool clean, std::string reason)
@@ -243,6 +254,8 @@ bool relay_state::wait()
         return false;
     }
     uint64_t left = deadline - now;
+    if (progress_pending_)
+        left = std::min<uint64_t>(left, last_progress_ + 1000 > now ? last_progress_ + 1000 - now : 0);
     int r = poll(p, 2, left > 60000 ? 60000 : static_cast<int>(left));
     if (r < 0 && errno != EINTR) {
         finish(false, "poll_failed");
@@ -264,8 +277,11 @@ relay_result relay_state::run()
         if (done_)
             break;
         progress |= closing();
-        if (result_.plain_to_tls + result_.tls_to_plain != before)
+        if (result_.plain_to_tls + result_.tls_to_plain != before) {
             last_activity_ = now_ms();
+            progress_pending_ = opt_.on_progress != nullptr;
+        }
+        report_progress();
         if (done_ || progress)
             continue;
         if (!wait())

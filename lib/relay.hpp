@@ -4,6 +4,7 @@
 #include <mbedtls/ssl.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "tls/tls.hpp"
@@ -18,6 +19,8 @@ struct relay_options {
     //  false (worker): deliver everything, then the channel ends and the plain side is closed;
     //  true (SMGW simulator): half-close the plain side and keep relaying the other direction.
     bool tls_close_is_half_close = false;
+    // Called at most once per second while bytes move (plain_to_tls, tls_to_plain so far).
+    std::function<void(uint64_t, uint64_t)> on_progress;
 };
 
 struct relay_result {

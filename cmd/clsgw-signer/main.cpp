@@ -269,10 +269,20 @@ void signer_service::run()
     log_info("master closed the control socket; signer exits");
 }
 
+void send_log_to_master(log_level level, const std::string &line)
+{
+    size_t n = line.size() > 1024 ? 1024 : line.size();
+    bytes payload(1 + n);
+    payload[0] = static_cast<uint8_t>(level);
+    memcpy(payload.data() + 1, line.data(), n);
+    ipc_send(CONTROL_FD, msg_type::log, payload);
+}
+
 void usage()
 {
     fprintf(stderr, "usage: clsgw-signer --key FILE --certificate FILE --audit-log FILE [--max-sessions N] "
-                    "[--log-level LEVEL]\n(started by clsgwd with its control socket on fd 3)\n");
+                    "[--log-level LEVEL]\n"
+                    "(started by clsgwd with its control socket on fd 3)\n");
     exit(2);
 }
 
@@ -314,6 +324,9 @@ int main(int argc, char **argv)
     log_init("clsgw-signer", o.level);
     if (fcntl(CONTROL_FD, F_GETFD) < 0)
         fatal("no control socket on fd 3: clsgw-signer is started by clsgwd");
+    // Log lines go to the master, which owns the log target (and reopens it); fatal() still
+    // writes to stderr, for start-up failures.
+    log_set_sink(send_log_to_master);
     signer_service service(o);
     service.load_identity();
     service.open_audit_log();

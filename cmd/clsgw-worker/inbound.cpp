@@ -150,11 +150,12 @@ void run_inbound(worker_context &ctx)
         mbedtls_ssl_close_notify(&t.ssl);
         return;
     }
-    ipc_send(CONTROL_FD, msg_type::established, {});
+    ipc_send(CONTROL_FD, msg_type::established, encode_established(ctx.result));
     relay_options opt;
     opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
     opt.close_timeout_ms = ctx.job.close_timeout_ms;
     opt.lifetime_deadline_ms = lifetime_deadline(ctx);
+    opt.on_progress = report_progress;
     // The SMGW's side opened the channel: its close_notify half-closes the service, whose
     // answer still flows back until it closes.
     opt.tls_close_is_half_close = true;

@@ -347,7 +347,7 @@ void run_outbound(worker_context &ctx)
         }
     }
     reply_app(ctx, socks5::REP_SUCCEEDED, bound);
-    ipc_send(CONTROL_FD, msg_type::established, {});
+    ipc_send(CONTROL_FD, msg_type::established, encode_established(ctx.result));
     if (!in.early_data.empty()) {
         if (!tls_write_all(t, in.early_data.data(), in.early_data.size(), now_ms() + ctx.job.idle_timeout_ms)) {
             set_result(ctx, outcome::failed, "smgw_tls_error");
@@ -359,6 +359,7 @@ void run_outbound(worker_context &ctx)
     opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
     opt.close_timeout_ms = ctx.job.close_timeout_ms;
     opt.lifetime_deadline_ms = lifetime_deadline(ctx);
+    opt.on_progress = report_progress;
     relay_result rr = relay(CONNECTION_FD, &t.ssl, t.io, opt, "app", "smgw");
     ctx.result.bytes_up += rr.plain_to_tls;
     ctx.result.bytes_down += rr.tls_to_plain;

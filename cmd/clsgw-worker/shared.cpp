@@ -194,6 +194,8 @@ bool save_session(const mbedtls_ssl_context *ssl, bytes &out)
     return ok;
 }
 
+void report_progress(uint64_t up, uint64_t down) { ipc_send(CONTROL_FD, msg_type::progress, encode_progress(up, down)); }
+
 uint64_t lifetime_deadline(const worker_context &ctx)
 {
     uint64_t age = ctx.result.resumed ? ctx.resumed_session_age_ms : 0;

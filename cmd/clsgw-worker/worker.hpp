@@ -62,6 +62,8 @@ void record_tls(worker_context &ctx, const tls_session &t, const tls::handshake_
 // session_lookup) and waits for its session_answer; an empty blob means none.
 std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key);
 bool save_session(const mbedtls_ssl_context *ssl, bytes &out);
+// Tells the master the bytes moved so far (for clsgwctl status).
+void report_progress(uint64_t up, uint64_t down);
 // When the channel must end: max_session_lifetime counted from the TLS session's full handshake.
 uint64_t lifetime_deadline(const worker_context &ctx);
 bool load_session(mbedtls_ssl_session *session, const bytes &blob);

@@ -1,6 +1,9 @@
 // clsgwctl: the operator's tool. This version has the identity commands: key generation,
 // self-signed or CA-issued certificates, and the SHA-256 fingerprint a gateway administrator pins.
 #include <fcntl.h>
+#include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,7 +23,10 @@ namespace {
 int usage(int code)
 {
     fprintf(code ? stderr : stdout,
-            "usage: clsgwctl key generate [--curve CURVE] --out FILE\n"
+            "usage: clsgwctl [-s SOCKET] status [--json]\n"
+            "       clsgwctl [-s SOCKET] log-level LEVEL [CHANNEL]\n"
+            "       clsgwctl [-s SOCKET] reopen-logs\n"
+            "       clsgwctl key generate [--curve CURVE] --out FILE\n"
             "       clsgwctl cert self-sign --key FILE --subject DN [--days N] [--ca] [--out FILE]\n"
             "       clsgwctl cert issue --ca-cert FILE --ca-key FILE --key FILE --subject DN [--days N] [--ca]\n"
             "                           [--valid-from-days N] [--out FILE]\n"
@@ -168,13 +174,132 @@ int fingerprint(const char *path)
     return 0;
 }
 
+// Sends one command to clsgwd and returns its answer; first line "ok" or "error: ...".
+bool ask_clsgwd(const std::string &socket_path, const std::string &command, std::string &answer)
+{
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (socket_path.size() >= sizeof addr.sun_path) {
+        answer = "error: socket path too long\n";
+        return false;
+    }
+    memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
+        answer = "error: cannot reach clsgwd at " + socket_path + ": " + errno_text(errno) + "\n";
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    timeval limit{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    std::string line = command + "\n";
+    bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    char buf[8192];
+    ssize_t n;
+    while (ok && (n = read(fd, buf, sizeof buf)) > 0)
+        answer.append(buf, static_cast<size_t>(n));
+    close(fd);
+    return ok && answer.rfind("ok\n", 0) == 0;
+}
+
+std::string human_bytes(uint64_t n)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(n);
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
+void print_status(const nlohmann::json &s)
+{
+    printf("clsgwd pid %d, up %llus, log level %s\n", s["pid"].get<int>(),
+           static_cast<unsigned long long>(s["uptime_s"].get<uint64_t>()), s["log_level"].get<std::string>().c_str());
+    printf("channels: %zu open of %u, %llu accepted, %llu finished\n", s["channels"].size(),
+           s["max_channels"].get<unsigned>(), static_cast<unsigned long long>(s["accepted"].get<uint64_t>()),
+           static_cast<unsigned long long>(s["finished"].get<uint64_t>()));
+    for (const auto &c : s["channels"]) {
+        printf("  #%llu %s %s peer=%s state=%s age=%llus", static_cast<unsigned long long>(c["id"].get<uint64_t>()),
+               c["name"].get<std::string>().c_str(), c["direction"].get<std::string>().c_str(),
+               c["peer"].get<std::string>().c_str(), c["state"].get<std::string>().c_str(),
+               static_cast<unsigned long long>(c["age_s"].get<uint64_t>()));
+        if (c.contains("target"))
+            printf(" target=%s suite=%s group=%s%s", c["target"].get<std::string>().c_str(),
+                   c["suite"].get<std::string>().c_str(), c["group"].get<std::string>().c_str(),
+                   c["resumed"].get<bool>() ? " resumed" : "");
+        printf(" up=%s down=%s\n", human_bytes(c["bytes_up"].get<uint64_t>()).c_str(),
+               human_bytes(c["bytes_down"].get<uint64_t>()).c_str());
+    }
+    printf("outcomes since start:\n");
+    for (const auto &[key, count] : s["outcomes"].items())
+        printf("  %-60s %llu\n", key.c_str(), static_cast<unsigned long long>(count.get<uint64_t>()));
+    const auto &sig = s["signer"];
+    printf("signer: %s pid %d, key %s, %u restarts\n", sig["state"].get<std::string>().c_str(), sig["pid"].get<int>(),
+           sig["key_id"].get<std::string>().c_str(), sig["restarts"].get<unsigned>());
+    printf("certificates:\n");
+    for (const auto &c : s["certificates"])
+        printf("  %-8s %5lld days left  %s (%s)\n", c["role"].get<std::string>().c_str(),
+               static_cast<long long>(c["days_left"].get<int64_t>()), c["subject"].get<std::string>().c_str(),
+               c["path"].get<std::string>().c_str());
+}
+
+int control(const std::string &socket_path, int argc, char **argv, int first)
+{
+    std::string cmd = argv[first];
+    bool json_out = false;
+    std::string command = cmd;
+    for (int i = first + 1; i < argc; i++) {
+        if (cmd == "status" && std::string(argv[i]) == "--json")
+            json_out = true;
+        else
+            command += std::string(" ") + argv[i];
+    }
+    std::string answer;
+    bool ok = ask_clsgwd(socket_path, command, answer);
+    if (!ok) {
+        fprintf(stderr, "clsgwctl: %s", answer.empty() ? "no answer from clsgwd\n" : answer.c_str());
+        return 1;
+    }
+    std::string body = answer.substr(3);
+    if (cmd == "status") {
+        auto status = nlohmann::json::parse(body, nullptr, false);
+        if (status.is_discarded()) {
+            fprintf(stderr, "clsgwctl: clsgwd's status is not JSON\n");
+            return 1;
+        }
+        if (json_out)
+            printf("%s\n", status.dump(2).c_str());
+        else
+            print_status(status);
+        return 0;
+    }
+    fputs(body.c_str(), stdout);
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
-    if (argc < 2)
+    std::string socket_path = getenv("CLSGW_CONTROL") ? getenv("CLSGW_CONTROL") : "/run/clsgw/control.sock";
+    int first = 1;
+    if (argc > 2 && std::string(argv[1]) == "-s") {
+        socket_path = argv[2];
+        first = 3;
+    }
+    if (argc <= first)
         return usage(2);
-    std::string cmd = argv[1];
+    std::string cmd = argv[first];
+    if (cmd == "status" || cmd == "log-level" || cmd == "reopen-logs" || cmd == "reload")
+        return control(socket_path, argc, argv, first);
+    if (first != 1)
+        return usage(2);
     std::string sub = argc > 2 ? argv[2] : "";
     if (cmd == "-h" || cmd == "--help" || cmd == "help")
         return usage(0);

@@ -156,6 +156,8 @@ int main(int argc, char **argv)
 
     config cfg = std::move(*loaded.value);
     log_init("clsgwd", cfg.level);
+    if (!log_set_target(cfg.target, cfg.log_file))
+        fatal("cannot open the log file", log_fields().add("path", cfg.log_file).add("error", errno_text(errno)));
     master m(std::move(cfg), env.paths, env.certificate_pem, env.trust_pems, env.uid, env.gid);
     std::string err;
     if (!m.open_listeners(err))

@@ -200,6 +200,12 @@ void master::on_signer_message()
         signer_.ready = false;
         return;
     }
+    const bytes &p = r.message.payload;
+    if (r.status == ipc_status::ok && r.message.type == msg_type::log && !p.empty() && valid_log_level(p[0]) &&
+        p.size() <= 1025) {
+        log_raw(static_cast<log_level>(p[0]), sanitize(p.data() + 1, p.size() - 1));
+        return;
+    }
     log_error("unexpected message from the signer", log_fields().add("error", r.error));
 }
 
@@ -218,6 +224,7 @@ void master::signer_exited(int status)
     // Back off while it keeps dying; a signer that lived a minute starts from 1s again.
     if (now_ms() - signer_.started_ms > SIGNER_BACKOFF_MAX_MS)
         signer_.backoff_ms = 1000;
+    signer_.restarts++;
     log_error("signer exited; restarting", log_fields().add("status", how).add("in_ms", signer_.backoff_ms));
     signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
     signer_.backoff_ms = std::min(signer_.backoff_ms * 2, SIGNER_BACKOFF_MAX_MS);
@@ -284,7 +291,8 @@ worker_job master::make_job(const channel &ch) const
     job.max_session_lifetime_ms = cfg_.max_session_lifetime_ms;
     job.certificate_pem = certificate_pem_;
     job.trust_pem = trust_pems_.at(cfg_.trust_path(ch.cfg));
-    job.level = log_threshold();
+    auto level = channel_levels_.find(ch.cfg.name);
+    job.level = level != channel_levels_.end() ? level->second : log_threshold();
     job.uid = worker_uid_;
     job.gid = worker_gid_;
     return job;
@@ -328,6 +336,7 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
     log_debug("channel accepted", log_fields().add("id", ch.id).add("name", cc.name).add("peer", peer)
                                       .add("pid", static_cast<int64_t>(pid)));
     pid_to_channel_[pid] = ch.id;
+    accepted_total_++;
     channels_.emplace(ch.id, std::move(ch));
 }
 
@@ -356,6 +365,9 @@ void master::on_worker_message(channel &ch)
             return kill_worker(ch, "worker_protocol_violation");
         if (++ch.log_lines > WORKER_LOG_LINES_MAX)
             return;
+        auto level = channel_levels_.find(ch.cfg.name);
+        if (level != channel_levels_.end() && p[0] > static_cast<uint8_t>(level->second))
+            return;
         std::string text = sanitize(p.data() + 1, p.size() - 1);
         log_raw(static_cast<log_level>(p[0]), text + " " + log_fields().add("channel", ch.id).add("name", ch.cfg.name).str());
         return;
@@ -365,11 +377,22 @@ void master::on_worker_message(channel &ch)
             return kill_worker(ch, "worker_protocol_violation");
         ch.upstream_requested = true;
         return start_upstream(ch, p);
-    case msg_type::established:
-        if (!p.empty() || !ch.upstream_requested)
+    case msg_type::established: {
+        auto info = decode_established(p);
+        if (!info || !ch.upstream_requested || ch.established)
             return kill_worker(ch, "worker_protocol_violation");
         ch.established = true;
+        ch.live = *info;
         return;
+    }
+    case msg_type::progress: {
+        auto bytes_moved = decode_progress(p);
+        if (!bytes_moved || !ch.established)
+            return kill_worker(ch, "worker_protocol_violation");
+        ch.live.bytes_up = bytes_moved->first;
+        ch.live.bytes_down = bytes_moved->second;
+        return;
+    }
     case msg_type::result: {
         std::string err;
         auto res = decode_result(p, err);
@@ -509,6 +532,7 @@ void master::log_summary(const channel &ch, int status)
     uint64_t duration = now_ms() - ch.started_ms;
     if (WIFSIGNALED(status) && ch.kill_reason.empty()) {
         int sig = WTERMSIG(status);
+        count_outcome("failed", sig == SIGSYS ? "sandbox_violation" : "worker_died_" + signal_name(sig));
         f.add("signal", signal_name(sig)).add("duration_ms", duration);
         if (sig == SIGSYS)
             log_error("channel failed: worker killed by the sandbox (sandbox violation)", f);
@@ -517,6 +541,7 @@ void master::log_summary(const channel &ch, int status)
         return;
     }
     if (!ch.result) {
+        count_outcome("failed", ch.kill_reason.empty() ? "worker_exited_without_result" : ch.kill_reason);
         f.add("outcome", "failed").add("reason", ch.kill_reason.empty() ? "worker_exited_without_result" : ch.kill_reason);
         if (WIFEXITED(status))
             f.add("exit", WEXITSTATUS(status));
@@ -525,6 +550,7 @@ void master::log_summary(const channel &ch, int status)
         return;
     }
     const worker_result &r = *ch.result;
+    count_outcome(outcome_name(r.result), ch.kill_reason.empty() ? r.reason : ch.kill_reason);
     f.add("outcome", outcome_name(r.result)).add("reason", ch.kill_reason.empty() ? r.reason : ch.kill_reason);
     if (ch.cfg.direction == channel_direction::outbound) {
         if (!r.target.empty())
@@ -602,7 +628,10 @@ void master::on_signal()
         case SIGTERM: begin_stop("SIGTERM"); break;
         case SIGINT: begin_stop("SIGINT"); break;
         case SIGHUP: log_warn("SIGHUP: configuration reload is not supported by this version; restart clsgwd"); break;
-        case SIGUSR1: break; // log reopen: clsgwd logs to stderr only in this version
+        case SIGUSR1:
+            if (!log_reopen())
+                log_error("cannot reopen the log file", log_fields().add("error", errno_text(errno)));
+            break;
         }
     }
 }
@@ -643,9 +672,12 @@ int master::poll_timeout() const
 
 int master::run()
 {
+    started_ms_ = now_ms();
     setup_signals();
+    open_control_socket();
+    watch_certificates();
     start_signer();
-    enum kind { SIGNALS, SIGNER, LISTENER, WORKER, UPSTREAM };
+    enum kind { SIGNALS, SIGNER, LISTENER, WORKER, UPSTREAM, CONTROL };
     struct slot {
         kind k;
         uint64_t id;
@@ -660,6 +692,10 @@ int master::run()
         if (signer_.control) {
             fds.push_back({signer_.control.get(), POLLIN, 0});
             slots.push_back({SIGNER, 0});
+        }
+        if (control_) {
+            fds.push_back({control_.get(), POLLIN, 0});
+            slots.push_back({CONTROL, 0});
         }
         if (accepting())
             for (size_t i = 0; i < listeners_.size(); i++) {
@@ -701,6 +737,7 @@ int master::run()
                 if (ch != channels_.end() && ch->second.connecting)
                     finish_upstream(ch->second);
                 break;
+            case CONTROL: on_control_connection(); break;
             }
         }
         if (signer_.ready && !announced_ready_) {
@@ -721,6 +758,8 @@ int master::run()
         kill(signer_.pid, SIGKILL);
         waitpid(signer_.pid, nullptr, WNOHANG);
     }
+    if (control_)
+        unlink(cfg_.control_socket.c_str());
     log_info("clsgwd stopped");
     return 0;
 }

@@ -47,6 +47,13 @@ struct channel {
     std::string kill_reason; // set when the master killed it
     unsigned log_lines = 0;
     bool session_given = false; // one offer or store per channel
+    channel_progress live;      // what the worker reported once established, and bytes since
+};
+
+// A certificate clsgwd watches for expiry (our identity and each trust anchor).
+struct watched_certificate {
+    std::string role, path, subject;
+    int64_t not_after = 0; // Unix time
 };
 
 // A TLS session kept for resumption by later channels, dropped at max_session_lifetime.
@@ -65,6 +72,7 @@ struct signer_process {
     uint64_t restart_at_ms = 0;
     uint64_t backoff_ms = 1000;
     uint64_t started_ms = 0;
+    unsigned restarts = 0;
 };
 
 class master {
@@ -94,6 +102,12 @@ private:
     uint64_t limit_hits_ = 0;
     bool announced_ready_ = false;
     std::map<std::string, cached_session> client_sessions_; // by SMGW address and server_name
+    unique_fd control_;                                      // clsgwctl's socket
+    uint64_t started_ms_ = 0;
+    uint64_t accepted_total_ = 0;
+    std::map<std::string, uint64_t> outcomes_; // "outcome/reason" -> count since start
+    std::vector<watched_certificate> certificates_;
+    std::map<std::string, log_level> channel_levels_; // log-level set for one channel
     std::map<bytes, cached_session> server_sessions_;       // by session id
 
     void setup_signals();
@@ -119,6 +133,13 @@ private:
     int poll_timeout() const;
     void log_summary(const channel &ch, int status);
     worker_job make_job(const channel &ch) const;
+    // control.cpp: clsgwctl's commands
+    void open_control_socket();
+    void on_control_connection();
+    std::string run_command(const std::string &line);
+    std::string status_json() const;
+    void watch_certificates();
+    void count_outcome(const std::string &outcome, const std::string &reason);
 };
 
 } // namespace clsgw

@@ -213,7 +213,8 @@ class Env:
         return emt_ports
 
     def write_config(self, smgw_port, channels, clsgw=None, trust="smgw.crt"):
-        settings = {"worker_user": "nobody", "log_level": "debug", "handshake_timeout": "10s"}
+        settings = {"worker_user": "nobody", "log_level": "debug", "handshake_timeout": "10s",
+                    "control_socket": self.path("control.sock")}
         settings.update(clsgw or {})
         lines = ["[clsgw]"] + [f"{k} = {v}" for k, v in settings.items()]
         lines += ["[identity]", "certificate = device.crt", "key = device.key", "audit_log = audit.log",
@@ -234,6 +235,13 @@ class Env:
             p.wait_log("clsgwd ready")
         self.clsgwd = p
         return p
+
+    def clsgwctl(self, *args, check=True):
+        r = subprocess.run([os.path.join(BIN, "clsgwctl"), "-s", self.path("control.sock"), *args],
+                           capture_output=True, text=True, timeout=30)
+        if check and r.returncode != 0:
+            raise AssertionError(f"clsgwctl {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
 
     def audit_lines(self):
         try:

@@ -1,0 +1,98 @@
+"""Running clsgw as a service: clsgwctl status, log levels and log files."""
+import json
+import os
+import signal
+import socket
+
+from harness import free_port, recv_all, socks5_connect, wait_until
+
+
+def gateway(env, clsgw=None, wait_ready=True):
+    echo = env.start_echo()
+    sim = env.start_sim([f"emt.example:4443=127.0.0.1:{echo}"])
+    port = free_port()
+    env.start_clsgwd(env.write_config(sim, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "socks5",
+                                                    "allow": "*:*"}}, clsgw=clsgw), wait_ready=wait_ready)
+    return port
+
+
+def test_status_shows_an_open_channel_while_data_flows(env):
+    """clsgwctl status lists the open channel with peer, target, suite, group, bytes and age; --json parses"""
+    port = gateway(env)
+    s, rep = socks5_connect(port, "emt.example", 4443)
+    assert rep == 0
+    s.sendall(b"x" * 5000)
+    got = b""
+    while len(got) < 5000:
+        got += s.recv(65536)
+
+    def open_channel():
+        status = json.loads(env.clsgwctl("status", "--json").stdout)
+        open_ones = [c for c in status["channels"]
+                     if c["state"] == "open" and c["bytes_up"] == 5000 and c["bytes_down"] == 5000]
+        return (status, open_ones[0]) if open_ones else None
+
+    status, ch = wait_until(open_channel, 10, "the channel in clsgwctl status")
+    assert ch["name"] == "app" and ch["direction"] == "outbound" and ch["target"] == "emt.example:4443"
+    assert ch["peer"].startswith("127.0.0.1:") and ch["suite"] == "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"
+    assert ch["group"] == "brainpoolP256r1" and ch["bytes_down"] == 5000 and ch["age_s"] >= 0
+    assert status["signer"]["state"] == "ready" and len(status["signer"]["key_id"]) == 64
+    roles = sorted(c["role"] for c in status["certificates"])
+    assert roles == ["identity", "trust"] and all(c["days_left"] > 800 for c in status["certificates"])
+    text = env.clsgwctl("status").stdout
+    assert "#1 app outbound" in text and "target=emt.example:4443" in text and "up=4.9 KiB" in text
+    s.shutdown(socket.SHUT_WR)
+    recv_all(s)
+    wait_until(lambda: json.loads(env.clsgwctl("status", "--json").stdout)["outcomes"].get("ok/app_closed") == 1,
+               10, "the outcome counter")
+
+
+def test_status_counts_refusals_by_reason(env):
+    """the counters since start tell outcomes and reasons apart"""
+    port = gateway(env)
+    for _ in range(2):
+        s, rep = socks5_connect(port, "not-in-profile.example", 1)
+        assert rep == 2
+    status = wait_until(lambda: (lambda st: st if st["finished"] == 2 else None)(
+        json.loads(env.clsgwctl("status", "--json").stdout)), 10, "two finished channels")
+    assert status["outcomes"] == {"refused/smgw_refused_not_allowed_by_ruleset": 2}
+
+
+def test_log_level_changes_without_restart(env):
+    """clsgwctl log-level debug makes clsgwd log debug lines from then on; a bad level or channel is refused"""
+    port = gateway(env, clsgw={"log_level": "info"})
+    socks5_connect(port, "emt.example", 4443)[0].close()
+    env.clsgwd.wait_log(r"channel closed id=1 ")
+    assert not env.clsgwd.lines(r" debug ")
+    env.clsgwctl("log-level", "debug")
+    socks5_connect(port, "emt.example", 4443)[0].close()
+    env.clsgwd.wait_log(r" debug channel accepted id=2 ")
+    bad = env.clsgwctl("log-level", "loud", check=False)
+    assert bad.returncode == 1 and "expected error, warn, info, debug or trace" in bad.stderr
+    bad = env.clsgwctl("log-level", "debug", "nosuch", check=False)
+    assert bad.returncode == 1 and "no channel named 'nosuch'" in bad.stderr
+
+
+def test_log_file_is_reopened_after_rename(env):
+    """with log_target = file, after logrotate's rename clsgwctl reopen-logs (or SIGUSR1) switches to the new file"""
+    log = env.path("clsgwd-file.log")
+    port = gateway(env, clsgw={"log_target": "file", "log_file": log}, wait_ready=False)
+    wait_until(lambda: os.path.exists(log) and "clsgwd ready" in open(log).read(), 10, "clsgwd to log to its file")
+    assert "signer ready" in open(log).read(), "the signer logs to the same file"
+    os.rename(log, log + ".1")
+    env.clsgwctl("reopen-logs")
+    socks5_connect(port, "emt.example", 4443)[0].close()
+    wait_until(lambda: os.path.exists(log) and "channel closed id=1 " in open(log).read(), 10, "a line in the new file")
+    assert "channel closed" not in open(log + ".1").read()
+    os.rename(log, log + ".2")
+    env.clsgwd.proc.send_signal(signal.SIGUSR1)
+    wait_until(lambda: os.path.exists(log), 10, "SIGUSR1 to reopen the file")
+    socks5_connect(port, "emt.example", 4443)[0].close()
+    wait_until(lambda: "channel closed id=2 " in open(log).read(), 10, "a line after SIGUSR1")
+    assert "channel closed id=2 " not in open(log + ".2").read()
+
+
+def test_clsgwctl_explains_an_unreachable_clsgwd(env):
+    """clsgwctl says where it looked when no clsgwd answers"""
+    r = env.clsgwctl("status", check=False)
+    assert r.returncode == 1 and f"cannot reach clsgwd at {env.path('control.sock')}" in r.stderr
