@@ -64,6 +64,14 @@ private:
     void audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us);
 };
 
+// Start-up failures: reported through the master (which quotes them, e.g. to a refused
+// reload), then exit 1.
+[[noreturn]] void die(std::string_view message, const log_fields &fields = log_fields())
+{
+    log_error(message, fields);
+    exit(1);
+}
+
 uint64_t now_us()
 {
     struct timespec ts;
@@ -75,39 +83,39 @@ void signer_service::load_identity()
 {
     auto pem = read_file(opt_.key_path, 64 * 1024);
     if (!pem)
-        fatal("cannot read the private key", log_fields().add("path", opt_.key_path).add("error", errno_text(errno)));
+        die("cannot read the private key", log_fields().add("path", opt_.key_path).add("error", errno_text(errno)));
     int ret = mbedtls_pk_parse_key(key_.get(), reinterpret_cast<const unsigned char *>(pem->c_str()), pem->size() + 1,
                                    nullptr, 0);
     mbedtls_platform_zeroize(pem->data(), pem->size());
     if (ret != 0)
-        fatal("cannot parse the private key", log_fields().add("path", opt_.key_path).add("error", tls::error_text(ret)));
+        die("cannot parse the private key", log_fields().add("path", opt_.key_path).add("error", tls::error_text(ret)));
     if (!mbedtls_pk_can_do(key_.get(), MBEDTLS_PK_ECDSA) ||
         !tls::curve_in_profile(mbedtls_pk_ec(*key_.get())->grp.id))
-        fatal("the private key is not an EC key on a HAN profile curve", log_fields().add("path", opt_.key_path));
+        die("the private key is not an EC key on a HAN profile curve", log_fields().add("path", opt_.key_path));
     auto cert_pem = read_file(opt_.certificate_path, 64 * 1024);
     tls::cert_list cert;
     std::string err;
     if (!cert_pem || !cert.parse_pem(*cert_pem, err))
-        fatal("cannot read the certificate", log_fields().add("path", opt_.certificate_path).add("error", err));
+        die("cannot read the certificate", log_fields().add("path", opt_.certificate_path).add("error", err));
     if (mbedtls_pk_check_pair(&cert.get()->pk, key_.get()) != 0)
-        fatal("the private key does not match the certificate",
+        die("the private key does not match the certificate",
               log_fields().add("key", opt_.key_path).add("certificate", opt_.certificate_path));
     if (!tls::key_id(&cert.get()->pk, key_id_))
-        fatal("cannot compute the key id");
+        die("cannot compute the key id");
     key_id_hex_ = hex(key_id_, sizeof key_id_);
     if (!rng_.seed("clsgw-signer"))
-        fatal("cannot seed the random generator");
+        die("cannot seed the random generator");
 }
 
 void signer_service::open_audit_log()
 {
     unique_fd fd(open(opt_.audit_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
     if (!fd)
-        fatal("cannot open the audit log", log_fields().add("path", opt_.audit_path).add("error", errno_text(errno)));
+        die("cannot open the audit log", log_fields().add("path", opt_.audit_path).add("error", errno_text(errno)));
     if (fd.get() == AUDIT_FD)
         fd.release(); // already in place: fd 4 is the audit log from now on
     else if (dup2(fd.get(), AUDIT_FD) != AUDIT_FD)
-        fatal("cannot place the audit log fd");
+        die("cannot place the audit log fd");
 }
 
 void signer_service::confine()
@@ -122,7 +130,7 @@ void signer_service::confine()
     if (err.empty())
         err = sandbox_lockdown(signer_policy, -1, -1);
     if (!err.empty())
-        fatal("sandbox", log_fields().add("error", err));
+        die("sandbox", log_fields().add("error", err));
 }
 
 void signer_service::audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us)
@@ -241,9 +249,10 @@ void signer_service::run()
         fatal("cannot reach the master on fd 3");
     log_info("signer ready", log_fields().add("key", key_id_hex_));
     std::vector<pollfd> fds;
-    for (;;) {
+    bool draining = false; // the master let go of us (reload or stop): finish open sessions, then exit
+    while (!draining || !sessions_.empty()) {
         fds.clear();
-        fds.push_back({CONTROL_FD, POLLIN, 0});
+        fds.push_back({draining ? -1 : CONTROL_FD, POLLIN, 0});
         for (auto &[fd, s] : sessions_)
             fds.push_back({fd, POLLIN, 0});
         if (poll(fds.data(), fds.size(), -1) < 0) {
@@ -253,8 +262,10 @@ void signer_service::run()
         }
         if (fds[0].revents) {
             ipc_recv_result r = ipc_recv(CONTROL_FD, true);
-            if (r.status == ipc_status::closed)
-                break; // the master is gone: so is the reason to sign
+            if (r.status == ipc_status::closed) {
+                draining = true; // no new sessions; the open ones may still need their signatures
+                continue;
+            }
             if (r.status == ipc_status::ok && r.message.type == msg_type::session_open)
                 open_session(r.message);
             else if (r.status != ipc_status::would_block)
@@ -266,7 +277,7 @@ void signer_service::run()
                 handle_session(it->second);
         }
     }
-    log_info("master closed the control socket; signer exits");
+    // The master has gone or retired us; nothing to report to.
 }
 
 void send_log_to_master(log_level level, const std::string &line)
@@ -275,7 +286,11 @@ void send_log_to_master(log_level level, const std::string &line)
     bytes payload(1 + n);
     payload[0] = static_cast<uint8_t>(level);
     memcpy(payload.data() + 1, line.data(), n);
-    ipc_send(CONTROL_FD, msg_type::log, payload);
+    if (!ipc_send(CONTROL_FD, msg_type::log, payload)) {
+        std::string out = "clsgw-signer: " + line + "\n"; // no master to tell: stderr it is
+        ssize_t ignored = write(STDERR_FILENO, out.data(), out.size());
+        (void)ignored;
+    }
 }
 
 void usage()

@@ -136,9 +136,13 @@ std::string master::run_command(const std::string &line)
         log_info("log level changed", log_fields().add("level", w[1]).add("channel", w.size() == 3 ? w[2] : "*"));
         return "ok\n";
     }
+    if (w[0] == "reload" && w.size() == 1) {
+        std::string why = reload();
+        return why.empty() ? "ok\n" : "error: reload refused, the running configuration stays: " + why + "\n";
+    }
     if (w[0] == "reopen-logs" && w.size() == 1)
         return log_reopen() ? "ok\n" : "error: cannot reopen the log file: " + errno_text(errno) + "\n";
-    return "error: unknown command '" + line.substr(0, 80) + "' (status, log-level, reopen-logs)\n";
+    return "error: unknown command '" + line.substr(0, 80) + "' (status, reload, log-level, reopen-logs)\n";
 }
 
 void master::count_outcome(const std::string &outcome, const std::string &reason) { outcomes_[outcome + "/" + reason]++; }

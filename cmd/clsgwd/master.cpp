@@ -16,6 +16,7 @@
 #include "../../lib/log.hpp"
 #include "../../lib/net.hpp"
 #include "../../lib/util.hpp"
+#include "environment.hpp"
 
 namespace clsgw {
 
@@ -96,14 +97,6 @@ master::master(config cfg, master_paths paths, std::string certificate_pem, std:
 // group) and binds the rest.
 bool master::open_listeners(std::string &error)
 {
-    for (const auto &ch : cfg_.channels) {
-        auto it = std::find_if(listeners_.begin(), listeners_.end(),
-                               [&](const listener &l) { return l.key == ch.listener_key(); });
-        if (it == listeners_.end())
-            listeners_.push_back({ch.listener_key(), {ch.name}, unique_fd()});
-        else
-            it->channels.push_back(ch.name);
-    }
     auto activated = take_activated_sockets(error);
     if (!error.empty())
         return false;
@@ -116,16 +109,38 @@ bool master::open_listeners(std::string &error)
         }
         auto it = std::find_if(listeners_.begin(), listeners_.end(),
                                [&](const listener &l) { return l.key == ch->listener_key(); });
-        if (it->fd) {
+        if (it != listeners_.end()) {
             error = "systemd passed two sockets for channel '" + s.name + "' or its listener";
             return false;
         }
-        it->fd = std::move(s.fd);
+        listeners_.push_back({ch->listener_key(), {}, std::move(s.fd)});
     }
-    for (auto &l : listeners_) {
-        if (l.fd)
+    std::vector<listener> built;
+    if (!build_listeners(cfg_, built, error))
+        return false;
+    listeners_ = std::move(built);
+    return true;
+}
+
+// The listeners cfg needs: those already open (from systemd or an earlier configuration) are
+// kept, the others are bound. On error nothing of ours changes and the new ones are closed.
+bool master::build_listeners(const config &cfg, std::vector<listener> &out, std::string &error)
+{
+    for (const auto &ch : cfg.channels) {
+        auto it = std::find_if(out.begin(), out.end(), [&](const listener &l) { return l.key == ch.listener_key(); });
+        if (it == out.end())
+            out.push_back({ch.listener_key(), {ch.name}, unique_fd()});
+        else
+            it->channels.push_back(ch.name);
+    }
+    for (auto &l : out) {
+        auto old = std::find_if(listeners_.begin(), listeners_.end(), [&](const listener &o) { return o.key == l.key; });
+        if (old != listeners_.end() && old->fd) {
+            l.fd.reset(dup(old->fd.get())); // the old list closes its copy when it is replaced
+            fcntl(l.fd.get(), F_SETFD, FD_CLOEXEC);
             continue;
-        const channel_config *ch = cfg_.find_channel(l.channels[0]);
+        }
+        const channel_config *ch = cfg.find_channel(l.channels[0]);
         if (!ch->listen) {
             error = "channel '" + ch->name + "' has no listen address and systemd passed no socket named '" +
                     ch->name + "'";
@@ -153,32 +168,76 @@ void master::setup_signals()
     signal(SIGPIPE, SIG_IGN);
 }
 
-void master::start_signer()
+signer_process master::spawn_signer(const config &cfg)
 {
-    unique_fd mine, theirs;
-    if (!ipc_socketpair(mine, theirs)) {
+    signer_process s;
+    unique_fd theirs;
+    if (!ipc_socketpair(s.control, theirs)) {
         log_error("cannot create the signer control socket", log_fields().add("error", errno_text(errno)));
-        signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
-        return;
+        return s;
     }
     pid_t pid = fork();
     if (pid < 0) {
         log_error("cannot fork the signer", log_fields().add("error", errno_text(errno)));
-        signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
-        return;
+        s.control.reset();
+        return s;
     }
     if (pid == 0)
         exec_child(paths_.signer, {theirs.get()},
-                   {"clsgw-signer", "--key", cfg_.key.path, "--certificate", cfg_.certificate.path, "--audit-log",
-                    cfg_.audit_log.path, "--max-sessions", std::to_string(cfg_.max_channels + 16), "--log-level",
-                    log_level_name(cfg_.level)},
+                   {"clsgw-signer", "--key", cfg.key.path, "--certificate", cfg.certificate.path, "--audit-log",
+                    cfg.audit_log.path, "--max-sessions", std::to_string(cfg.max_channels + 16), "--log-level",
+                    log_level_name(cfg.level)},
                    true);
-    signer_.pid = pid;
-    signer_.control = std::move(mine);
-    signer_.ready = false;
-    signer_.started_ms = now_ms();
-    signer_.restart_at_ms = 0;
+    s.pid = pid;
+    s.started_ms = now_ms();
     log_debug("signer started", log_fields().add("pid", static_cast<int64_t>(pid)));
+    return s;
+}
+
+void master::start_signer()
+{
+    unsigned restarts = signer_.restarts;
+    uint64_t backoff = signer_.backoff_ms;
+    bool ever_ready = signer_.ever_ready;
+    signer_ = spawn_signer(cfg_);
+    signer_.restarts = restarts;
+    signer_.backoff_ms = backoff;
+    signer_.ever_ready = ever_ready;
+    if (signer_.pid < 0)
+        signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
+}
+
+// Waits (bounded by signer_timeout) for a new signer to load its key and prove it matches the
+// certificate; its log lines pass through meanwhile. False with the reason otherwise.
+bool master::wait_signer_ready(signer_process &s, std::string &why)
+{
+    uint64_t deadline = now_ms() + cfg_.signer_timeout_ms;
+    while (s.control && now_ms() < deadline) {
+        pollfd p{s.control.get(), POLLIN, 0};
+        if (poll(&p, 1, static_cast<int>(deadline - now_ms())) <= 0)
+            continue;
+        ipc_recv_result r = ipc_recv(s.control.get(), false);
+        if (r.status == ipc_status::closed)
+            break;
+        const bytes &payload = r.message.payload;
+        if (r.status != ipc_status::ok)
+            continue;
+        if (r.message.type == msg_type::log && !payload.empty() && valid_log_level(payload[0])) {
+            why = sanitize(payload.data() + 1, payload.size() - 1);
+            log_raw(static_cast<log_level>(payload[0]), why);
+        } else if (r.message.type == msg_type::signer_ready) {
+            tlv_reader t;
+            std::string err;
+            auto id = t.parse(payload, err) ? t.raw(1, 32) : std::nullopt;
+            s.key_id = id ? hex(*id) : "?";
+            s.ready = s.ever_ready = true;
+            return true;
+        }
+    }
+    if (why.empty())
+        why = "the new signer did not start (key unreadable, or not matching the certificate: see its message)";
+    kill(s.pid, SIGKILL);
+    return false;
 }
 
 void master::on_signer_message()
@@ -275,10 +334,8 @@ worker_job master::make_job(const channel &ch) const
     job.direction = ch.cfg.direction;
     job.channel_name = ch.cfg.name;
     if (job.direction == channel_direction::inbound)
-        for (const auto &name : ch.candidates) {
-            const channel_config *c = cfg_.find_channel(name);
-            job.routes.push_back({c->name, c->server_name, trust_pems_.at(cfg_.trust_path(*c))});
-        }
+        for (const auto &c : ch.candidates)
+            job.routes.push_back({c.name, c.server_name, trust_pems_.at(cfg_.trust_path(c))});
     job.peer = ch.peer;
     job.ingress = ch.cfg.ingress;
     job.proxy = ch.cfg.proxy;
@@ -304,7 +361,10 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
     channel ch;
     ch.id = ++next_id_;
     ch.cfg = cc;
-    ch.candidates = l.channels;
+    for (const auto &name : l.channels)
+        ch.candidates.push_back(*cfg_.find_channel(name));
+    if (cfg_.smgw_address)
+        ch.upstream = *cfg_.smgw_address;
     ch.peer = peer;
     if (cc.direction == channel_direction::inbound)
         set_keepalive(connection.get(), 60, 10, 6); // the HAN side of an inbound channel
@@ -434,7 +494,7 @@ void master::on_session_message(channel &ch, msg_type type, const bytes &payload
     if (!m || outbound != client_side)
         return kill_worker(ch, "worker_protocol_violation");
     std::string smgw_host = ch.peer.substr(0, ch.peer.rfind(':'));
-    std::string scope = outbound ? cfg_.smgw_address->to_string() + "/" + std::string(m->key.begin(), m->key.end())
+    std::string scope = outbound ? ch.upstream.to_string() + "/" + std::string(m->key.begin(), m->key.end())
                                  : ch.cfg.listener_key() + "/" + smgw_host;
     const size_t limit = outbound ? 256 : 4096;
     if (type == msg_type::session_request || type == msg_type::session_lookup) {
@@ -483,12 +543,14 @@ void master::start_upstream(channel &ch, const bytes &choice)
     if (ch.cfg.direction == channel_direction::outbound) {
         if (!choice.empty())
             return kill_worker(ch, "worker_protocol_violation");
-        to = &*cfg_.smgw_address;
+        to = &ch.upstream;
     } else {
         std::string name(choice.begin(), choice.end());
-        if (std::find(ch.candidates.begin(), ch.candidates.end(), name) == ch.candidates.end())
+        auto chosen = std::find_if(ch.candidates.begin(), ch.candidates.end(),
+                                   [&](const channel_config &c) { return c.name == name; });
+        if (chosen == ch.candidates.end())
             return kill_worker(ch, "worker_protocol_violation");
-        ch.cfg = *cfg_.find_channel(name);
+        ch.cfg = *chosen;
         to = &*ch.cfg.forward;
     }
     int err = 0;
@@ -595,6 +657,12 @@ void master::reap()
             signer_exited(status);
             continue;
         }
+        auto retired = std::find(retired_signers_.begin(), retired_signers_.end(), pid);
+        if (retired != retired_signers_.end()) {
+            retired_signers_.erase(retired);
+            log_debug("retired signer exited", log_fields().add("pid", static_cast<int64_t>(pid)));
+            continue;
+        }
         auto it = pid_to_channel_.find(pid);
         if (it == pid_to_channel_.end())
             continue;
@@ -627,7 +695,7 @@ void master::on_signal()
         case SIGCHLD: reap(); break;
         case SIGTERM: begin_stop("SIGTERM"); break;
         case SIGINT: begin_stop("SIGINT"); break;
-        case SIGHUP: log_warn("SIGHUP: configuration reload is not supported by this version; restart clsgwd"); break;
+        case SIGHUP: reload(); break;
         case SIGUSR1:
             if (!log_reopen())
                 log_error("cannot reopen the log file", log_fields().add("error", errno_text(errno)));
@@ -762,6 +830,60 @@ int master::run()
         unlink(cfg_.control_socket.c_str());
     log_info("clsgwd stopped");
     return 0;
+}
+
+std::string master::reload()
+{
+    sd_notify_state("RELOADING=1");
+    log_info("reloading", log_fields().add("config", cfg_.file));
+    auto refuse = [&](const std::string &why) {
+        log_error("reload refused; the running configuration stays", log_fields().add("reason", why));
+        sd_notify_state("READY=1");
+        return why;
+    };
+    config_result loaded = load_config(cfg_.file);
+    std::vector<config_error> errors = loaded.errors;
+    checked env;
+    if (loaded.value)
+        env = check_environment(*loaded.value, errors);
+    if (!errors.empty()) {
+        std::string all;
+        for (const auto &e : errors)
+            all += (all.empty() ? "" : "; ") + e.to_string();
+        return refuse(all);
+    }
+    config next = std::move(*loaded.value);
+    std::vector<listener> listeners;
+    std::string error;
+    if (!build_listeners(next, listeners, error))
+        return refuse(error);
+    paths_ = env.paths;
+    signer_process fresh_signer = spawn_signer(next);
+    if (fresh_signer.pid < 0 || !wait_signer_ready(fresh_signer, error))
+        return refuse("signer: " + error);
+    // Commit. Running channels keep the settings, trust and signer session they started with.
+    if (signer_.control)
+        retired_signers_.push_back(signer_.pid);
+    fresh_signer.restarts = signer_.restarts;
+    signer_ = std::move(fresh_signer);
+    size_t before = listeners_.size();
+    listeners_ = std::move(listeners);
+    cfg_ = std::move(next);
+    certificate_pem_ = env.certificate_pem;
+    trust_pems_ = env.trust_pems;
+    worker_uid_ = env.uid;
+    worker_gid_ = env.gid;
+    client_sessions_.clear(); // sessions were authenticated against the old trust
+    server_sessions_.clear();
+    channel_levels_.clear();
+    log_set_threshold(cfg_.level);
+    if (!log_set_target(cfg_.target, cfg_.log_file))
+        log_error("cannot open the new log file; logging to stderr", log_fields().add("path", cfg_.log_file));
+    watch_certificates();
+    log_info("reloaded", log_fields().add("channels", cfg_.channels.size()).add("listeners", listeners_.size())
+                             .add("listeners_before", before).add("key", signer_.key_id));
+    sd_notify_state("READY=1");
+    return "";
 }
 
 } // namespace clsgw

@@ -32,8 +32,9 @@ struct listener {
 
 struct channel {
     uint64_t id = 0;
-    channel_config cfg;               // inbound: the listener's first channel until the worker picks
-    std::vector<std::string> candidates; // the channels this worker may serve
+    channel_config cfg;                     // inbound: the listener's first channel until the worker picks
+    std::vector<channel_config> candidates; // the channels this worker may serve, as when it started
+    sock_address upstream;                  // outbound: the SMGW, as configured when it started
     pid_t pid = -1;
     unique_fd control;
     std::string peer;
@@ -77,6 +78,8 @@ struct signer_process {
 
 class master {
 public:
+    // Re-reads the configuration file; keeps everything as it was on any error. "" on success.
+    std::string reload();
     master(config cfg, master_paths paths, std::string certificate_pem, std::map<std::string, std::string> trust_pems,
            long worker_uid, long worker_gid);
     // Takes activated sockets and binds the rest; false with a message on error.
@@ -93,6 +96,7 @@ private:
     std::map<uint64_t, channel> channels_;
     std::map<pid_t, uint64_t> pid_to_channel_;
     signer_process signer_;
+    std::vector<pid_t> retired_signers_; // finishing the sessions of channels opened before a reload
     unique_fd signals_;
     uint64_t next_id_ = 0;
     bool stopping_ = false;
@@ -112,6 +116,9 @@ private:
 
     void setup_signals();
     void start_signer();
+    signer_process spawn_signer(const config &cfg);
+    bool wait_signer_ready(signer_process &s, std::string &why);
+    bool build_listeners(const config &cfg, std::vector<listener> &out, std::string &error);
     void on_signer_message();
     void on_signal();
     void reap();

@@ -96,3 +96,74 @@ def test_clsgwctl_explains_an_unreachable_clsgwd(env):
     """clsgwctl says where it looked when no clsgwd answers"""
     r = env.clsgwctl("status", check=False)
     assert r.returncode == 1 and f"cannot reach clsgwd at {env.path('control.sock')}" in r.stderr
+
+
+def test_reload_changes_the_target_for_new_channels_while_a_running_one_flows(env):
+    """clsgwctl reload: the open channel keeps its EMT, new channels get the new target"""
+    from harness import Service
+    echo = env.start_echo()
+    other = Service("tag", b"other EMT\n")
+    sim = env.start_sim([f"emt.example:4443=127.0.0.1:{echo}", f"other.example:4443=127.0.0.1:{other.port}"])
+    port = free_port()
+    channel = {"listen": f"127.0.0.1:{port}", "ingress": "static", "target": "emt.example:4443"}
+    env.start_clsgwd(env.write_config(sim, {"app": dict(channel)}))
+    running = socket.create_connection(("127.0.0.1", port))
+    running.sendall(b"one")
+    assert running.recv(3) == b"one"
+    env.write_config(sim, {"app": dict(channel, target="other.example:4443")})
+    env.clsgwctl("reload")
+    env.clsgwd.wait_log(r"reloaded channels=1 ")
+    running.sendall(b"two")
+    assert running.recv(3) == b"two", "the running channel must keep its target"
+    fresh = socket.create_connection(("127.0.0.1", port))
+    fresh.sendall(b"hello")
+    assert recv_all(fresh) == b"other EMT\n"
+    running.shutdown(socket.SHUT_WR)
+    recv_all(running)
+    env.clsgwd.wait_log(r"channel closed id=1 .*target=emt.example:4443 .*outcome=ok|channel closed id=1 .*outcome=ok")
+    assert len(env.audit_lines()) == 2
+
+
+def test_reload_refuses_a_broken_config_or_a_mismatched_key_and_keeps_serving(env):
+    """a reload with a syntax error, or a key that does not belong to the certificate, is refused with the
+    reason, and the running configuration keeps serving"""
+    port = gateway(env)
+    good = open(env.path("clsgw.ini")).read()
+    with open(env.path("clsgw.ini"), "a") as f:
+        f.write("[channel:broken]\nlisten = 127.0.0.1:0\n")
+    r = env.clsgwctl("reload", check=False)
+    assert r.returncode == 1 and "reload refused" in r.stderr and "clsgw.ini:" in r.stderr, r.stderr
+    env.make_identity("stranger", "CN=stranger")
+    with open(env.path("clsgw.ini"), "w") as f:
+        f.write(good.replace("key = device.key", "key = stranger.key"))
+    r = env.clsgwctl("reload", check=False)
+    assert r.returncode == 1 and "does not match the certificate" in r.stderr, r.stderr
+    env.clsgwd.proc.send_signal(signal.SIGHUP)  # the same refusal through the signal
+    wait_until(lambda: len(env.clsgwd.lines("reload refused")) == 3, 10, "the third refusal")
+    s, rep = socks5_connect(port, "emt.example", 4443)
+    assert rep == 0, "the old configuration must keep serving"
+    s.sendall(b"still here")
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s) == b"still here"
+    assert json.loads(env.clsgwctl("status", "--json").stdout)["signer"]["restarts"] == 0
+
+
+def test_reload_adds_and_removes_listeners(env):
+    """a channel added by reload listens at once; a removed one stops accepting"""
+    echo = env.start_echo()
+    sim = env.start_sim([f"emt.example:4443=127.0.0.1:{echo}"])
+    first, second = free_port(), free_port()
+    keep = {"listen": f"127.0.0.1:{first}", "ingress": "static", "target": "emt.example:4443"}
+    env.start_clsgwd(env.write_config(sim, {"first": keep}))
+    env.write_config(sim, {"second": dict(keep, listen=f"127.0.0.1:{second}")})
+    env.clsgwctl("reload")
+    s = socket.create_connection(("127.0.0.1", second))
+    s.sendall(b"new")
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s) == b"new"
+    try:
+        socket.create_connection(("127.0.0.1", first), timeout=2).close()
+        refused = False
+    except ConnectionRefusedError:
+        refused = True
+    assert refused, "the removed channel's listener must be closed"

@@ -153,8 +153,14 @@ def test_signer_exits_when_the_master_goes_away(env):
 def test_signer_refuses_a_key_that_does_not_match_the_certificate(env):
     """a key that does not belong to the certificate stops the signer at start with a clear message"""
     env.make_identity("other", "CN=other")
+    control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    fd = theirs.fileno()
     r = subprocess.run([os.path.join(BIN, "clsgw-signer"), "--key", env.path("other.key"), "--certificate",
                         env.path("device.crt"), "--audit-log", env.path("a.log")],
-                       capture_output=True, text=True, pass_fds=(0, 3), preexec_fn=lambda: os.dup2(0, 3))
+                       capture_output=True, text=True, pass_fds=(fd, 3), preexec_fn=lambda: os.dup2(fd, 3))
+    theirs.close()
     assert r.returncode == 1
-    assert "the private key does not match the certificate" in r.stderr
+    record = control.recv(4096)  # the reason travels to the master as a log record
+    msg_type, _, length = struct.unpack("=HHI", record[:8])
+    assert msg_type == 16 and record[8] == 3  # log, level error
+    assert b"the private key does not match the certificate" in record[9:], record

@@ -1,0 +1,23 @@
+// What `clsgwd -t` and a reload check beyond the syntax: the files the configuration names,
+// the worker user, the helper programs.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "../../lib/config.hpp"
+#include "master.hpp"
+
+namespace clsgw {
+
+struct checked {
+    std::string certificate_pem;
+    std::map<std::string, std::string> trust_pems; // by path
+    long uid = -1, gid = -1;
+    master_paths paths;
+};
+
+checked check_environment(const config &cfg, std::vector<config_error> &errors);
+
+} // namespace clsgw
