@@ -735,12 +735,40 @@ int master::poll_timeout() const
         next = std::min(next, signer_.restart_at_ms);
     if (accept_paused_until_ms_ > now)
         next = std::min(next, accept_paused_until_ms_);
+    if (watchdog_interval_ms_)
+        next = std::min(next, watchdog_next_ms_);
+    if (!status_sent_.empty())
+        next = std::min(next, status_sent_ms_ + 1000); // a changed status waits at most a second
     return next <= now ? 0 : static_cast<int>(next - now);
+}
+
+// sd_notify STATUS=: what `systemctl status` shows; sent when it changes, at most once a second.
+void master::notify_status()
+{
+    uint64_t ok = 0, finished = 0;
+    for (const auto &[key, count] : outcomes_) {
+        finished += count;
+        if (key.rfind("ok/", 0) == 0)
+            ok += count;
+    }
+    std::string status = std::to_string(channels_.size()) + " open channels, " + std::to_string(finished) +
+                         " finished (" + std::to_string(ok) + " ok), signer " + (signer_.ready ? "ready" : "down");
+    if (status == status_sent_ || now_ms() - status_sent_ms_ < 1000)
+        return;
+    status_sent_ = status;
+    status_sent_ms_ = now_ms();
+    sd_notify_state("STATUS=" + status);
 }
 
 int master::run()
 {
     started_ms_ = now_ms();
+    // systemd asks for WATCHDOG=1 within WATCHDOG_USEC; we send it at half of that.
+    const char *wd_usec = getenv("WATCHDOG_USEC"), *wd_pid = getenv("WATCHDOG_PID");
+    auto usec = wd_usec ? parse_uint(wd_usec, UINT64_MAX / 2) : std::nullopt;
+    auto pid = wd_pid ? parse_uint(wd_pid, 0x7fffffff) : std::nullopt;
+    if (usec && *usec > 0 && (!wd_pid || (pid && static_cast<pid_t>(*pid) == getpid())))
+        watchdog_interval_ms_ = std::max<uint64_t>(*usec / 2000, 1);
     setup_signals();
     open_control_socket();
     watch_certificates();
@@ -818,6 +846,12 @@ int master::run()
             sd_notify_state("READY=1");
         }
         check_deadlines();
+        if (announced_ready_)
+            notify_status();
+        if (watchdog_interval_ms_ && now_ms() >= watchdog_next_ms_) {
+            sd_notify_state("WATCHDOG=1");
+            watchdog_next_ms_ = now_ms() + watchdog_interval_ms_;
+        }
     }
     signer_.control.reset(); // the signer exits when its control socket closes
     if (signer_.pid > 0) {

@@ -112,6 +112,11 @@ private:
     std::map<std::string, uint64_t> outcomes_; // "outcome/reason" -> count since start
     std::vector<watched_certificate> certificates_;
     std::map<std::string, log_level> channel_levels_; // log-level set for one channel
+    uint64_t watchdog_interval_ms_ = 0; // half of systemd's WATCHDOG_USEC; 0 = no watchdog
+    uint64_t watchdog_next_ms_ = 0;
+    std::string status_sent_;
+    uint64_t status_sent_ms_ = 0;
+    void notify_status();
     std::map<bytes, cached_session> server_sessions_;       // by session id
 
     void setup_signals();

@@ -167,3 +167,35 @@ def test_reload_adds_and_removes_listeners(env):
     except ConnectionRefusedError:
         refused = True
     assert refused, "the removed channel's listener must be closed"
+
+
+def test_notify_protocol_ready_after_the_signer_status_watchdog_stopping(env):
+    """on a NOTIFY_SOCKET: READY=1 only after the signer answered, STATUS= lines, WATCHDOG=1 at half of
+    WATCHDOG_USEC, STOPPING=1 on SIGTERM"""
+    import time
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(env.path("notify.sock"))
+    notify.settimeout(10)
+    echo = env.start_echo()
+    sim = env.start_sim([f"emt.example:4443=127.0.0.1:{echo}"])
+    port = free_port()
+    cfg = env.write_config(sim, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                         "target": "emt.example:4443"}})
+    environment = dict(os.environ, NOTIFY_SOCKET=env.path("notify.sock"), WATCHDOG_USEC="400000")
+    p = env.start_clsgwd(cfg, env=environment, wait_ready=False)
+    messages = []
+
+    def receive_until(predicate):
+        while not predicate():
+            messages.append(notify.recv(4096).decode())
+        return True
+
+    receive_until(lambda: "READY=1" in messages)
+    assert p.lines("signer ready"), "READY=1 came before the signer answered"
+    started = time.monotonic()
+    receive_until(lambda: messages.count("WATCHDOG=1") >= 4)
+    assert time.monotonic() - started < 2, "WATCHDOG=1 should come about every 200 ms"
+    socket.create_connection(("127.0.0.1", port)).close()
+    receive_until(lambda: any(m.startswith("STATUS=") and "1 finished" in m for m in messages))
+    p.proc.send_signal(signal.SIGTERM)
+    receive_until(lambda: "STOPPING=1" in messages)
