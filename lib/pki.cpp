@@ -4,6 +4,7 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
+#include <mbedtls/x509_csr.h>
 
 #include <cstring>
 #include <ctime>
@@ -158,6 +159,33 @@ result make_certificate(const cert_request &req)
     ret = mbedtls_x509write_crt_pem(w.get(), buf, sizeof buf, tls::rng::random, &rng);
     if (ret != 0)
         return failure("certificate signing", ret);
+    result r;
+    r.ok = true;
+    r.pem = reinterpret_cast<char *>(buf);
+    return r;
+}
+
+result make_request(const std::string &key_pem, const std::string &subject)
+{
+    tls::rng rng;
+    tls::private_key key;
+    if (!rng.seed("clsgw-csr"))
+        return failure("cannot seed the random generator");
+    if (!parse_key(key.get(), key_pem, rng))
+        return failure("cannot parse the key");
+    mbedtls_x509write_csr csr;
+    mbedtls_x509write_csr_init(&csr);
+    mbedtls_x509write_csr_set_md_alg(&csr, mbedtls_pk_get_bitlen(key.get()) > 256 ? MBEDTLS_MD_SHA384 : MBEDTLS_MD_SHA256);
+    mbedtls_x509write_csr_set_key(&csr, key.get());
+    int ret = mbedtls_x509write_csr_set_subject_name(&csr, subject.c_str());
+    if (ret == 0)
+        ret = mbedtls_x509write_csr_set_key_usage(&csr, MBEDTLS_X509_KU_DIGITAL_SIGNATURE);
+    unsigned char buf[4096];
+    if (ret == 0)
+        ret = mbedtls_x509write_csr_pem(&csr, buf, sizeof buf, tls::rng::random, &rng);
+    mbedtls_x509write_csr_free(&csr);
+    if (ret != 0)
+        return failure("certificate request (subject '" + subject + "')", ret);
     result r;
     r.ok = true;
     r.pem = reinterpret_cast<char *>(buf);

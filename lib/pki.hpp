@@ -29,6 +29,8 @@ struct cert_request {
 };
 
 result make_certificate(const cert_request &request);
+// A PKCS#10 certificate signing request for the key (digitalSignature key usage).
+result make_request(const std::string &key_pem, const std::string &subject);
 
 // SHA-256 over the first certificate's DER as upper-case, colon-separated hex.
 std::optional<std::string> fingerprint_pem(const std::string &pem, std::string &error);

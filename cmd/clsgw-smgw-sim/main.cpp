@@ -52,6 +52,7 @@ struct sim_options {
     uint64_t idle_timeout_ms = 15 * 60 * 1000;
     std::vector<struct inbound_link> inbound;
     bool corrupt_cert = false; // test knob: send our certificate with a broken DER length
+    std::string pin_sha256;    // trust the device by its certificate's SHA-256 fingerprint
 };
 
 // The SMGW's active side (HKS4/HKS5): an EMT connecting to `emt` reaches the device at `device`.
@@ -129,6 +130,10 @@ void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
     mbedtls_ssl_conf_rng(&t.conf, tls::rng::random, &t.rng);
     mbedtls_ssl_conf_ca_chain(&t.conf, t.trust.get(), nullptr);
     t.check.anchors = t.trust.get();
+    // "AB:CD:..." as clsgwctl prints it, or plain hex: compared as lower-case hex
+    for (char c : o.pin_sha256)
+        if (c != ':')
+            t.check.pinned_sha256.push_back(static_cast<char>(tolower(static_cast<unsigned char>(c))));
     mbedtls_ssl_conf_verify(&t.conf, tls::trust_check::verify, &t.check);
     if (endpoint == MBEDTLS_SSL_IS_SERVER)
         mbedtls_ssl_conf_sni(&t.conf, on_sni, &t);
@@ -370,6 +375,7 @@ int usage()
     fprintf(stderr, "usage: clsgw-smgw-sim smgw [--listen ADDR] --cert FILE --key FILE --trust FILE\n"
                     "                      [--route NAME:PORT=ADDR]... [--proxy auto|socks5|sni] [--idle-timeout DUR]\n"
                     "                      [--inbound EMT_ADDR=DEVICE_ADDR[/SERVER_NAME]]... [--corrupt-cert yes]\n"
+                    "                      [--pin-sha256 FINGERPRINT]\n"
                     "       clsgw-smgw-sim emt-echo --listen ADDR\n");
     return 2;
 }
@@ -419,6 +425,7 @@ int main(int argc, char **argv)
         else if (opt == "--route") o.routes.push_back(parse_route(val));
         else if (opt == "--inbound") o.inbound.push_back(parse_inbound(val));
         else if (opt == "--corrupt-cert" && val == "yes") o.corrupt_cert = true;
+        else if (opt == "--pin-sha256") o.pin_sha256 = val;
         else if (opt == "--proxy" && (val == "auto" || val == "socks5" || val == "sni")) o.proxy = val;
         else if (opt == "--idle-timeout" && parse_duration_ms(val)) o.idle_timeout_ms = *parse_duration_ms(val);
         else return usage();

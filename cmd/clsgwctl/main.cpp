@@ -26,10 +26,13 @@ int usage(int code)
             "usage: clsgwctl [-s SOCKET] status [--json]\n"
             "       clsgwctl [-s SOCKET] log-level LEVEL [CHANNEL]\n"
             "       clsgwctl [-s SOCKET] reopen-logs\n"
+            "       clsgwctl [-s SOCKET] reload\n"
+            "       clsgwctl [-s SOCKET] check\n"
             "       clsgwctl key generate [--curve CURVE] --out FILE\n"
             "       clsgwctl cert self-sign --key FILE --subject DN [--days N] [--ca] [--out FILE]\n"
             "       clsgwctl cert issue --ca-cert FILE --ca-key FILE --key FILE --subject DN [--days N] [--ca]\n"
             "                           [--valid-from-days N] [--out FILE]\n"
+            "       clsgwctl cert request --key FILE --subject DN [--out FILE]\n"
             "       clsgwctl fingerprint FILE\n"
             "curves: brainpoolP256r1 (default), brainpoolP384r1, brainpoolP512r1, secp256r1, secp384r1\n");
     return code;
@@ -266,6 +269,10 @@ int control(const std::string &socket_path, int argc, char **argv, int first)
         fprintf(stderr, "clsgwctl: %s", answer.empty() ? "no answer from clsgwd\n" : answer.c_str());
         return 1;
     }
+    if (cmd == "check" && answer.find("\nwarning: ") != std::string::npos) {
+        fputs(answer.substr(3).c_str(), stdout);
+        return 3; // works, but something needs attention soon
+    }
     std::string body = answer.substr(3);
     if (cmd == "status") {
         auto status = nlohmann::json::parse(body, nullptr, false);
@@ -296,7 +303,7 @@ int main(int argc, char **argv)
     if (argc <= first)
         return usage(2);
     std::string cmd = argv[first];
-    if (cmd == "status" || cmd == "log-level" || cmd == "reopen-logs" || cmd == "reload")
+    if (cmd == "status" || cmd == "log-level" || cmd == "reopen-logs" || cmd == "reload" || cmd == "check")
         return control(socket_path, argc, argv, first);
     if (first != 1)
         return usage(2);
@@ -308,6 +315,19 @@ int main(int argc, char **argv)
     if (cmd == "key" && sub == "generate") {
         arguments a = parse_arguments(argc, argv, 3, {});
         return a.error.empty() ? key_generate(a) : fail(a.error);
+    }
+    if (cmd == "cert" && sub == "request") {
+        arguments a = parse_arguments(argc, argv, 3, {});
+        if (!a.error.empty())
+            return fail(a.error);
+        std::string err;
+        auto key = read_input(a, "key", err);
+        if (!key)
+            return fail(err);
+        if (!a.values.count("subject"))
+            return fail("--subject is required (for example CN=device-0001,O=Example)");
+        pki::result csr = pki::make_request(*key, a.values.at("subject"));
+        return csr.ok ? output(a, csr.pem, 0644) : fail(csr.error);
     }
     if (cmd == "cert" && (sub == "self-sign" || sub == "issue")) {
         arguments a = parse_arguments(argc, argv, 3, {"ca"});

@@ -2,6 +2,7 @@
 // answer ("ok" or "error: ...", then the body). Bounded: 512 bytes in, 1 s to send it.
 #include <mbedtls/x509_crt.h>
 #include <nlohmann/json.hpp>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -12,9 +13,12 @@
 #include <ctime>
 #include <sstream>
 
+#include "../../lib/ipc.hpp"
 #include "../../lib/log.hpp"
+#include "../../lib/signer_proto.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
+#include "environment.hpp"
 #include "master.hpp"
 
 namespace clsgw {
@@ -140,9 +144,88 @@ std::string master::run_command(const std::string &line)
         std::string why = reload();
         return why.empty() ? "ok\n" : "error: reload refused, the running configuration stays: " + why + "\n";
     }
+    if (w[0] == "check" && w.size() == 1)
+        return check();
     if (w[0] == "reopen-logs" && w.size() == 1)
         return log_reopen() ? "ok\n" : "error: cannot reopen the log file: " + errno_text(errno) + "\n";
-    return "error: unknown command '" + line.substr(0, 80) + "' (status, reload, log-level, reopen-logs)\n";
+    return "error: unknown command '" + line.substr(0, 80) + "' (status, check, reload, log-level, reopen-logs)\n";
+}
+
+// The configuration file as `clsgwd -t` sees it now, a signature made by the running signer and
+// verified against our certificate, and certificates close to expiry.
+std::string master::check()
+{
+    std::string report, problems;
+    config_result loaded = load_config(cfg_.file);
+    std::vector<config_error> errors = loaded.errors;
+    if (loaded.value)
+        check_environment(*loaded.value, errors);
+    for (const auto &e : errors)
+        problems += "config: " + e.to_string() + "\n";
+    if (errors.empty())
+        report += "config: " + cfg_.file + " is valid\n";
+    std::string why;
+    if (test_signature(why))
+        report += "signer: test signature verified against " + cfg_.certificate.path + "\n";
+    else
+        problems += "signer: " + why + "\n";
+    int64_t wall = static_cast<int64_t>(time(nullptr));
+    for (const auto &c : certificates_) {
+        int64_t days = (c.not_after - wall) / 86400;
+        std::string line = c.role + " certificate '" + c.subject + "' expires in " + std::to_string(days) + " days\n";
+        if (days < 30)
+            problems += "warning: " + line;
+        else
+            report += line;
+    }
+    bool failed = problems.find("config:") != std::string::npos || problems.find("signer:") != std::string::npos;
+    return (failed ? "error: check failed\n" : "ok\n") + report + problems;
+}
+
+bool master::test_signature(std::string &why)
+{
+    if (!signer_.ready || !signer_.control) {
+        why = "not ready";
+        return false;
+    }
+    unique_fd mine, theirs;
+    if (!ipc_socketpair(mine, theirs)) {
+        why = errno_text(errno);
+        return false;
+    }
+    tlv_writer session;
+    session.add_u64(1, 0).add(2, "clsgwctl-check").add(3, "local");
+    if (!ipc_send(signer_.control.get(), msg_type::session_open, session.data(), theirs.get())) {
+        why = "cannot open a session: " + errno_text(errno);
+        return false;
+    }
+    theirs.reset();
+    tls::cert_list cert;
+    tls::rng rng;
+    signer::request req;
+    if (!cert.parse_pem(certificate_pem_, why) || !rng.seed("clsgwd-check") || !tls::key_id(&cert.get()->pk, req.key_id))
+        return false;
+    req.seq = 1;
+    req.digest_alg = static_cast<uint8_t>(signer::digest::sha256);
+    req.hash_len = 32;
+    tls::rng::random(&rng, req.hash, 32);
+    ipc_send(mine.get(), msg_type::sign_request, signer::encode_request(req));
+    pollfd p{mine.get(), POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(cfg_.signer_timeout_ms)) != 1) {
+        why = "no answer within signer_timeout";
+        return false;
+    }
+    ipc_recv_result r = ipc_recv(mine.get(), false);
+    auto a = r.status == ipc_status::ok ? signer::decode_answer(r.message.payload) : std::nullopt;
+    if (!a || a->st != signer::status::ok) {
+        why = a ? std::string("refused: ") + signer::status_name(a->st) : "bad answer";
+        return false;
+    }
+    if (mbedtls_pk_verify(&cert.get()->pk, MBEDTLS_MD_SHA256, req.hash, 32, a->signature.data(), a->signature.size()) != 0) {
+        why = "the signature does not verify with the certificate's public key";
+        return false;
+    }
+    return true;
 }
 
 void master::count_outcome(const std::string &outcome, const std::string &reason) { outcomes_[outcome + "/" + reason]++; }

@@ -150,6 +150,8 @@ private:
     void on_control_connection();
     std::string run_command(const std::string &line);
     std::string status_json() const;
+    std::string check();
+    bool test_signature(std::string &why);
     void watch_certificates();
     void count_outcome(const std::string &outcome, const std::string &reason);
 };

@@ -157,6 +157,8 @@ int trust_check::verify(void *self, mbedtls_x509_crt *crt, int depth, uint32_t *
     for (const mbedtls_x509_crt *a = t->anchors; a && a->raw.p; a = a->next)
         if (a->raw.len == crt->raw.len && memcmp(a->raw.p, crt->raw.p, crt->raw.len) == 0)
             pinned = true;
+    if (!t->pinned_sha256.empty() && fingerprint(crt) == t->pinned_sha256)
+        pinned = true;
     if (pinned)
         *flags &= ~static_cast<uint32_t>(MBEDTLS_X509_BADCERT_NOT_TRUSTED);
     else if (t->chain_untrusted)

@@ -70,6 +70,7 @@ bool curve_in_profile(mbedtls_ecp_group_id id);
 // The peer is never checked against a host name: the SMGW is authenticated by trust alone.
 struct trust_check {
     const mbedtls_x509_crt *anchors = nullptr;
+    std::string pinned_sha256; // optional: a leaf with this SHA-256 fingerprint (hex) is trusted
     bool chain_untrusted = false;
     static int verify(void *self, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
 };

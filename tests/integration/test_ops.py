@@ -199,3 +199,54 @@ def test_notify_protocol_ready_after_the_signer_status_watchdog_stopping(env):
     receive_until(lambda: any(m.startswith("STATUS=") and "1 finished" in m for m in messages))
     p.proc.send_signal(signal.SIGTERM)
     receive_until(lambda: "STOPPING=1" in messages)
+
+
+def test_check_signs_through_the_running_signer_and_warns_of_expiry(env):
+    """clsgwctl check: config valid, a test signature verified against our certificate (and audited),
+    exit 3 with a warning when a certificate expires within 30 days"""
+    gateway(env)
+    r = env.clsgwctl("check")
+    assert "is valid" in r.stdout and "test signature verified" in r.stdout, r.stdout
+    assert [l for l in env.audit_lines() if "name=clsgwctl-check" in l and "result=ok" in l]
+    env.clsgwd.stop()
+    os.remove(env.path("device.crt"))
+    env.ctl("cert", "self-sign", "--key", env.path("device.key"), "--subject", "CN=short-lived", "--days", "10",
+            "--out", env.path("device.crt"))
+    env.start_clsgwd(env.path("clsgw.ini"))
+    r = env.clsgwctl("check", check=False)
+    assert r.returncode == 3 and "warning: identity certificate 'CN=short-lived' expires in 9 days" in r.stdout, r.stdout
+    env.clsgwd.wait_log(r"certificate expires soon role=identity")
+
+
+def test_a_new_identity_is_accepted_and_pinned_by_its_fingerprint(env):
+    """clsgwctl key generate + cert self-sign make an identity clsgwd accepts; the SMGW simulator pins the
+    device by the fingerprint clsgwctl prints; cert request makes a CSR OpenSSL verifies"""
+    ctl = env.ctl
+    ctl("key", "generate", "--out", env.path("new.key"))
+    ctl("cert", "self-sign", "--key", env.path("new.key"), "--subject", "CN=heat-pump-42,O=Example",
+        "--out", env.path("new.crt"))
+    fingerprint = ctl("fingerprint", env.path("new.crt")).stdout.split()[1]
+    echo = env.start_echo()
+    port, smgw = free_port(), free_port()
+    env.start("smgw-pin", [os.path.join(os.environ["CLSGW_BUILD"], "bin", "clsgw-smgw-sim"), "smgw",
+                           "--listen", f"127.0.0.1:{smgw}", "--cert", env.path("smgw.crt"), "--key",
+                           env.path("smgw.key"), "--trust", env.path("smgw.crt"), "--pin-sha256", fingerprint,
+                           "--route", f"emt.example:4443=127.0.0.1:{echo}"]).wait_log("listening")
+    cfg = env.write_config(smgw, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                          "target": "emt.example:4443"}})
+    with open(cfg) as f:
+        text = f.read().replace("certificate = device.crt", "certificate = new.crt").replace("key = device.key",
+                                                                                                "key = new.key")
+    with open(cfg, "w") as f:
+        f.write(text)
+    env.start_clsgwd(cfg)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"new identity")
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s) == b"new identity"
+    ctl("cert", "request", "--key", env.path("new.key"), "--subject", "CN=heat-pump-42,O=Example",
+        "--out", env.path("new.csr"))
+    import subprocess
+    r = subprocess.run(["openssl", "req", "-in", env.path("new.csr"), "-noout", "-verify", "-subject"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "CN = heat-pump-42" in r.stdout + r.stderr, r.stdout + r.stderr
