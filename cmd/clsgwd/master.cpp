@@ -613,6 +613,8 @@ void master::log_summary(const channel &ch, int status)
     }
     const worker_result &r = *ch.result;
     count_outcome(outcome_name(r.result), ch.kill_reason.empty() ? r.reason : ch.kill_reason);
+    if (r.result == outcome::failed && r.tls_version.empty() && !may_log_failure(ch, r.reason))
+        return;
     f.add("outcome", outcome_name(r.result)).add("reason", ch.kill_reason.empty() ? r.reason : ch.kill_reason);
     if (ch.cfg.direction == channel_direction::outbound) {
         if (!r.target.empty())
@@ -632,6 +634,54 @@ void master::log_summary(const channel &ch, int status)
         log_info("channel closed", f);
     else
         log_warn("channel closed", f);
+}
+
+bool master::may_log_failure(const channel &ch, const std::string &reason)
+{
+    const unsigned per_interval = 3;
+    if (cfg_.log_suppress_interval_ms == 0)
+        return true; // 0 turns the rate limit off
+    std::string key = ch.peer.substr(0, ch.peer.rfind(':')) + " " + reason;
+    failure_window &w = failures_[key];
+    uint64_t now = now_ms();
+    if (now - w.started_ms >= cfg_.log_suppress_interval_ms)
+        w = failure_window{now, 0, 0}; // a summary was due and has been written by flush_suppressed
+    if (w.logged < per_interval) {
+        w.logged++;
+        return true;
+    }
+    w.suppressed++;
+    if (failures_.size() > 4096) // bounded: a flood of distinct peers cannot grow this without limit
+        failures_.clear();
+    return false;
+}
+
+// Writes the "suppressed" summary of every interval that has ended.
+void master::flush_suppressed()
+{
+    uint64_t now = now_ms();
+    for (auto it = failures_.begin(); it != failures_.end();) {
+        failure_window &w = it->second;
+        if (now - w.started_ms < cfg_.log_suppress_interval_ms) {
+            ++it;
+            continue;
+        }
+        if (w.suppressed)
+            log_warn("suppressed repeated channel failures",
+                     log_fields().add("peer", it->first.substr(0, it->first.find(' ')))
+                         .add("reason", it->first.substr(it->first.find(' ') + 1)).add("suppressed", w.suppressed)
+                         .add("interval", format_duration_ms(cfg_.log_suppress_interval_ms)));
+        it = failures_.erase(it);
+    }
+}
+
+uint64_t master::next_suppressed_flush() const
+{
+    uint64_t next = UINT64_MAX;
+    for (const auto &[key, w] : failures_)
+        if (w.suppressed)
+            next = std::min(next, w.started_ms + cfg_.log_suppress_interval_ms);
+    return next;
 }
 
 void master::on_worker_exit(channel &ch, int status)
@@ -718,6 +768,8 @@ void master::check_deadlines()
             kill_worker(ch, "shutdown_timeout");
     if (!stopping_ && signer_.pid < 0 && signer_.restart_at_ms && now >= signer_.restart_at_ms)
         start_signer();
+    if (!failures_.empty())
+        flush_suppressed();
 }
 
 int master::poll_timeout() const
@@ -737,6 +789,7 @@ int master::poll_timeout() const
         next = std::min(next, accept_paused_until_ms_);
     if (watchdog_interval_ms_)
         next = std::min(next, watchdog_next_ms_);
+    next = std::min(next, next_suppressed_flush());
     if (!status_sent_.empty())
         next = std::min(next, status_sent_ms_ + 1000); // a changed status waits at most a second
     return next <= now ? 0 : static_cast<int>(next - now);

@@ -117,6 +117,17 @@ private:
     std::string status_sent_;
     uint64_t status_sent_ms_ = 0;
     void notify_status();
+    // Repeated identical failures from one peer: the first few per interval are logged, the
+    // rest counted and reported in one "suppressed" line.
+    struct failure_window {
+        uint64_t started_ms = 0;
+        unsigned logged = 0;
+        uint64_t suppressed = 0;
+    };
+    std::map<std::string, failure_window> failures_; // "peer-address reason"
+    bool may_log_failure(const channel &ch, const std::string &reason);
+    void flush_suppressed();
+    uint64_t next_suppressed_flush() const;
     std::map<bytes, cached_session> server_sessions_;       // by session id
 
     void setup_signals();

@@ -250,3 +250,20 @@ def test_a_new_identity_is_accepted_and_pinned_by_its_fingerprint(env):
     r = subprocess.run(["openssl", "req", "-in", env.path("new.csr"), "-noout", "-verify", "-subject"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "CN = heat-pump-42" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_repeated_handshake_failures_from_one_peer_are_rate_limited(env):
+    """ten identical handshake failures: three lines, then one 'suppressed' line with the count"""
+    env.make_identity("other", "CN=not-the-smgw")
+    echo = env.start_echo()
+    sim = env.start_sim([f"emt.example:4443=127.0.0.1:{echo}"])
+    port = free_port()
+    env.start_clsgwd(env.write_config(sim, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                                    "target": "emt.example:4443"}},
+                                      clsgw={"log_suppress_interval": "2s"}, trust="other.crt"))
+    for _ in range(10):
+        recv_all(socket.create_connection(("127.0.0.1", port)))
+    wait_until(lambda: json.loads(env.clsgwctl("status", "--json").stdout)["finished"] == 10, 20, "ten failures")
+    assert len(env.clsgwd.lines(r"channel closed .*reason=cert_untrusted")) == 3
+    # at the end of the interval clsgwd writes the summary on its own
+    env.clsgwd.wait_log(r"suppressed repeated channel failures peer=127.0.0.1 reason=cert_untrusted suppressed=7 ")
