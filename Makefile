@@ -21,7 +21,7 @@ CFLAGS   += -std=c99 -D_DEFAULT_SOURCE $(OPT) -g $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
 DEB_PACKAGES := g++ make libmbedtls-dev libseccomp-dev libcap-ng-dev libinih-dev \
-                doctest-dev python3 openssl stunnel4 systemd
+                doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc
 
 PROGRAMS := clsgwd clsgw-worker clsgw-signer clsgwctl clsgw-smgw-sim
 LIB_SRC  := $(wildcard lib/*.cpp lib/tls/*.cpp sandbox/*.cpp)
@@ -29,7 +29,22 @@ LIB_CSRC := $(wildcard lib/tls/*.c sandbox/*.c)
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o) $(LIB_CSRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/*.cpp)
 
-.PHONY: all deps check check-run demo demo-run clean unit
+# Installation (FHS). Build and install with the same PREFIX: clsgwd looks for its helpers in
+# LIBEXECDIR when they are not next to it.
+PREFIX     ?= /usr
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec/clsgw
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/clsgw
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+SYSCONFDIR ?= /etc
+CXXFLAGS += -DCLSGW_LIBEXECDIR='"$(LIBEXECDIR)"'
+MANPAGES := $(wildcard man/*.[1-8])
+
+.PHONY: all deps check check-run demo demo-run clean unit install uninstall
 .DEFAULT_GOAL := all
 
 all: $(PROGRAMS:%=$(BUILD)/bin/%) $(BUILD)/tests/unit-tests $(BUILD)/tests/clsgw-worker-testhooks
@@ -92,6 +107,36 @@ check-run:
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tests/demo.py --build $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d \
+	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/clsgw
+	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/clsgw/private
+	install -m 0755 $(BUILD)/bin/clsgwd $(DESTDIR)$(SBINDIR)/clsgwd
+	install -m 0755 $(BUILD)/bin/clsgwctl $(BUILD)/bin/clsgw-smgw-sim $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BUILD)/bin/clsgw-worker $(BUILD)/bin/clsgw-signer $(DESTDIR)$(LIBEXECDIR)/
+	for u in etc/systemd/*; do \
+	  sed 's|@SBINDIR@|$(SBINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; \
+	done
+	install -m 0644 etc/sysusers.d/clsgw.conf $(DESTDIR)$(SYSUSERSDIR)/clsgw.conf
+	install -m 0644 etc/tmpfiles.d/clsgw.conf $(DESTDIR)$(TMPFILESDIR)/clsgw.conf
+	install -m 0644 etc/logrotate.d/clsgw $(DESTDIR)$(SYSCONFDIR)/logrotate.d/clsgw
+	install -m 0644 etc/clsgw.ini $(DESTDIR)$(DOCDIR)/clsgw.ini.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/clsgw/clsgw.ini || install -m 0640 etc/clsgw.ini $(DESTDIR)$(SYSCONFDIR)/clsgw/clsgw.ini
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	for m in $(MANPAGES); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
+
+# Leaves /etc/clsgw (configuration and the device key) and the logs in place.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/clsgwd $(DESTDIR)$(BINDIR)/clsgwctl $(DESTDIR)$(BINDIR)/clsgw-smgw-sim
+	rm -f $(DESTDIR)$(LIBEXECDIR)/clsgw-worker $(DESTDIR)$(LIBEXECDIR)/clsgw-signer
+	-rmdir $(DESTDIR)$(LIBEXECDIR)
+	for u in etc/systemd/*; do rm -f $(DESTDIR)$(UNITDIR)/$${u##*/}; done
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/clsgw.conf $(DESTDIR)$(TMPFILESDIR)/clsgw.conf $(DESTDIR)$(SYSCONFDIR)/logrotate.d/clsgw
+	rm -rf $(DESTDIR)$(DOCDIR)
+	for m in $(MANPAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
 
 clean:
 	rm -rf $(BUILD)

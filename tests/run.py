@@ -16,7 +16,7 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = ["test_cli", "test_outbound", "test_inbound", "test_sandbox", "test_signer", "test_interop", "test_tls", "test_ops"]
+MODULES = ["test_cli", "test_outbound", "test_inbound", "test_sandbox", "test_signer", "test_interop", "test_tls", "test_ops", "test_install"]
 
 
 def run_unit(build, results):

@@ -14,7 +14,10 @@ namespace clsgw {
 
 namespace {
 
-constexpr const char *LIBEXEC_DIR = "/usr/libexec/clsgw";
+#ifndef CLSGW_LIBEXECDIR
+#define CLSGW_LIBEXECDIR "/usr/libexec/clsgw"
+#endif
+constexpr const char *LIBEXEC_DIR = CLSGW_LIBEXECDIR;
 constexpr size_t PEM_MAX = 48 * 1024;
 
 std::string exe_dir()

@@ -1,0 +1,102 @@
+"""make install / uninstall, the systemd units, and the man pages."""
+import os
+import re
+import shutil
+import stat
+import subprocess
+
+from harness import BUILD
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PAGES = {"clsgwd.8", "clsgw-worker.8", "clsgw-signer.8", "clsgwctl.8", "clsgw.ini.5", "clsgw-smgw-sim.1"}
+
+
+def make(*args):
+    r = subprocess.run(["make", "-s", "-C", ROOT, f"BUILD={BUILD}", *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def install(env):
+    dest = env.path("root")
+    make("install", f"DESTDIR={dest}")
+    return dest
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_make_install_produces_the_documented_tree(env):
+    """make install DESTDIR=... puts programs, helpers, units, sysusers/tmpfiles, logrotate, the example
+    configuration and the man pages where README says; uninstall removes them and keeps /etc/clsgw"""
+    dest = install(env)
+    expected = {
+        "usr/sbin/clsgwd": 0o755, "usr/bin/clsgwctl": 0o755, "usr/bin/clsgw-smgw-sim": 0o755,
+        "usr/libexec/clsgw/clsgw-worker": 0o755, "usr/libexec/clsgw/clsgw-signer": 0o755,
+        "usr/lib/systemd/system/clsgwd.service": 0o644, "usr/lib/systemd/system/clsgw-channel@.socket": 0o644,
+        "usr/lib/sysusers.d/clsgw.conf": 0o644, "usr/lib/tmpfiles.d/clsgw.conf": 0o644,
+        "etc/logrotate.d/clsgw": 0o644, "etc/clsgw/clsgw.ini": 0o640, "etc/clsgw/private": 0o700,
+        "usr/share/doc/clsgw/clsgw.ini.example": 0o644, "usr/share/doc/clsgw/conformance.md": 0o644,
+    }
+    for page in PAGES:
+        expected[f"usr/share/man/man{page[-1]}/{page}"] = 0o644
+    for path, want in expected.items():
+        full = os.path.join(dest, path)
+        assert os.path.exists(full), f"{path} is missing"
+        assert mode(full) == want, f"{path}: mode {oct(mode(full))}, expected {oct(want)}"
+    unit = open(os.path.join(dest, "usr/lib/systemd/system/clsgwd.service")).read()
+    assert "ExecStart=/usr/sbin/clsgwd -c /etc/clsgw/clsgw.ini" in unit and "@SBINDIR@" not in unit
+    # the installed clsgwd finds its helpers in the libexec folder it was built for
+    r = subprocess.run(["strings", os.path.join(dest, "usr/sbin/clsgwd")], capture_output=True, text=True)
+    assert "/usr/libexec/clsgw" in r.stdout
+    with open(os.path.join(dest, "etc/clsgw/clsgw.ini"), "a") as f:
+        f.write("; local change\n")
+    make("install", f"DESTDIR={dest}")
+    assert "; local change" in open(os.path.join(dest, "etc/clsgw/clsgw.ini")).read(), "install overwrote the config"
+    make("uninstall", f"DESTDIR={dest}")
+    left = sorted(os.path.relpath(os.path.join(d, f), dest) for d, _, files in os.walk(dest) for f in files)
+    assert left == ["etc/clsgw/clsgw.ini"], left
+
+
+def test_units_verify(env):
+    """systemd-analyze verify accepts clsgwd.service and a channel socket instance (with its address drop-in)"""
+    if not shutil.which("systemd-analyze"):
+        raise AssertionError("systemd-analyze is missing (package systemd)")
+    dest = install(env)
+    units = env.path("units")
+    os.makedirs(units)
+    for name in os.listdir(os.path.join(dest, "usr/lib/systemd/system")):
+        text = open(os.path.join(dest, "usr/lib/systemd/system", name)).read()
+        # the programs are checked where they were installed
+        with open(os.path.join(units, name), "w") as f:
+            f.write(text.replace("/usr/sbin/", os.path.join(dest, "usr/sbin/")))
+    shutil.copy(os.path.join(units, "clsgw-channel@.socket"), os.path.join(units, "clsgw-channel@app.socket"))
+    os.makedirs(os.path.join(units, "clsgw-channel@app.socket.d"))
+    with open(os.path.join(units, "clsgw-channel@app.socket.d", "listen.conf"), "w") as f:
+        f.write("[Socket]\nListenStream=127.0.0.1:7001\n")
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", os.path.join(units, "clsgwd.service"),
+                        os.path.join(units, "clsgw-channel@app.socket")],
+                       capture_output=True, text=True, cwd=units, env=dict(os.environ, SYSTEMD_UNIT_PATH=units + ":"))
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    r = subprocess.run(["systemd-analyze", "security", "--offline=yes", os.path.join(units, "clsgwd.service")],
+                       capture_output=True, text=True)
+    score = re.search(r"Overall exposure level for clsgwd.service: ([0-9.]+)", r.stdout + r.stderr)
+    assert score and float(score.group(1)) <= 3.0, r.stdout[-500:]
+
+
+def test_man_pages_lint_clean_and_document_every_key(env):
+    """mandoc -T lint finds nothing but cross-references to our own, not yet installed pages; clsgw.ini(5)
+    documents every key the configuration parser accepts"""
+    pages = {os.path.basename(p) for p in os.listdir(os.path.join(ROOT, "man"))}
+    assert pages == PAGES
+    for page in sorted(pages):
+        r = subprocess.run(["mandoc", "-T", "lint", os.path.join(ROOT, "man", page)], capture_output=True, text=True)
+        for line in (r.stdout + r.stderr).splitlines():
+            m = re.search(r"referenced manual not found: Xr (\S+) (\d)", line)
+            assert m and f"{m.group(1)}.{m.group(2)}" in PAGES, line
+    manual = open(os.path.join(ROOT, "man", "clsgw.ini.5")).read()
+    keys = set(re.findall(r'e\.key == "(\w+)"', open(os.path.join(ROOT, "lib", "config.cpp")).read()))
+    assert len(keys) > 25
+    for key in keys:
+        assert re.search(rf"\.It Cm (\w+ , )*{key}\b", manual), f"{key} is not documented in clsgw.ini(5)"
