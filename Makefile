@@ -118,7 +118,8 @@ install: all
 	install -m 0755 $(BUILD)/bin/clsgwctl $(BUILD)/bin/clsgw-smgw-sim $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(BUILD)/bin/clsgw-worker $(BUILD)/bin/clsgw-signer $(DESTDIR)$(LIBEXECDIR)/
 	for u in etc/systemd/*; do \
-	  sed 's|@SBINDIR@|$(SBINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; \
+	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$${u##*/} \
+	    && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; \
 	done
 	install -m 0644 etc/sysusers.d/clsgw.conf $(DESTDIR)$(SYSUSERSDIR)/clsgw.conf
 	install -m 0644 etc/tmpfiles.d/clsgw.conf $(DESTDIR)$(TMPFILESDIR)/clsgw.conf

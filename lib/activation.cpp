@@ -39,7 +39,7 @@ std::vector<std::string> split_names(const char *names, size_t count)
 
 } // namespace
 
-std::vector<activated_socket> take_activated_sockets(std::string &error)
+std::vector<activated_socket> take_activated_sockets(std::string &error, int wanted_type)
 {
     std::vector<activated_socket> out;
     const char *pid = getenv("LISTEN_PID");
@@ -67,11 +67,11 @@ std::vector<activated_socket> take_activated_sockets(std::string &error)
         int fd = LISTEN_FDS_START + static_cast<int>(i);
         int type = 0, listening = 0;
         socklen_t len = sizeof type;
-        bool ok = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+        bool ok = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == wanted_type;
         len = sizeof listening;
         ok = ok && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening;
         if (!ok) {
-            error = "socket " + std::to_string(fd) + " ('" + labels[i] + "') from systemd is not a listening stream socket";
+            error = "socket " + std::to_string(fd) + " ('" + labels[i] + "') from systemd is not a listening socket of the expected type";
             out.clear();
             return out;
         }

@@ -1,6 +1,8 @@
 // systemd's socket activation and notification protocols, without libsystemd.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <string>
 #include <vector>
 
@@ -16,7 +18,7 @@ struct activated_socket {
 // Takes the listening sockets passed through LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES (fds 3..),
 // checks that each is a listening stream socket, marks them CLOEXEC and non-blocking, and
 // removes the variables so that no child sees them. Empty when none were passed.
-std::vector<activated_socket> take_activated_sockets(std::string &error);
+std::vector<activated_socket> take_activated_sockets(std::string &error, int type = SOCK_STREAM);
 
 // Sends a state string ("READY=1", "STATUS=...", "STOPPING=1") to NOTIFY_SOCKET if set.
 bool sd_notify_state(const std::string &state);

@@ -278,6 +278,12 @@ void interpreter::global(const ini_entry &e)
 
 void interpreter::identity(const ini_entry &e)
 {
+    if (e.key == "signer_socket") {
+        if (e.value.empty() || e.value.size() > 100)
+            return error(e.line, "signer_socket: a path of 1 to 100 characters");
+        cfg_.signer_socket = resolve(e.value);
+        return;
+    }
     config_path *target = nullptr;
     if (e.key == "certificate")
         target = &cfg_.certificate;
@@ -401,8 +407,8 @@ void interpreter::check_whole()
 {
     if (cfg_.certificate.path.empty())
         error(0, "[identity] certificate is required");
-    if (cfg_.key.path.empty())
-        error(0, "[identity] key is required");
+    if (cfg_.key.path.empty() && cfg_.signer_socket.empty())
+        error(0, "[identity] key is required (or signer_socket, when clsgw-signer runs as its own service)");
     if (cfg_.channels.empty())
         error(0, "no [channel:NAME] section: nothing to do");
     if (cfg_.target == log_target::file && cfg_.log_file.empty())

@@ -81,6 +81,7 @@ struct config {
     config_path certificate;
     config_path key;
     config_path audit_log{"/var/log/clsgw/audit.log", 0};
+    std::string signer_socket; // set: clsgw-signer runs as its own service; clsgwd connects here
     // [smgw]
     std::optional<sock_address> smgw_address;
     int smgw_address_line = 0;

@@ -14,6 +14,7 @@ const struct policy_rule signer_policy[] = {
     {"read", POLICY_ALLOW, 0, 0, NULL},
     {"write", POLICY_ALLOW, 0, 0, "audit log lines and stderr"},
     {"sendmsg", POLICY_ALLOW, 0, 0, NULL},
+    {"accept4", POLICY_ALLOW_ARG_EQ, 0, 3, "as a service of its own: the master connects to the socket on fd 3"},
     {"recvmsg", POLICY_ALLOW, 0, 0, "requests, and session fds from the master"},
     {"sendto", POLICY_ALLOW, 0, 0, NULL},
     {"recvfrom", POLICY_ALLOW, 0, 0, NULL},

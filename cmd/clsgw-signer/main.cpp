@@ -14,7 +14,9 @@
 #include <map>
 #include <vector>
 
+#include "../../lib/activation.hpp"
 #include "../../lib/fd.hpp"
+#include "../../lib/net.hpp"
 #include "../../lib/ipc.hpp"
 #include "../../lib/log.hpp"
 #include "../../lib/signer_proto.hpp"
@@ -26,7 +28,11 @@ using namespace clsgw;
 
 namespace {
 
-constexpr int CONTROL_FD = 3;
+constexpr int FIRST_FD = 3; // the control socket from clsgwd, or the listening socket from systemd
+// The connection to the master: fd 3 when clsgwd started us; an accepted connection when we
+// run as a service of our own; -1 while no master is connected.
+int g_control = FIRST_FD;
+bool g_service = false;
 constexpr int AUDIT_FD = 4;
 
 struct options {
@@ -49,6 +55,7 @@ public:
     void open_audit_log();
     void confine();
     void run();
+    void accept_master(const bytes &ready);
 
 private:
     const options &opt_;
@@ -241,18 +248,33 @@ void signer_service::open_session(ipc_message &m)
     sessions_[fd] = std::move(s);
 }
 
+// As a service of our own: a master connected; it replaces an earlier one (whose sessions,
+// already passed to us, continue).
+void signer_service::accept_master(const bytes &ready)
+{
+    int fd = accept4(FIRST_FD, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    if (g_control >= 0)
+        close(g_control);
+    g_control = fd;
+    ipc_send(g_control, msg_type::signer_ready, ready);
+    log_info("master connected");
+}
+
 void signer_service::run()
 {
     tlv_writer ready;
     ready.add(1, key_id_, sizeof key_id_);
-    if (!ipc_send(CONTROL_FD, msg_type::signer_ready, ready.data()))
+    if (!g_service && !ipc_send(g_control, msg_type::signer_ready, ready.data()))
         fatal("cannot reach the master on fd 3");
-    log_info("signer ready", log_fields().add("key", key_id_hex_));
+    log_info("signer ready", log_fields().add("key", key_id_hex_).add("mode", g_service ? "service" : "child"));
     std::vector<pollfd> fds;
     bool draining = false; // the master let go of us (reload or stop): finish open sessions, then exit
-    while (!draining || !sessions_.empty()) {
+    while (g_service || !draining || !sessions_.empty()) {
         fds.clear();
-        fds.push_back({draining ? -1 : CONTROL_FD, POLLIN, 0});
+        fds.push_back({draining || g_control < 0 ? -1 : g_control, POLLIN, 0});
+        fds.push_back({g_service ? FIRST_FD : -1, POLLIN, 0});
         for (auto &[fd, s] : sessions_)
             fds.push_back({fd, POLLIN, 0});
         if (poll(fds.data(), fds.size(), -1) < 0) {
@@ -260,8 +282,15 @@ void signer_service::run()
                 continue;
             fatal("poll failed", log_fields().add("error", errno_text(errno)));
         }
-        if (fds[0].revents) {
-            ipc_recv_result r = ipc_recv(CONTROL_FD, true);
+        if (fds[1].revents)
+            accept_master(ready.data());
+        if (fds[0].revents && g_control >= 0) {
+            ipc_recv_result r = ipc_recv(g_control, true);
+            if (r.status == ipc_status::closed && g_service) {
+                close(g_control); // the master went away; we stay for the next one
+                g_control = -1;
+                continue;
+            }
             if (r.status == ipc_status::closed) {
                 draining = true; // no new sessions; the open ones may still need their signatures
                 continue;
@@ -271,7 +300,7 @@ void signer_service::run()
             else if (r.status != ipc_status::would_block)
                 log_error("unexpected message on the control socket", log_fields().add("error", r.error));
         }
-        for (size_t i = 1; i < fds.size(); i++) {
+        for (size_t i = 2; i < fds.size(); i++) {
             auto it = sessions_.find(fds[i].fd);
             if (fds[i].revents && it != sessions_.end())
                 handle_session(it->second);
@@ -286,7 +315,7 @@ void send_log_to_master(log_level level, const std::string &line)
     bytes payload(1 + n);
     payload[0] = static_cast<uint8_t>(level);
     memcpy(payload.data() + 1, line.data(), n);
-    if (!ipc_send(CONTROL_FD, msg_type::log, payload)) {
+    if (g_control < 0 || !ipc_send(g_control, msg_type::log, payload)) {
         std::string out = "clsgw-signer: " + line + "\n"; // no master to tell: stderr it is
         ssize_t ignored = write(STDERR_FILENO, out.data(), out.size());
         (void)ignored;
@@ -297,7 +326,7 @@ void usage()
 {
     fprintf(stderr, "usage: clsgw-signer --key FILE --certificate FILE --audit-log FILE [--max-sessions N] "
                     "[--log-level LEVEL]\n"
-                    "(started by clsgwd with its control socket on fd 3)\n");
+                    "(started by clsgwd with its control socket on fd 3, or by clsgw-signer.socket)\n");
     exit(2);
 }
 
@@ -337,8 +366,17 @@ int main(int argc, char **argv)
     if (o.key_path.empty() || o.certificate_path.empty() || o.audit_path.empty() || optind != argc)
         usage();
     log_init("clsgw-signer", o.level);
-    if (fcntl(CONTROL_FD, F_GETFD) < 0)
-        fatal("no control socket on fd 3: clsgw-signer is started by clsgwd");
+    std::string err;
+    auto activated = take_activated_sockets(err, SOCK_SEQPACKET);
+    if (!err.empty() || activated.size() > 1 || (activated.size() == 1 && activated[0].fd.get() != FIRST_FD))
+        fatal("systemd must pass exactly one SOCK_SEQPACKET listening socket", log_fields().add("error", err));
+    if (activated.size() == 1) {
+        g_service = true; // clsgw-signer.socket: clsgwd connects to us
+        g_control = -1;
+        set_nonblocking(activated[0].fd.release(), true);
+    } else if (fcntl(FIRST_FD, F_GETFD) < 0) {
+        fatal("no control socket on fd 3: clsgw-signer is started by clsgwd or by clsgw-signer.socket");
+    }
     // Log lines go to the master, which owns the log target (and reopens it); fatal() still
     // writes to stderr, for start-up failures.
     log_set_sink(send_log_to_master);

@@ -288,7 +288,8 @@ std::string master::status_json() const
     for (const auto &c : certificates_)
         certs.push_back({{"role", c.role}, {"path", c.path}, {"subject", c.subject}, {"not_after", c.not_after},
                          {"days_left", (c.not_after - wall) / 86400}});
-    json signer = {{"state", signer_.ready ? "ready" : (signer_.pid > 0 ? "starting" : "down")},
+    json signer = {{"state", signer_.ready ? "ready" : (signer_.down() ? "down" : "starting")},
+                   {"mode", signer_.external ? "service" : "child"},
                    {"pid", signer_.pid},
                    {"key_id", signer_.key_id},
                    {"restarts", signer_.restarts}};

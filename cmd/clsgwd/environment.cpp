@@ -80,7 +80,7 @@ checked check_environment(const config &cfg, std::vector<config_error> &errors)
     for (const auto &t : trusts)
         if (!c.trust_pems.count(t.path))
             check_pem(cfg, t, "trust", c.trust_pems[t.path], errors);
-    if (access(cfg.key.path.c_str(), F_OK) != 0 && errno == ENOENT)
+    if (cfg.signer_socket.empty() && access(cfg.key.path.c_str(), F_OK) != 0 && errno == ENOENT)
         errors.push_back({cfg.file, cfg.key.line, "key " + cfg.key.path + ": no such file"});
     if (geteuid() == 0) {
         struct passwd *pw = getpwnam(cfg.worker_user.c_str());

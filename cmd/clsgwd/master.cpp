@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -171,6 +172,21 @@ void master::setup_signals()
 signer_process master::spawn_signer(const config &cfg)
 {
     signer_process s;
+    if (!cfg.signer_socket.empty()) {
+        // clsgw-signer runs as its own service (its socket is activated by systemd).
+        s.external = true;
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        memcpy(addr.sun_path, cfg.signer_socket.c_str(), cfg.signer_socket.size());
+        s.control.reset(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+        if (!s.control || connect(s.control.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
+            log_error("cannot connect to clsgw-signer", log_fields().add("socket", cfg.signer_socket)
+                                                            .add("error", errno_text(errno)));
+            s.control.reset();
+        }
+        s.started_ms = now_ms();
+        return s;
+    }
     unique_fd theirs;
     if (!ipc_socketpair(s.control, theirs)) {
         log_error("cannot create the signer control socket", log_fields().add("error", errno_text(errno)));
@@ -203,8 +219,10 @@ void master::start_signer()
     signer_.restarts = restarts;
     signer_.backoff_ms = backoff;
     signer_.ever_ready = ever_ready;
-    if (signer_.pid < 0)
+    if (signer_.down()) {
         signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
+        signer_.backoff_ms = std::min(signer_.backoff_ms * 2, SIGNER_BACKOFF_MAX_MS);
+    }
 }
 
 // Waits (bounded by signer_timeout) for a new signer to load its key and prove it matches the
@@ -236,7 +254,8 @@ bool master::wait_signer_ready(signer_process &s, std::string &why)
     }
     if (why.empty())
         why = "the new signer did not start (key unreadable, or not matching the certificate: see its message)";
-    kill(s.pid, SIGKILL);
+    if (s.pid > 0)
+        kill(s.pid, SIGKILL);
     return false;
 }
 
@@ -251,12 +270,20 @@ void master::on_signer_message()
         auto id = t.parse(r.message.payload, err) ? t.raw(1, 32) : std::nullopt;
         signer_.key_id = id ? hex(*id) : "?";
         signer_.ready = signer_.ever_ready = true;
-        log_info("signer ready", log_fields().add("pid", static_cast<int64_t>(signer_.pid)).add("key", signer_.key_id));
+        signer_.backoff_ms = 1000;
+        log_info("signer ready", log_fields().add("pid", static_cast<int64_t>(signer_.pid)).add("key", signer_.key_id)
+                                     .add("mode", signer_.external ? "service" : "child"));
         return;
     }
     if (r.status == ipc_status::closed) {
-        signer_.control.reset(); // the exit status arrives through SIGCHLD
+        signer_.control.reset(); // a child's exit status arrives through SIGCHLD
         signer_.ready = false;
+        if (signer_.external && !stopping_) {
+            signer_.restarts++;
+            log_error("lost the connection to clsgw-signer; reconnecting", log_fields().add("in_ms", signer_.backoff_ms));
+            signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
+            signer_.backoff_ms = std::min(signer_.backoff_ms * 2, SIGNER_BACKOFF_MAX_MS);
+        }
         return;
     }
     const bytes &p = r.message.payload;
@@ -277,7 +304,7 @@ void master::signer_exited(int status)
     std::string how = WIFSIGNALED(status) ? "signal=" + signal_name(WTERMSIG(status))
                                           : "exit=" + std::to_string(WEXITSTATUS(status));
     if (!was_ready && !stopping_)
-        fatal("the signer failed to start (its message is above)", log_fields().add("status", how));
+        fatal("the signer failed to start", log_fields().add("status", how));
     if (stopping_)
         return;
     // Back off while it keeps dying; a signer that lived a minute starts from 1s again.
@@ -766,7 +793,7 @@ void master::check_deadlines()
     if (stopping_ && now >= stop_deadline_ms_)
         for (auto &[id, ch] : channels_)
             kill_worker(ch, "shutdown_timeout");
-    if (!stopping_ && signer_.pid < 0 && signer_.restart_at_ms && now >= signer_.restart_at_ms)
+    if (!stopping_ && signer_.down() && signer_.restart_at_ms && now >= signer_.restart_at_ms)
         start_signer();
     if (!failures_.empty())
         flush_suppressed();
@@ -945,14 +972,19 @@ std::string master::reload()
     if (!build_listeners(next, listeners, error))
         return refuse(error);
     paths_ = env.paths;
-    signer_process fresh_signer = spawn_signer(next);
-    if (fresh_signer.pid < 0 || !wait_signer_ready(fresh_signer, error))
-        return refuse("signer: " + error);
-    // Commit. Running channels keep the settings, trust and signer session they started with.
-    if (signer_.control)
-        retired_signers_.push_back(signer_.pid);
-    fresh_signer.restarts = signer_.restarts;
-    signer_ = std::move(fresh_signer);
+    // A signer service keeps its connection (its key changes with a restart of that service);
+    // a child signer is replaced by one that has loaded the new key.
+    bool keep_signer = !next.signer_socket.empty() && next.signer_socket == cfg_.signer_socket && signer_.ready;
+    if (!keep_signer) {
+        signer_process fresh_signer = spawn_signer(next);
+        if (fresh_signer.down() || !wait_signer_ready(fresh_signer, error))
+            return refuse("signer: " + error);
+        // Commit. Running channels keep the settings, trust and signer session they started with.
+        if (signer_.control && !signer_.external)
+            retired_signers_.push_back(signer_.pid);
+        fresh_signer.restarts = signer_.restarts;
+        signer_ = std::move(fresh_signer);
+    }
     size_t before = listeners_.size();
     listeners_ = std::move(listeners);
     cfg_ = std::move(next);

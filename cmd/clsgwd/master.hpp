@@ -74,6 +74,8 @@ struct signer_process {
     uint64_t backoff_ms = 1000;
     uint64_t started_ms = 0;
     unsigned restarts = 0;
+    bool external = false; // clsgw-signer.service: connected to, not started
+    bool down() const { return external ? !control : pid < 0; }
 };
 
 class master {

@@ -35,6 +35,7 @@ def test_make_install_produces_the_documented_tree(env):
         "usr/sbin/clsgwd": 0o755, "usr/bin/clsgwctl": 0o755, "usr/bin/clsgw-smgw-sim": 0o755,
         "usr/libexec/clsgw/clsgw-worker": 0o755, "usr/libexec/clsgw/clsgw-signer": 0o755,
         "usr/lib/systemd/system/clsgwd.service": 0o644, "usr/lib/systemd/system/clsgw-channel@.socket": 0o644,
+        "usr/lib/systemd/system/clsgw-signer.service": 0o644, "usr/lib/systemd/system/clsgw-signer.socket": 0o644,
         "usr/lib/sysusers.d/clsgw.conf": 0o644, "usr/lib/tmpfiles.d/clsgw.conf": 0o644,
         "etc/logrotate.d/clsgw": 0o644, "etc/clsgw/clsgw.ini": 0o640, "etc/clsgw/private": 0o700,
         "usr/share/doc/clsgw/clsgw.ini.example": 0o644, "usr/share/doc/clsgw/conformance.md": 0o644,
@@ -70,19 +71,24 @@ def test_units_verify(env):
         text = open(os.path.join(dest, "usr/lib/systemd/system", name)).read()
         # the programs are checked where they were installed
         with open(os.path.join(units, name), "w") as f:
-            f.write(text.replace("/usr/sbin/", os.path.join(dest, "usr/sbin/")))
+            f.write(text.replace("/usr/sbin/", os.path.join(dest, "usr/sbin/"))
+                    .replace("/usr/libexec/", os.path.join(dest, "usr/libexec/")))
     shutil.copy(os.path.join(units, "clsgw-channel@.socket"), os.path.join(units, "clsgw-channel@app.socket"))
     os.makedirs(os.path.join(units, "clsgw-channel@app.socket.d"))
     with open(os.path.join(units, "clsgw-channel@app.socket.d", "listen.conf"), "w") as f:
         f.write("[Socket]\nListenStream=127.0.0.1:7001\n")
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", os.path.join(units, "clsgwd.service"),
-                        os.path.join(units, "clsgw-channel@app.socket")],
+                        os.path.join(units, "clsgw-channel@app.socket"), os.path.join(units, "clsgw-signer.socket"),
+                        os.path.join(units, "clsgw-signer.service")],
                        capture_output=True, text=True, cwd=units, env=dict(os.environ, SYSTEMD_UNIT_PATH=units + ":"))
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
-    r = subprocess.run(["systemd-analyze", "security", "--offline=yes", os.path.join(units, "clsgwd.service")],
-                       capture_output=True, text=True)
-    score = re.search(r"Overall exposure level for clsgwd.service: ([0-9.]+)", r.stdout + r.stderr)
-    assert score and float(score.group(1)) <= 3.0, r.stdout[-500:]
+    for unit, limit in (("clsgwd.service", 3.0), ("clsgw-signer.service", 2.0)):
+        r = subprocess.run(["systemd-analyze", "security", "--offline=yes", os.path.join(units, unit)],
+                           capture_output=True, text=True)
+        score = re.search(rf"Overall exposure level for {unit}: ([0-9.]+)", r.stdout + r.stderr)
+        assert score and float(score.group(1)) <= limit, (unit, r.stdout[-500:])
+    unit = open(os.path.join(units, "clsgwd.service")).read()
+    assert "InaccessiblePaths=-/etc/clsgw/private" in unit, "the master's unit must not reach the key"
 
 
 def test_man_pages_lint_clean_and_document_every_key(env):

@@ -267,3 +267,41 @@ def test_repeated_handshake_failures_from_one_peer_are_rate_limited(env):
     assert len(env.clsgwd.lines(r"channel closed .*reason=cert_untrusted")) == 3
     # at the end of the interval clsgwd writes the summary on its own
     env.clsgwd.wait_log(r"suppressed repeated channel failures peer=127.0.0.1 reason=cert_untrusted suppressed=7 ")
+
+
+def test_signer_as_its_own_socket_activated_service(env):
+    """clsgw-signer started by systemd-socket-activate (as clsgw-signer.socket does) serves clsgwd, which
+    needs no key path; after the signer service restarts, clsgwd reconnects"""
+    signer_sock = env.path("signer.sock")
+    signer_argv = ["systemd-socket-activate", "--seqpacket", "-l", signer_sock,
+                   os.path.join(os.environ["CLSGW_BUILD"], "bin", "clsgw-signer"), "--key", env.path("device.key"),
+                   "--certificate", env.path("device.crt"), "--audit-log", env.path("signer-audit.log")]
+    first = env.start("signer-service", signer_argv)
+    first.wait_log("Listening on")
+    echo = env.start_echo()
+    sim = env.start_sim([f"emt.example:4443=127.0.0.1:{echo}"])
+    port = free_port()
+    cfg = env.write_config(sim, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                         "target": "emt.example:4443"}})
+    with open(cfg) as f:
+        text = f.read().replace("key = device.key", f"signer_socket = {signer_sock}")
+    with open(cfg, "w") as f:
+        f.write(text)
+    env.start_clsgwd(cfg)
+    env.clsgwd.wait_log(r"signer ready pid=-1 .*mode=service")
+
+    def echo_once():
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"via the signer service")
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s)
+
+    assert echo_once() == b"via the signer service"
+    assert len(open(env.path("signer-audit.log")).read().splitlines()) == 1
+    first.stop()
+    env.clsgwd.wait_log("lost the connection to clsgw-signer; reconnecting")
+    os.unlink(signer_sock)
+    env.start("signer-service-2", signer_argv).wait_log("Listening on")
+    wait_until(lambda: len(env.clsgwd.lines(r"signer ready pid=-1 .*mode=service")) == 2, 15, "the reconnect")
+    assert echo_once() == b"via the signer service"
+    assert json.loads(env.clsgwctl("status", "--json").stdout)["signer"]["mode"] == "service"
