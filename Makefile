@@ -10,6 +10,7 @@ CXX      ?= g++
 CC       ?= gcc
 OPT      ?= -O2
 PYTHON   ?= /usr/bin/python3
+NPROC    ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Programs that run on the device link only these Debian libraries.
 LIBS     := -lmbedtls -lmbedx509 -lmbedcrypto -lseccomp -lcap-ng -linih
@@ -98,14 +99,14 @@ deps:
 	fi
 
 check: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@$(MAKE) --no-print-directory check-run
 
 check-run:
 	@$(PYTHON) tests/run.py --build $(BUILD)
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@$(PYTHON) tests/demo.py --build $(BUILD)
 
 install: all

@@ -136,7 +136,9 @@ std::string sandbox_lockdown(const policy_rule *policy, long uid, long gid)
     return {};
 }
 
-std::string export_policy_bpf(const policy_rule *policy, const std::string &arch)
+namespace {
+
+std::string export_policy(const policy_rule *policy, const std::string &arch, bool pfc)
 {
     filter f;
     uint32_t token = seccomp_arch_resolve_name(arch.c_str());
@@ -153,7 +155,7 @@ std::string export_policy_bpf(const policy_rule *policy, const std::string &arch
     if (!fd)
         return {};
     unlink(path);
-    if (seccomp_export_bpf(f.ctx, fd.get()) != 0)
+    if ((pfc ? seccomp_export_pfc(f.ctx, fd.get()) : seccomp_export_bpf(f.ctx, fd.get())) != 0)
         return {};
     std::string out;
     char buf[4096];
@@ -162,6 +164,18 @@ std::string export_policy_bpf(const policy_rule *policy, const std::string &arch
     while ((n = read(fd.get(), buf, sizeof buf)) > 0)
         out.append(buf, static_cast<size_t>(n));
     return out;
+}
+
+} // namespace
+
+std::string export_policy_bpf(const policy_rule *policy, const std::string &arch)
+{
+    return export_policy(policy, arch, false);
+}
+
+std::string export_policy_pfc(const policy_rule *policy, const std::string &arch)
+{
+    return export_policy(policy, arch, true);
 }
 
 } // namespace clsgw

@@ -26,5 +26,7 @@ std::string sandbox_lockdown(const policy_rule *policy, long uid, long gid);
 // Builds the filter without loading it and exports it as BPF for architecture `arch`
 // ("x86_64" or "aarch64"); used by tests and the policy check. Empty on error.
 std::string export_policy_bpf(const policy_rule *policy, const std::string &arch);
+// The same filter as libseccomp's pseudo filter code (syscall names and actions), for checks.
+std::string export_policy_pfc(const policy_rule *policy, const std::string &arch);
 
 } // namespace clsgw

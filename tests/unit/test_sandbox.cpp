@@ -7,6 +7,10 @@
 
 #include <cerrno>
 #include <functional>
+#include <map>
+#include <seccomp.h>
+#include <set>
+#include <sstream>
 
 #include "../../sandbox/sandbox.hpp"
 
@@ -86,4 +90,100 @@ TEST_CASE("both policies build for x86_64 and aarch64")
         CHECK_FALSE(export_policy_bpf(worker_policy, arch).empty());
         CHECK_FALSE(export_policy_bpf(signer_policy, arch).empty());
     }
+}
+
+namespace {
+
+// syscall name -> actions found in its block of libseccomp's pseudo filter code ("ALLOW",
+// "ERRNO(13)"); a name whose number is a libseccomp pseudo-number gets "pseudo" (never matches).
+std::map<std::string, std::set<std::string>> pfc_rules(const std::string &pfc, std::string &default_action,
+                                                       std::string &badarch_action)
+{
+    std::map<std::string, std::set<std::string>> rules;
+    std::istringstream in(pfc);
+    std::string line, current, pending;
+    while (std::getline(in, line)) {
+        auto filter = line.find("# filter for syscall \"");
+        if (filter != std::string::npos) {
+            size_t start = filter + 22, end = line.find('"', start);
+            current = line.substr(start, end - start);
+            unsigned long long nr = std::stoull(line.substr(line.find('(', end) + 1));
+            if (nr > 0xffff0000ULL)
+                rules[current].insert("pseudo");
+            continue;
+        }
+        if (line.find("# default action") != std::string::npos)
+            pending = "default";
+        else if (line.find("# invalid architecture action") != std::string::npos)
+            pending = "badarch";
+        auto action = line.find("action ");
+        if (action == std::string::npos || line.find('#') != std::string::npos)
+            continue;
+        std::string what = line.substr(action + 7, line.find(';') - action - 7);
+        if (pending == "default")
+            default_action = what;
+        else if (pending == "badarch")
+            badarch_action = what;
+        else if (!current.empty())
+            rules[current].insert(what);
+        if (!pending.empty())
+            current.clear();
+    }
+    return rules;
+}
+
+} // namespace
+
+TEST_CASE("the worker policy means the same on x86_64 and aarch64: ppoll allowed, files soft-denied, no sockets")
+{
+    for (const char *arch : {"x86_64", "aarch64"}) {
+        CAPTURE(arch);
+        std::string def, bad;
+        auto rules = pfc_rules(export_policy_pfc(worker_policy, arch), def, bad);
+        CHECK(def == "KILL_PROCESS");
+        CHECK(bad == "KILL_PROCESS");
+        for (const char *allowed : {"read", "write", "ppoll", "close", "shutdown", "getrandom", "exit_group"})
+            CHECK_MESSAGE(rules[allowed].count("ALLOW"), allowed);
+        for (const char *soft : {"openat", "newfstatat", "faccessat"})
+            CHECK_MESSAGE(rules[soft] == std::set<std::string>{"ERRNO(13)"}, soft);
+        for (const char *forbidden : {"socket", "connect", "bind", "accept4", "execve", "execveat", "clone", "clone3",
+                                      "fork", "vfork", "ptrace", "kill", "mount", "setuid"})
+            CHECK_MESSAGE(rules.count(forbidden) == 0, forbidden);
+        CHECK(rules["sendmsg"].count("ALLOW")); // argument-filtered: control and signer fds only
+        CHECK(rules["recvmsg"].count("ALLOW"));
+    }
+    std::string def, bad;
+    auto arm = pfc_rules(export_policy_pfc(worker_policy, "aarch64"), def, bad);
+    // aarch64 has no poll/open/stat: those names become pseudo-numbers that never match
+    for (const char *absent : {"poll", "open", "stat", "lstat", "access"})
+        CHECK_MESSAGE(arm[absent].count("pseudo"), absent);
+}
+
+TEST_CASE("every policy rule names a system call libseccomp knows on both architectures")
+{
+    const std::set<std::string> x86_only = {"poll", "open", "stat", "lstat", "access"};
+    for (const policy_rule *table : {worker_policy, signer_policy})
+        for (const policy_rule *r = table; r->syscall; r++)
+            for (uint32_t arch : {SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64}) {
+                CAPTURE(r->syscall);
+                int nr = seccomp_syscall_resolve_name_arch(arch, r->syscall);
+                CHECK(nr != __NR_SCMP_ERROR);
+                if (arch == SCMP_ARCH_X86_64 || !x86_only.count(r->syscall))
+                    CHECK(nr >= 0);
+            }
+}
+
+TEST_CASE("the signer policy allows accept4 only on fd 3 and never sockets, exec or fork")
+{
+    for (const char *arch : {"x86_64", "aarch64"}) {
+        CAPTURE(arch);
+        std::string def, bad;
+        auto rules = pfc_rules(export_policy_pfc(signer_policy, arch), def, bad);
+        CHECK(def == "KILL_PROCESS");
+        CHECK(rules["accept4"].count("ALLOW"));
+        CHECK(rules["ppoll"].count("ALLOW"));
+        for (const char *forbidden : {"socket", "connect", "execve", "clone", "fork", "ptrace"})
+            CHECK_MESSAGE(rules.count(forbidden) == 0, forbidden);
+    }
+    CHECK(export_policy_pfc(signer_policy, "x86_64").find("if ($a0.lo32 == 3)") != std::string::npos);
 }
