@@ -24,6 +24,23 @@ LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 DEB_PACKAGES := g++ make libmbedtls-dev libseccomp-dev libcap-ng-dev libinih-dev \
                 doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc
 
+# ARCH=arm64 cross-builds with Debian's aarch64 toolchain and arm64 multiarch libraries into
+# build/arm64; its tests run under qemu-user.
+ARCH ?= native
+ifeq ($(ARCH),arm64)
+CROSS        := aarch64-linux-gnu-
+CXX          := $(CROSS)g++
+CC           := $(CROSS)gcc
+AR           := $(CROSS)ar
+BUILD        := build/arm64
+EMULATOR     := qemu-aarch64 -L /usr/aarch64-linux-gnu
+FOREIGN_ARCH := arm64
+DEB_PACKAGES += crossbuild-essential-arm64 libmbedtls-dev:arm64 libseccomp-dev:arm64 libcap-ng-dev:arm64 \
+                libinih-dev:arm64 qemu-user
+else ifneq ($(ARCH),native)
+$(error ARCH=$(ARCH) is not supported: use native (the default) or arm64)
+endif
+
 PROGRAMS := clsgwd clsgw-worker clsgw-signer clsgwctl clsgw-smgw-sim
 LIB_SRC  := $(wildcard lib/*.cpp lib/tls/*.cpp sandbox/*.cpp)
 LIB_CSRC := $(wildcard lib/tls/*.c sandbox/*.c)
@@ -45,10 +62,11 @@ SYSCONFDIR ?= /etc
 CXXFLAGS += -DCLSGW_LIBEXECDIR='"$(LIBEXECDIR)"'
 MANPAGES := $(wildcard man/*.[1-8])
 
-.PHONY: all deps check check-run demo demo-run clean unit install uninstall
+.PHONY: all programs deps check check-run demo demo-run clean unit install uninstall
 .DEFAULT_GOAL := all
 
-all: $(PROGRAMS:%=$(BUILD)/bin/%) $(BUILD)/tests/unit-tests $(BUILD)/tests/clsgw-worker-testhooks
+all: programs $(BUILD)/tests/unit-tests $(BUILD)/tests/clsgw-worker-testhooks
+programs: $(PROGRAMS:%=$(BUILD)/bin/%)
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -60,7 +78,7 @@ $(BUILD)/obj/%.o: %.c
 
 $(BUILD)/libclsgw.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 define program
 $(BUILD)/bin/$(1): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard cmd/$(1)/*.cpp)) $(BUILD)/libclsgw.a
@@ -84,6 +102,10 @@ $(BUILD)/tests/unit-tests: $(UNIT_SRC:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/libclsgw.
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 deps:
+	@if [ -n "$(FOREIGN_ARCH)" ] && ! dpkg --print-foreign-architectures | grep -qx "$(FOREIGN_ARCH)"; then \
+	  if [ "$$(id -u)" = 0 ]; then dpkg --add-architecture $(FOREIGN_ARCH) && apt-get update -qq; \
+	  else echo "deps: run as root: dpkg --add-architecture $(FOREIGN_ARCH) && apt-get update"; exit 1; fi; \
+	fi
 	@missing=""; \
 	for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -103,13 +125,13 @@ check: deps
 	@$(MAKE) --no-print-directory check-run
 
 check-run:
-	@$(PYTHON) tests/run.py --build $(BUILD)
+	@$(PYTHON) tests/run.py --build $(BUILD) $(if $(EMULATOR),--emulator "$(EMULATOR)" --arch $(ARCH))
 
 demo: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@$(PYTHON) tests/demo.py --build $(BUILD)
 
-install: all
+install: programs
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) \
 	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d \
 	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8

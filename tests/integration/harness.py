@@ -18,6 +18,20 @@ import time
 BUILD = os.environ.get("CLSGW_BUILD", "build")
 BIN = os.path.abspath(os.path.join(BUILD, "bin"))
 TEST_BIN = os.path.abspath(os.path.join(BUILD, "tests"))
+# make check ARCH=arm64: programs run under qemu-user, e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu"
+EMULATOR = os.environ.get("CLSGW_EMULATOR", "").split()
+ARCH = os.environ.get("CLSGW_ARCH", "native")
+
+
+def program(name):
+    """The command line that runs one of our programs (under the emulator when there is one)."""
+    return [*EMULATOR, os.path.join(BIN, name)]
+
+
+def runs_emulated(test):
+    """Marks a test that needs nothing qemu-user cannot do (no sandboxed helper processes)."""
+    test.runs_emulated = True
+    return test
 
 
 class SkipTest(Exception):
@@ -161,7 +175,7 @@ class Env:
         return os.path.join(self.dir, *parts)
 
     def ctl(self, *args, check=True):
-        r = subprocess.run([os.path.join(BIN, "clsgwctl"), *args], capture_output=True, text=True)
+        r = subprocess.run([*program("clsgwctl"), *args], capture_output=True, text=True)
         if check and r.returncode != 0:
             raise AssertionError(f"clsgwctl {' '.join(args)} failed: {r.stderr}")
         return r
@@ -231,7 +245,7 @@ class Env:
         return path
 
     def start_clsgwd(self, config, argv_prefix=(), env=None, wait_ready=True):
-        p = self.start("clsgwd", [*argv_prefix, os.path.join(BIN, "clsgwd"), "-c", config], env=env)
+        p = self.start("clsgwd", [*argv_prefix, *program("clsgwd"), "-c", config], env=env)
         if wait_ready:
             p.wait_log("clsgwd ready")
         self.clsgwd = p

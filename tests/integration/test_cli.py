@@ -4,21 +4,23 @@ import shutil
 import socket
 import subprocess
 
-from harness import BIN, free_port, recv_all, wait_until
+from harness import free_port, program, recv_all, runs_emulated, wait_until
 
 
 def run(argv, **kw):
     return subprocess.run(argv, capture_output=True, text=True, **kw)
 
 
+@runs_emulated
 def test_config_check_accepts_a_valid_file(env):
     """clsgwd -t exits 0 on a valid configuration"""
     cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}})
-    r = run([os.path.join(BIN, "clsgwd"), "-t", "-c", cfg])
+    r = run([*program("clsgwd"), "-t", "-c", cfg])
     assert r.returncode == 0, r.stderr
     assert "is valid (1 channel(s))" in r.stdout
 
 
+@runs_emulated
 def test_config_check_reports_file_and_line(env):
     """clsgwd -t reports a broken configuration with file:line and exits 1"""
     cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}},
@@ -26,26 +28,28 @@ def test_config_check_reports_file_and_line(env):
     with open(cfg) as f:
         lines = f.read().splitlines()
     bad = lines.index("idle_timeout = soon") + 1
-    r = run([os.path.join(BIN, "clsgwd"), "-t", "-c", cfg])
+    r = run([*program("clsgwd"), "-t", "-c", cfg])
     assert r.returncode == 1
     assert f"{cfg}:{bad}: idle_timeout: 'soon' is not a duration" in r.stderr, r.stderr
 
 
+@runs_emulated
 def test_config_check_reports_unreadable_files_at_their_key(env):
     """clsgwd -t names the line of a certificate that cannot be read or is not EC on the profile"""
     cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}},
                            trust="missing.crt")
     with open(cfg) as f:
         bad = f.read().splitlines().index("trust = missing.crt") + 1
-    r = run([os.path.join(BIN, "clsgwd"), "-t", "-c", cfg])
+    r = run([*program("clsgwd"), "-t", "-c", cfg])
     assert r.returncode == 1
     assert f"{cfg}:{bad}: trust {env.path('missing.crt')}: No such file or directory" in r.stderr, r.stderr
     with open(env.path("missing.crt"), "w") as f:
         f.write("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-    r = run([os.path.join(BIN, "clsgwd"), "-t", "-c", cfg])
+    r = run([*program("clsgwd"), "-t", "-c", cfg])
     assert r.returncode == 1 and f"{cfg}:{bad}: trust" in r.stderr, r.stderr
 
 
+@runs_emulated
 def test_fingerprint_matches_openssl(env):
     """clsgwctl fingerprint prints the SHA-256 that OpenSSL computes for the same certificate"""
     ours = env.ctl("fingerprint", env.path("device.crt")).stdout.strip()
@@ -53,6 +57,7 @@ def test_fingerprint_matches_openssl(env):
     assert ours.split()[1] == theirs.strip().split("=", 1)[1]
 
 
+@runs_emulated
 def test_key_generate_never_overwrites(env):
     """clsgwctl key generate refuses to replace an existing key and leaves it untouched"""
     before = open(env.path("device.key")).read()
@@ -62,6 +67,7 @@ def test_key_generate_never_overwrites(env):
     assert os.stat(env.path("device.key")).st_mode & 0o077 == 0
 
 
+@runs_emulated
 def test_key_generate_refuses_curves_outside_the_profile(env):
     """clsgwctl key generate accepts only the HAN profile's curves"""
     r = env.ctl("key", "generate", "--curve", "secp521r1", "--out", env.path("x.key"), check=False)
@@ -107,6 +113,7 @@ def test_socket_activation_rejects_an_unknown_name(env):
     assert "systemd passed a socket named 'other' but no [channel:other] exists" in p.output()
 
 
+@runs_emulated
 def test_channel_without_listener_is_a_startup_error(env):
     """a channel with no listen address and no socket from systemd stops start-up with its name"""
     cfg = env.write_config(4443, {"app": {"ingress": "static", "target": "emt.example:4443"}})
@@ -116,6 +123,7 @@ def test_channel_without_listener_is_a_startup_error(env):
     assert "channel 'app' has no listen address and systemd passed no socket named 'app'" in p.output()
 
 
+@runs_emulated
 def test_conformance_table_names_only_existing_tests(env):
     """every test docs/conformance.md names exists, so the table cannot point at nothing"""
     import re

@@ -5,14 +5,15 @@ import shutil
 import stat
 import subprocess
 
-from harness import BUILD
+from harness import ARCH, BUILD, runs_emulated
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAGES = {"clsgwd.8", "clsgw-worker.8", "clsgw-signer.8", "clsgwctl.8", "clsgw.ini.5", "clsgw-smgw-sim.1"}
 
 
 def make(*args):
-    r = subprocess.run(["make", "-s", "-C", ROOT, f"BUILD={BUILD}", *args], capture_output=True, text=True)
+    arch = [f"ARCH={ARCH}"] if ARCH != "native" else []
+    r = subprocess.run(["make", "-s", "-C", ROOT, f"BUILD={BUILD}", *arch, *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     return r
 
@@ -27,6 +28,7 @@ def mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+@runs_emulated
 def test_make_install_produces_the_documented_tree(env):
     """make install DESTDIR=... puts programs, helpers, units, sysusers/tmpfiles, logrotate, the example
     configuration and the man pages where README says; uninstall removes them and keeps /etc/clsgw"""
@@ -46,6 +48,11 @@ def test_make_install_produces_the_documented_tree(env):
         full = os.path.join(dest, path)
         assert os.path.exists(full), f"{path} is missing"
         assert mode(full) == want, f"{path}: mode {oct(mode(full))}, expected {oct(want)}"
+    # the programs are built for the architecture asked for (ELF e_machine: 62 x86-64, 183 aarch64)
+    machine = {"arm64": 183}.get(ARCH, 183 if os.uname().machine == "aarch64" else 62)
+    for binary in ("usr/sbin/clsgwd", "usr/libexec/clsgw/clsgw-worker", "usr/libexec/clsgw/clsgw-signer"):
+        header = open(os.path.join(dest, binary), "rb").read(20)
+        assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == machine, binary
     unit = open(os.path.join(dest, "usr/lib/systemd/system/clsgwd.service")).read()
     assert "ExecStart=/usr/sbin/clsgwd -c /etc/clsgw/clsgw.ini" in unit and "@SBINDIR@" not in unit
     # the installed clsgwd finds its helpers in the libexec folder it was built for
@@ -60,6 +67,7 @@ def test_make_install_produces_the_documented_tree(env):
     assert left == ["etc/clsgw/clsgw.ini"], left
 
 
+@runs_emulated
 def test_units_verify(env):
     """systemd-analyze verify accepts clsgwd.service and a channel socket instance (with its address drop-in)"""
     if not shutil.which("systemd-analyze"):
@@ -91,6 +99,7 @@ def test_units_verify(env):
     assert "InaccessiblePaths=-/etc/clsgw/private" in unit, "the master's unit must not reach the key"
 
 
+@runs_emulated
 def test_man_pages_lint_clean_and_document_every_key(env):
     """mandoc -T lint finds nothing but cross-references to our own, not yet installed pages; clsgw.ini(5)
     documents every key the configuration parser accepts"""
@@ -106,3 +115,21 @@ def test_man_pages_lint_clean_and_document_every_key(env):
     assert len(keys) > 25
     for key in keys:
         assert re.search(rf"\.It Cm (\w+ , )*{key}\b", manual), f"{key} is not documented in clsgw.ini(5)"
+
+
+@runs_emulated
+def test_yocto_recipe_drives_the_makefile(env):
+    """etc/yocto's recipe builds the programs target and installs through make install with the
+    variables the Makefile reads, and installs what the unit files name"""
+    recipe = open(os.path.join(ROOT, "etc", "yocto", "clsgw_0.1.bb")).read()
+    makefile = open(os.path.join(ROOT, "Makefile")).read()
+    assert "oe_runmake programs" in recipe and "oe_runmake install DESTDIR='${D}'" in recipe
+    assert re.search(r"^programs:", makefile, re.M)
+    variables = re.findall(r"\b([A-Z]+DIR|DESTDIR|PREFIX|BUILD|CXX|CC|AR|OPT|LDFLAGS)='", recipe)
+    assert len(variables) >= 12, variables
+    for var in variables:
+        assert f"$({var})" in makefile, f"the recipe sets {var}, which the Makefile does not use"
+    for unit in re.search(r'SYSTEMD_SERVICE:\$\{PN\} = "([^"]+)"', recipe).group(1).split():
+        assert os.path.exists(os.path.join(ROOT, "etc", "systemd", unit)), unit
+    for user in ("clsgw-worker", "clsgw-signer"):
+        assert user in recipe and user in open(os.path.join(ROOT, "etc", "sysusers.d", "clsgw.conf")).read()
