@@ -165,7 +165,8 @@ std::string master::check()
     if (errors.empty())
         report += "config: " + cfg_.file + " is valid\n";
     std::string why;
-    if (test_signature(why))
+    bool signed_ok = test_signature(why);
+    if (signed_ok)
         report += "signer: test signature verified against " + cfg_.certificate.path + "\n";
     else
         problems += "signer: " + why + "\n";
@@ -178,7 +179,7 @@ std::string master::check()
         else
             report += line;
     }
-    bool failed = problems.find("config:") != std::string::npos || problems.find("signer:") != std::string::npos;
+    bool failed = !errors.empty() || !signed_ok;
     return (failed ? "error: check failed\n" : "ok\n") + report + problems;
 }
 

@@ -272,17 +272,11 @@ class Env:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Service:
-    """A local service on the device that counts the connections it accepts.
+class TestServer:
+    """A TCP server on loopback that runs handle(conn) for each connection in a thread of its own."""
 
-    mode "echo": sends back everything, then half-closes after the peer did;
-    mode "tag": answers the first bytes with its tag and closes.
-    """
-
-    def __init__(self, mode="echo", tag=b""):
-        self.mode, self.tag = mode, tag
+    def __init__(self):
         self.accepts = 0
-        self.received = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -300,13 +294,32 @@ class Service:
 
     def _handle(self, conn):
         try:
-            self._exchange(conn)
+            self.handle(conn)
         except OSError:
-            pass  # the client went away; the counters already tell what happened
+            pass  # the client went away; what the server recorded tells what happened
         finally:
             conn.close()
 
-    def _exchange(self, conn):
+    def handle(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
+
+
+class Service(TestServer):
+    """A local service on the device that counts the connections it accepts.
+
+    mode "echo": sends back everything, then half-closes after the peer did;
+    mode "tag": answers the first bytes with its tag and closes.
+    """
+
+    def __init__(self, mode="echo", tag=b""):
+        self.mode, self.tag = mode, tag
+        self.received = 0
+        super().__init__()
+
+    def handle(self, conn):
         if self.mode == "tag":
             conn.recv(65536)
             conn.sendall(self.tag)
@@ -318,9 +331,6 @@ class Service:
             self.received += len(data)
             conn.sendall(data)
         conn.shutdown(socket.SHUT_WR)
-
-    def close(self):
-        self.sock.close()
 
 
 def children_of(pid):

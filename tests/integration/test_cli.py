@@ -75,7 +75,7 @@ def test_key_generate_refuses_curves_outside_the_profile(env):
     assert not os.path.exists(env.path("x.key"))
 
 
-def activation_config(env, smgw_port, echo_port):
+def activation_config(env, smgw_port):
     return env.write_config(smgw_port, {"app": {"ingress": "static", "target": "emt.example:4443"}})
 
 
@@ -85,7 +85,7 @@ def test_socket_activation_serves_channels_by_name(env):
         raise AssertionError("systemd-socket-activate is missing (package systemd)")
     echo = env.start_echo()
     sim = env.start_sim([f"emt.example:4443=127.0.0.1:{echo}"])
-    cfg = activation_config(env, sim, echo)
+    cfg = activation_config(env, sim)
     port = free_port()
     p = env.start_clsgwd(cfg, argv_prefix=["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=app"],
                          wait_ready=False)

@@ -3,7 +3,7 @@ import os
 import socket
 import subprocess
 
-from harness import (Service, children_of, free_port, proc_name, proc_status, recv_all, sha256, transfer,
+from harness import (Service, children_of, free_port, proc_name, proc_status, sha256, transfer,
                      wait_until)
 
 

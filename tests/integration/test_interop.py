@@ -3,7 +3,7 @@ import os
 import shutil
 import socket
 
-from harness import free_port, recv_all, sha256, transfer, wait_until
+from harness import free_port, sha256, transfer
 
 EMT = "emt.example"
 

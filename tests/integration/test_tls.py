@@ -3,33 +3,22 @@ import re
 import socket
 import struct
 import subprocess
-import threading
 import time
 
-from harness import Service, free_port, recv_exact, wait_until
+from harness import Service, TestServer, free_port, recv_exact, wait_until
 
 
-class HelloCapture:
+class HelloCapture(TestServer):
     """A fake SMGW that records the first TLS record of each connection, then hangs up."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.hellos = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                header = recv_exact(conn, 5)
-                if len(header) == 5:
-                    self.hellos.append(header + recv_exact(conn, struct.unpack(">H", header[3:5])[0]))
+    def handle(self, conn):
+        header = recv_exact(conn, 5)
+        if len(header) == 5:
+            self.hellos.append(header + recv_exact(conn, struct.unpack(">H", header[3:5])[0]))
 
 
 def hello_random(record):
