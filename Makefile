@@ -22,7 +22,7 @@ CFLAGS   += -std=c99 -D_DEFAULT_SOURCE $(OPT) -g $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
 DEB_PACKAGES := g++ make libmbedtls-dev libseccomp-dev libcap-ng-dev libinih-dev \
-                doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc
+                doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc clang libclang-rt-14-dev
 
 # ARCH=arm64 cross-builds with Debian's aarch64 toolchain and arm64 multiarch libraries into
 # build/arm64; its tests run under qemu-user.
@@ -61,6 +61,8 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 SYSCONFDIR ?= /etc
 CXXFLAGS += -DCLSGW_LIBEXECDIR='"$(LIBEXECDIR)"'
 MANPAGES := $(wildcard man/*.[1-8])
+
+SHELL := /bin/bash
 
 .PHONY: all programs deps check check-run demo demo-run clean unit install uninstall
 .DEFAULT_GOAL := all
@@ -161,6 +163,35 @@ uninstall:
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/clsgw.conf $(DESTDIR)$(TMPFILESDIR)/clsgw.conf $(DESTDIR)$(SYSCONFDIR)/logrotate.d/clsgw
 	rm -rf $(DESTDIR)$(DOCDIR)
 	for m in $(MANPAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
+
+# Fuzzing (libFuzzer, clang): one target per parser of untrusted bytes, seeds in tests/fuzz/corpus.
+#   make fuzz                  each target for FUZZ_SECONDS (default 60), new inputs in build/fuzz/corpus
+#   make fuzz FUZZ_SECONDS=5   the short smoke CI runs
+FUZZ_SECONDS ?= 60
+FUZZ_CXX     ?= clang++
+FUZZ_FLAGS   := -std=c++17 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_TARGETS := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.cpp)))
+FUZZ_LIB     := lib/config.cpp lib/ipc.cpp lib/job.cpp lib/socks5.cpp lib/signer_proto.cpp lib/util.cpp lib/net.cpp lib/log.cpp
+FUZZ_OBJ     := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o)
+
+$(BUILD)/fuzz/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/fuzz/%: tests/fuzz/%.cpp $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer $^ -linih -o $@
+
+.PHONY: fuzz
+.SECONDARY: $(FUZZ_OBJ)
+fuzz: deps $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/$$t- \
+	    $(BUILD)/fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>&1 | grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz: $$t found a crash: $(BUILD)/fuzz/$$t-*"; exit 1; }; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../../lib/activation.hpp"
+#include "../../lib/audit.hpp"
 #include "../../lib/fd.hpp"
 #include "../../lib/net.hpp"
 #include "../../lib/ipc.hpp"
@@ -64,6 +65,7 @@ private:
     uint8_t key_id_[signer::KEY_ID_LEN] = {};
     std::string key_id_hex_;
     std::map<int, session> sessions_;
+    audit::tail chain_; // where the audit log's hash chain stands
 
     void open_session(ipc_message &m);
     void handle_session(session &s);
@@ -116,6 +118,12 @@ void signer_service::load_identity()
 
 void signer_service::open_audit_log()
 {
+    chain_ = audit::read_tail(opt_.audit_path);
+    if (!chain_.readable) {
+        log_error("the audit log's last line is not a chained record; the chain restarts here "
+                  "(clsgwctl audit verify will show where)", log_fields().add("path", opt_.audit_path));
+        chain_ = audit::tail{0, audit::genesis(), true};
+    }
     unique_fd fd(open(opt_.audit_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
     if (!fd)
         die("cannot open the audit log", log_fields().add("path", opt_.audit_path).add("error", errno_text(errno)));
@@ -161,7 +169,7 @@ void signer_service::audit(const session &s, const signer::request *req, signer:
         .add("digest_sha256", digest)
         .add("result", signer::status_name(st))
         .add("latency_us", latency_us);
-    std::string line = f.str() + "\n";
+    std::string line = audit::seal(chain_, f.str()) + "\n";
     // One write per record with O_APPEND: a record is never split or interleaved.
     if (write(AUDIT_FD, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
         log_error("audit log write failed", log_fields().add("error", errno_text(errno)));

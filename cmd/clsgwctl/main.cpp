@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../../lib/audit.hpp"
 #include "../../lib/pki.hpp"
 #include "../../lib/util.hpp"
 
@@ -34,6 +35,7 @@ int usage(int code)
             "                           [--valid-from-days N] [--out FILE]\n"
             "       clsgwctl cert request --key FILE --subject DN [--out FILE]\n"
             "       clsgwctl fingerprint FILE\n"
+            "       clsgwctl audit verify FILE\n"
             "curves: brainpoolP256r1 (default), brainpoolP384r1, brainpoolP512r1, secp256r1, secp384r1\n");
     return code;
 }
@@ -310,6 +312,19 @@ int main(int argc, char **argv)
     std::string sub = argc > 2 ? argv[2] : "";
     if (cmd == "-h" || cmd == "--help" || cmd == "help")
         return usage(0);
+    if (cmd == "audit" && sub == "verify" && argc == 4) {
+        auto text = read_file(argv[3], 1ULL << 30);
+        if (!text)
+            return fail(std::string("cannot read ") + argv[3] + ": " + errno_text(errno));
+        audit::verdict v = audit::verify(*text);
+        if (!v.intact) {
+            printf("%s: %s (%llu records verified before it)\n", argv[3], v.problem.c_str(),
+                   static_cast<unsigned long long>(v.records));
+            return 1;
+        }
+        printf("%s: %llu records, chain intact\n", argv[3], static_cast<unsigned long long>(v.records));
+        return 0;
+    }
     if (cmd == "fingerprint")
         return argc == 3 ? fingerprint(argv[2]) : usage(2);
     if (cmd == "key" && sub == "generate") {

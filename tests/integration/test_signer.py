@@ -164,3 +164,34 @@ def test_signer_refuses_a_key_that_does_not_match_the_certificate(env):
     msg_type, _, length = struct.unpack("=HHI", record[:8])
     assert msg_type == 16 and record[8] == 3  # log, level error
     assert b"the private key does not match the certificate" in record[9:], record
+
+
+def test_audit_log_is_a_hash_chain_that_survives_restarts_and_shows_tampering(env):
+    """the signer chains its records (also across a restart); clsgwctl audit verify finds an altered,
+    a removed and an inserted record"""
+    for round_ in range(2):  # a second signer continues the first one's chain
+        signer = Signer(env)
+        s = signer.session(f"round{round_}")
+        for i in range(2):
+            assert signer.request(s, hashlib.sha256(bytes([round_, i])).digest(), seq=i)[1] == "ok"
+        s.close()  # a signer whose master went away exits once its sessions are done
+        signer.control.close()
+        wait_until(lambda: signer.proc.proc.poll() is not None, 10, "the signer to exit")
+    lines = audit(env)
+    assert [l.split(" seq=")[1].split()[0] for l in lines] == ["1", "2", "3", "4"]
+    ok = env.ctl("audit", "verify", env.path("audit.log"))
+    assert "4 records, chain intact" in ok.stdout
+
+    def verify(edited):
+        path = env.path("edited.log")
+        with open(path, "w") as f:
+            f.write("\n".join(edited) + "\n")
+        r = env.ctl("audit", "verify", path, check=False)
+        assert r.returncode == 1
+        return r.stdout
+
+    altered = list(lines)
+    altered[1] = altered[1].replace("result=ok", "result=unknown_key")
+    assert "record 2 (line 2) was altered" in verify(altered)
+    assert "record 3 removed before record 4 (line 3)" in verify(lines[:2] + lines[3:])
+    assert "record inserted (line 3): it repeats sequence number 2" in verify(lines[:2] + [lines[1]] + lines[2:])

@@ -1,0 +1,135 @@
+#include "audit.hpp"
+
+#include <mbedtls/sha256.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fd.hpp"
+#include "util.hpp"
+
+namespace clsgw::audit {
+
+namespace {
+
+constexpr const char *SEQ = " seq=";
+constexpr const char *CHAIN = " chain=";
+
+std::string sha256_hex(const std::string &data)
+{
+    uint8_t digest[32];
+    mbedtls_sha256_ret(reinterpret_cast<const unsigned char *>(data.data()), data.size(), digest, 0);
+    return hex(digest, sizeof digest);
+}
+
+struct parsed_record {
+    bool ok = false;
+    uint64_t seq = 0;
+    std::string text;  // everything before " chain="
+    std::string chain; // the stored chain value
+};
+
+parsed_record parse(const std::string &line)
+{
+    parsed_record r;
+    size_t c = line.rfind(CHAIN);
+    size_t s = line.rfind(SEQ, c);
+    if (c == std::string::npos || s == std::string::npos)
+        return r;
+    auto seq = parse_uint(line.substr(s + 5, c - s - 5), UINT64_MAX);
+    r.chain = line.substr(c + 7);
+    if (!seq || r.chain.size() != 64)
+        return r;
+    r.seq = *seq;
+    r.text = line.substr(0, c);
+    r.ok = true;
+    return r;
+}
+
+} // namespace
+
+std::string genesis() { return sha256_hex("clsgw-audit-v1"); }
+
+std::string next(const std::string &previous, const std::string &record_text)
+{
+    return sha256_hex(previous + "\n" + record_text);
+}
+
+tail read_tail(const std::string &path)
+{
+    tail t;
+    t.chain = genesis();
+    unique_fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st;
+    if (!fd || fstat(fd.get(), &st) != 0 || st.st_size == 0)
+        return t;
+    off_t from = st.st_size > 65536 ? st.st_size - 65536 : 0;
+    std::string buf(static_cast<size_t>(st.st_size - from), '\0');
+    if (pread(fd.get(), buf.data(), buf.size(), from) != static_cast<ssize_t>(buf.size())) {
+        t.readable = false;
+        return t;
+    }
+    while (!buf.empty() && buf.back() == '\n')
+        buf.pop_back();
+    size_t nl = buf.rfind('\n');
+    parsed_record last = parse(nl == std::string::npos ? buf : buf.substr(nl + 1));
+    if (!last.ok) {
+        t.readable = false;
+        return t;
+    }
+    t.seq = last.seq;
+    t.chain = last.chain;
+    return t;
+}
+
+std::string seal(tail &t, const std::string &record_text)
+{
+    std::string text = record_text + SEQ + std::to_string(t.seq + 1);
+    t.seq++;
+    t.chain = next(t.chain, text);
+    return text + CHAIN + t.chain;
+}
+
+verdict verify(const std::string &log_text)
+{
+    verdict v;
+    std::string chain = genesis();
+    uint64_t expected = 1, line_no = 0;
+    size_t pos = 0;
+    while (pos < log_text.size()) {
+        size_t end = log_text.find('\n', pos);
+        std::string line = log_text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        pos = end == std::string::npos ? log_text.size() : end + 1;
+        line_no++;
+        if (line.empty())
+            continue;
+        parsed_record r = parse(line);
+        std::string where = " (line " + std::to_string(line_no) + ")";
+        if (!r.ok) {
+            v.problem = "line " + std::to_string(line_no) + " is not a chained audit record";
+            return v;
+        }
+        if (r.seq > expected) {
+            v.problem = "record" + std::string(r.seq - expected > 1 ? "s " : " ") + std::to_string(expected) +
+                        (r.seq - expected > 1 ? "-" + std::to_string(r.seq - 1) : "") + " removed before record " +
+                        std::to_string(r.seq) + where;
+            return v;
+        }
+        if (r.seq < expected) {
+            v.problem = "record inserted" + where + ": it repeats sequence number " + std::to_string(r.seq);
+            return v;
+        }
+        if (next(chain, r.text) != r.chain) {
+            v.problem = "record " + std::to_string(r.seq) + where + " was altered";
+            return v;
+        }
+        chain = r.chain;
+        expected++;
+        v.records++;
+    }
+    v.intact = true;
+    return v;
+}
+
+} // namespace clsgw::audit
