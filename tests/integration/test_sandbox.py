@@ -3,7 +3,8 @@ import os
 import pwd
 import socket
 
-from harness import TEST_BIN, children_of, free_port, proc_name, proc_status, recv_all, socks5_connect, wait_until
+from harness import (TEST_BIN, SkipTest, children_of, free_port, proc_name, proc_status, recv_all, socks5_connect,
+                     wait_until)
 
 EMT, EMT_PORT = "emt.example", 4443
 
@@ -77,3 +78,53 @@ def test_file_open_fails_softly(env):
     assert rep == 0x02
     env.clsgwd.wait_log(r"channel closed .*outcome=refused .*target=forbidden-open.test:1")
     assert not env.clsgwd.lines("sandbox violation")
+
+
+def private_scalar(env):
+    """The device key's secret scalar, as big-endian bytes (from OpenSSL's reading of the key)."""
+    import re
+    import subprocess
+    text = subprocess.run(["openssl", "pkey", "-in", env.path("device.key"), "-noout", "-text"],
+                          capture_output=True, text=True, check=True).stdout
+    block = re.search(r"priv:\n((?:\s+[0-9a-f:]+\n)+)", text).group(1)
+    return bytes.fromhex(re.sub(r"[\s:]", "", block)).lstrip(b"\0")
+
+
+def memory_contains(pid, needle):
+    """Scans every readable mapping of pid (root reads non-dumpable processes) for needle."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            if needle in chunk or needle[::-1] in chunk:  # mbedTLS keeps bignums little-endian in limbs
+                return True
+    return False
+
+
+def test_private_key_never_appears_in_a_worker(env):
+    """while a channel is open, the key's secret scalar is nowhere in the worker's memory, but is in the
+    signer's (the scan works)"""
+    if os.geteuid() != 0:
+        raise SkipTest("reading another process's memory needs root")
+    port = gateway(env)
+    s, rep = socks5_connect(port, EMT, EMT_PORT)
+    assert rep == 0
+    s.sendall(b"ping")
+    assert s.recv(4) == b"ping"
+    scalar = private_scalar(env)
+    assert len(scalar) >= 30
+    worker = wait_until(lambda: workers(env), 5, "the worker")[0]
+    signer = [p for p in children_of(env.clsgwd.pid) if proc_name(p) == "clsgw-signer"][0]
+    # mbedTLS stores bignum limbs as 64-bit words: look for the scalar's least significant 16 bytes in
+    # both byte orders, a span no other data matches by chance
+    needle = scalar[-16:]
+    assert memory_contains(signer, needle), "the scan must find the key where it is"
+    assert not memory_contains(worker, needle), "the private key must never be inside a worker"
+    s.close()
