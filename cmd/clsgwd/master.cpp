@@ -316,9 +316,12 @@ void master::signer_exited(int status)
     signer_.backoff_ms = std::min(signer_.backoff_ms * 2, SIGNER_BACKOFF_MAX_MS);
 }
 
+// Before the signer was ever ready, connections wait in the backlog; once it was, a signer
+// outage fails new channels fast (accept_on closes them with a reason) instead of piling them up.
 bool master::accepting() const
 {
-    return !stopping_ && signer_.ready && channels_.size() < cfg_.max_channels && now_ms() >= accept_paused_until_ms_;
+    return !stopping_ && signer_.ever_ready && channels_.size() < cfg_.max_channels &&
+           now_ms() >= accept_paused_until_ms_;
 }
 
 void master::accept_on(listener &l)
@@ -340,6 +343,10 @@ void master::accept_on(listener &l)
             }
             return;
         }
+        if (!signer_.ready) {
+            refuse_without_signer(l, unique_fd(fd), peer.to_string());
+            continue;
+        }
         spawn_worker(l, unique_fd(fd), peer.to_string());
     }
     if (channels_.size() >= cfg_.max_channels) {
@@ -352,6 +359,19 @@ void master::accept_on(listener &l)
             limit_hits_ = 0;
         }
     }
+}
+
+// The signer is restarting: a channel cannot authenticate, so it ends at once, counted and
+// logged (rate-limited like other repeated failures), rather than waiting without a word.
+void master::refuse_without_signer(const listener &l, unique_fd connection, const std::string &peer)
+{
+    count_outcome("failed", "signer_unavailable");
+    channel probe;
+    probe.peer = peer;
+    if (may_log_failure(probe, "signer_unavailable"))
+        log_warn("channel refused: the signer is restarting",
+                 log_fields().add("name", l.channels[0]).add("peer", peer).add("reason", "signer_unavailable"));
+    connection.reset();
 }
 
 worker_job master::make_job(const channel &ch) const

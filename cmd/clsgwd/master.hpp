@@ -144,6 +144,7 @@ private:
     void signer_exited(int status);
     void accept_on(listener &l);
     void spawn_worker(const listener &l, unique_fd connection, const std::string &peer);
+    void refuse_without_signer(const listener &l, unique_fd connection, const std::string &peer);
     void on_worker_message(channel &ch);
     void start_upstream(channel &ch, const bytes &choice);
     void on_session_message(channel &ch, msg_type type, const bytes &payload);

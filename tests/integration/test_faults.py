@@ -1,0 +1,188 @@
+"""Behaviour under faults: dying helpers, a dying SMGW, silent and slow peers, a connection flood."""
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+from harness import children_of, free_port, proc_name, recv_all, socks5_connect, wait_until
+
+EMT, EMT_PORT = "emt.example", 4443
+
+
+def gateway(env, clsgw=None, ingress="socks5"):
+    echo = env.start_echo()
+    sim = env.start_sim([f"{EMT}:{EMT_PORT}=127.0.0.1:{echo}"])
+    port = free_port()
+    keys = {"listen": f"127.0.0.1:{port}", "ingress": ingress}
+    keys.update({"allow": "*:*"} if ingress == "socks5" else {"target": f"{EMT}:{EMT_PORT}"})
+    env.start_clsgwd(env.write_config(sim, {"app": keys}, clsgw=clsgw))
+    return port
+
+
+def open_channel(port):
+    s, rep = socks5_connect(port, EMT, EMT_PORT)
+    assert rep == 0
+    s.sendall(b"first")
+    assert s.recv(5) == b"first"
+    return s
+
+
+def child(env, name):
+    return wait_until(lambda: [p for p in children_of(env.clsgwd.pid) if proc_name(p) == name], 5, name)
+
+
+def status(env):
+    return json.loads(env.clsgwctl("status", "--json").stdout)
+
+
+def test_signer_killed_open_channels_flow_new_ones_fail_fast_then_work_again(env):
+    """with the signer killed, an open channel keeps flowing; a new channel ends at once with a named
+    reason; after the master restarted the signer (with back-off) channels work again"""
+    port = gateway(env)
+    running = open_channel(port)
+    os.kill(child(env, "clsgw-signer")[0], signal.SIGKILL)
+    env.clsgwd.wait_log(r"signer exited; restarting status=signal=SIGKILL in_ms=1000")
+    running.sendall(b"still flowing")
+    assert running.recv(13) == b"still flowing"
+    started = time.monotonic()
+    refused = socket.create_connection(("127.0.0.1", port))
+    assert recv_all(refused, timeout=5) == b""
+    assert time.monotonic() - started < 2, "a channel without a signer must end at once"
+    env.clsgwd.wait_log(r"channel refused: the signer is restarting .*reason=signer_unavailable")
+    wait_until(lambda: len(env.clsgwd.lines(r"signer ready pid=")) == 2, 10, "the restarted signer")
+    open_channel(port).close()
+    assert status(env)["signer"]["restarts"] == 1
+    running.close()
+
+
+def test_killed_worker_is_logged_and_disturbs_nothing_else(env):
+    """a worker killed from outside is logged with its signal and counted; the other channel goes on"""
+    port = gateway(env)
+    first = open_channel(port)
+    first_worker = child(env, "clsgw-worker")[0]
+    second = open_channel(port)
+    os.kill(first_worker, signal.SIGKILL)
+    env.clsgwd.wait_log(r"channel failed: worker died id=1 .*signal=SIGKILL")
+    assert recv_all(first, timeout=5) == b""
+    second.sendall(b"unaffected")
+    assert second.recv(10) == b"unaffected"
+    assert status(env)["outcomes"].get("failed/worker_died_SIGKILL") == 1
+    second.close()
+
+
+def test_smgw_dying_mid_transfer_ends_the_channel_never_hangs(env):
+    """the SMGW's process dies while data flows: the app sees the end promptly and the log names it"""
+    smgw = free_port()
+    port = free_port()
+    env.start_clsgwd(env.write_config(smgw, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                                     "target": f"{EMT}:443", "proxy": "sni"}}))
+    server = env.start("s_server", ["openssl", "s_server", "-accept", f"127.0.0.1:{smgw}", "-naccept", "1",
+                                    "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key"), "-Verify", "1",
+                                    "-CAfile", env.path("device.crt"), "-tls1_2", "-groups",
+                                    "brainpoolP256r1:brainpoolP384r1", "-rev"])
+    server.wait_log("ACCEPT")
+    app = socket.create_connection(("127.0.0.1", port))
+    app.sendall(b"line\n")
+    app.settimeout(10)
+    assert app.recv(5) == b"enil\n"
+    server.stop(signal.SIGKILL)
+    started = time.monotonic()
+    try:
+        ended = recv_all(app, timeout=10) == b""
+    except ConnectionResetError:
+        ended = True
+    assert ended and time.monotonic() - started < 5
+    env.clsgwd.wait_log(r"channel closed id=1 .*outcome=failed reason=(smgw_reset|smgw_closed_without_close_notify) ")
+
+
+def test_silent_app_is_ended_by_handshake_timeout(env):
+    """a local app that connects and says nothing is ended by handshake_timeout, named in the log"""
+    port = gateway(env, clsgw={"handshake_timeout": "1s"})
+    silent = socket.create_connection(("127.0.0.1", port))
+    assert recv_all(silent, timeout=10) == b""
+    env.clsgwd.wait_log(r"channel closed id=1 .*outcome=failed reason=handshake_timeout ")
+
+
+def test_one_byte_per_second_socks_client_is_ended_by_handshake_timeout(env):
+    """a SOCKS5 client trickling its greeting cannot hold a channel beyond handshake_timeout"""
+    port = gateway(env, clsgw={"handshake_timeout": "2s"})
+    slow = socket.create_connection(("127.0.0.1", port))
+    greeting = b"\x05\x01\x00\x05\x01\x00\x03\x0bemt.example\x11\x5b"
+    closed = threading.Event()
+
+    def trickle():
+        for byte in greeting:  # the slowness is the behaviour under test, not synchronisation
+            try:
+                slow.send(bytes([byte]))
+            except OSError:
+                break
+            if closed.wait(0.5):
+                break
+
+    t = threading.Thread(target=trickle)
+    t.start()
+    started = time.monotonic()
+    slow.settimeout(15)
+    try:
+        while slow.recv(64):
+            pass
+    except ConnectionResetError:
+        pass
+    closed.set()
+    t.join()
+    assert time.monotonic() - started < 6
+    env.clsgwd.wait_log(r"channel closed id=1 .*reason=handshake_timeout ")
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int([l for l in f if l.startswith("VmRSS:")][0].split()[1])
+
+
+def test_connection_flood_stays_bounded(env):
+    """600 connects against max_channels = 2: real channels amid the flood complete, the limit is logged
+    once per interval, and the master's fds and memory return to their baseline"""
+    port = gateway(env, clsgw={"max_channels": "2", "handshake_timeout": "5s"})
+    pid = env.clsgwd.pid
+    wait_until(lambda: status(env)["signer"]["state"] == "ready", 5, "a ready signer")
+    base_fds, base_rss = fd_count(pid), rss_kib(pid)
+    results = []
+
+    def real_channel():
+        try:
+            s, rep = socks5_connect(port, EMT, EMT_PORT, timeout=60)
+            s.sendall(b"amid the flood")
+            s.shutdown(socket.SHUT_WR)
+            results.append(rep == 0 and recv_all(s, timeout=60) == b"amid the flood")
+        except OSError as e:
+            results.append(e)
+
+    workers = [threading.Thread(target=real_channel) for _ in range(6)]
+    deadline = time.monotonic() + 30
+    flood = 0
+    for i in range(600):  # bounded in count and time
+        if time.monotonic() > deadline:
+            break
+        if i % 100 == 0 and workers:
+            workers.pop().start()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            flood += 1
+        except OSError:
+            pass
+    for w in workers:
+        w.start()
+    wait_until(lambda: len(results) == 6, 90, "the real channels")
+    assert all(r is True for r in results), results
+    wait_until(lambda: status(env)["open_channels"] == 0, 60, "the flood to drain")
+    wait_until(lambda: fd_count(pid) <= base_fds, 10, "the master's fds back to baseline")
+    assert rss_kib(pid) < base_rss + 8 * 1024, (base_rss, rss_kib(pid))
+    assert flood > 300
+    elapsed_intervals = int((time.monotonic() - deadline + 30) / 10) + 1
+    assert 1 <= len(env.clsgwd.lines("max_channels reached")) <= elapsed_intervals + 1
