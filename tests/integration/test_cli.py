@@ -134,3 +134,21 @@ def test_conformance_table_names_only_existing_tests(env):
     for module, function in named:
         source = open(os.path.join(root, "tests", "integration", f"{module}.py")).read()
         assert f"def {function}(" in source, f"{module}::{function} is named in docs/conformance.md but missing"
+
+
+@runs_emulated
+def test_security_doc_names_only_existing_tests(env):
+    """every test docs/security.md names exists"""
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    doc = open(os.path.join(root, "docs", "security.md")).read()
+    named = set(re.findall(r"`(test_\w+)::(test_\w+)`", doc))
+    assert len(named) >= 20, named
+    for module, function in named:
+        source = open(os.path.join(root, "tests", "integration", f"{module}.py")).read()
+        assert f"def {function}(" in source, f"{module}::{function} is named in docs/security.md but missing"
+    units = set(re.findall(r"`unit: ([^`]+)`", doc))
+    unit_sources = "".join(open(os.path.join(root, "tests", "unit", f)).read()
+                           for f in os.listdir(os.path.join(root, "tests", "unit")))
+    for title in units:
+        assert f'TEST_CASE("{title}"' in unit_sources, f"unit test '{title}' is named but missing"
