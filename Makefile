@@ -24,6 +24,17 @@ LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 DEB_PACKAGES := g++ make libmbedtls-dev libseccomp-dev libcap-ng-dev libinih-dev \
                 doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc clang libclang-rt-14-dev
 
+# SANITIZE=address,undefined builds everything with those sanitizers into build/sanitize and
+# runs the whole suite with them (workers and the signer included).
+SANITIZE ?=
+ifneq ($(SANITIZE),)
+BUILD    := build/sanitize
+OPT      := -O1 -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=$(SANITIZE)
+CFLAGS   += -DCLSGW_SANITIZER_RUNTIME
+SAN_SRC  := tests/sanitize/options.c
+endif
+
 # ARCH=arm64 cross-builds with Debian's aarch64 toolchain and arm64 multiarch libraries into
 # build/arm64; its tests run under qemu-user.
 ARCH ?= native
@@ -83,7 +94,7 @@ $(BUILD)/libclsgw.a: $(LIB_OBJ)
 	rm -f $@ && $(AR) rcs $@ $^
 
 define program
-$(BUILD)/bin/$(1): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard cmd/$(1)/*.cpp)) $(BUILD)/libclsgw.a
+$(BUILD)/bin/$(1): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard cmd/$(1)/*.cpp)) $(SAN_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libclsgw.a
 	@mkdir -p $$(dir $$@)
 	$$(CXX) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
 endef
@@ -95,7 +106,7 @@ WORKER_SRC := $(wildcard cmd/clsgw-worker/*.cpp)
 $(BUILD)/obj-testhooks/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -DCLSGW_TEST_HOOKS -c $< -o $@
-$(BUILD)/tests/clsgw-worker-testhooks: $(WORKER_SRC:%.cpp=$(BUILD)/obj-testhooks/%.o) $(BUILD)/libclsgw.a
+$(BUILD)/tests/clsgw-worker-testhooks: $(WORKER_SRC:%.cpp=$(BUILD)/obj-testhooks/%.o) $(SAN_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libclsgw.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -127,7 +138,8 @@ check: deps
 	@$(MAKE) --no-print-directory check-run
 
 check-run:
-	@$(PYTHON) tests/run.py --build $(BUILD) $(if $(EMULATOR),--emulator "$(EMULATOR)" --arch $(ARCH))
+	@$(PYTHON) tests/run.py --build $(BUILD) $(if $(EMULATOR),--emulator "$(EMULATOR)" --arch $(ARCH)) \
+	  $(if $(SANITIZE),--sanitized)
 
 demo: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all

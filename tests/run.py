@@ -52,10 +52,13 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the test folders for inspection")
     ap.add_argument("--emulator", default="", help="run our programs under this command (qemu-user)")
     ap.add_argument("--arch", default="native")
+    ap.add_argument("--sanitized", action="store_true", help="the build under test has ASan/UBSan")
     args = ap.parse_args()
     os.environ["CLSGW_BUILD"] = os.path.abspath(args.build)
     os.environ["CLSGW_EMULATOR"] = args.emulator
     os.environ["CLSGW_ARCH"] = args.arch
+    if args.sanitized:
+        os.environ["CLSGW_SANITIZED"] = "1"
     emulator = args.emulator.split()
     sys.path.insert(0, os.path.join(HERE, "integration"))
     results = {"passed": 0, "failed": 0, "skipped": 0}

@@ -182,7 +182,8 @@ def test_connection_flood_stays_bounded(env):
     assert all(r is True for r in results), results
     wait_until(lambda: status(env)["open_channels"] == 0, 60, "the flood to drain")
     wait_until(lambda: fd_count(pid) <= base_fds, 10, "the master's fds back to baseline")
-    assert rss_kib(pid) < base_rss + 8 * 1024, (base_rss, rss_kib(pid))
+    if not os.environ.get("CLSGW_SANITIZED"):  # ASan's quarantine keeps freed memory on purpose
+        assert rss_kib(pid) < base_rss + 8 * 1024, (base_rss, rss_kib(pid))
     assert flood > 300
     elapsed_intervals = int((time.monotonic() - deadline + 30) / 10) + 1
     assert 1 <= len(env.clsgwd.lines("max_channels reached")) <= elapsed_intervals + 1

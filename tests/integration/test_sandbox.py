@@ -91,20 +91,24 @@ def private_scalar(env):
 
 
 def memory_contains(pid, needle):
-    """Scans every readable mapping of pid (root reads non-dumpable processes) for needle."""
+    """Scans every readable mapping of pid (root reads non-dumpable processes) for needle, in either
+    byte order (mbedTLS keeps bignums as little-endian limbs). Reservations over 1 GiB (sanitizer
+    shadow memory) are skipped; chunks overlap so that no match is split."""
+    step = 1 << 20
     with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
         for line in maps:
             fields = line.split()
             start, end = (int(x, 16) for x in fields[0].split("-"))
-            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
+            if "r" not in fields[1] or end - start > 1 << 30 or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
                 continue
-            try:
-                mem.seek(start)
-                chunk = mem.read(end - start)
-            except (OSError, ValueError, OverflowError):
-                continue
-            if needle in chunk or needle[::-1] in chunk:  # mbedTLS keeps bignums little-endian in limbs
-                return True
+            for at in range(start, end, step):
+                try:
+                    mem.seek(at)
+                    chunk = mem.read(min(step + len(needle), end - at))
+                except (OSError, ValueError, OverflowError):
+                    continue
+                if needle in chunk or needle[::-1] in chunk:
+                    return True
     return False
 
 
