@@ -231,6 +231,8 @@ void interpreter::global(const ini_entry &e)
         duration(e, cfg_.close_timeout_ms, day, false);
     } else if (e.key == "signer_timeout") {
         duration(e, cfg_.signer_timeout_ms, 60 * 1000, false);
+    } else if (e.key == "smgw_backoff_max") {
+        duration(e, cfg_.smgw_backoff_max_ms, 3600 * 1000, true);
     } else if (e.key == "log_suppress_interval") {
         duration(e, cfg_.log_suppress_interval_ms, day, true);
     } else if (e.key == "shutdown_timeout") {

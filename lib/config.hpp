@@ -68,6 +68,7 @@ struct config {
     uint64_t signer_timeout_ms = 5 * 1000;
     uint64_t shutdown_timeout_ms = 10 * 1000;
     uint64_t log_suppress_interval_ms = 60 * 1000;
+    uint64_t smgw_backoff_max_ms = 60 * 1000; // 0: never back off
     uint64_t max_session_lifetime_ms = 48ULL * 3600 * 1000;
     log_level level = log_level::info;
     log_target target = log_target::stderr_stream;

@@ -28,6 +28,7 @@ constexpr uint64_t HANDSHAKE_GRACE_MS = 1000; // the worker reports its own time
 constexpr uint64_t LIMIT_LOG_INTERVAL_MS = 10000;
 constexpr uint64_t SIGNER_BACKOFF_MAX_MS = 60000;
 constexpr unsigned WORKER_LOG_LINES_MAX = 200;
+constexpr uint64_t SMGW_BACKOFF_FIRST_MS = 1000;
 
 // Places the given fds at 3, 4, 5 (and /dev/null on 0-2) and execs; never returns.
 [[noreturn]] void exec_child(const std::string &path, const std::vector<int> &fds, std::vector<std::string> args,
@@ -590,6 +591,8 @@ void master::start_upstream(channel &ch, const bytes &choice)
     if (ch.cfg.direction == channel_direction::outbound) {
         if (!choice.empty())
             return kill_worker(ch, "worker_protocol_violation");
+        if (now_ms() < smgw_blocked_until_ms_)
+            return fail_upstream(ch, "smgw_backoff"); // not now: the SMGW is left alone for a while
         to = &ch.upstream;
     } else {
         std::string name(choice.begin(), choice.end());
@@ -731,6 +734,33 @@ uint64_t master::next_suppressed_flush() const
     return next;
 }
 
+// An outbound channel that reached the SMGW but ended before its TLS session stood (refused
+// connection, refused or failed handshake, timeout) doubles the back-off; one that stood resets it.
+void master::note_smgw_outcome(const channel &ch)
+{
+    if (ch.cfg.direction != channel_direction::outbound || !ch.upstream_requested || cfg_.smgw_backoff_max_ms == 0)
+        return;
+    bool tls_stood = ch.result && !ch.result->tls_version.empty();
+    if (tls_stood) { // a refusal after TLS is the SMGW answering, not failing
+        smgw_backoff_ms_ = SMGW_BACKOFF_FIRST_MS;
+        return;
+    }
+    std::string reason = ch.kill_reason.empty() && ch.result ? ch.result->reason : ch.kill_reason;
+    if (reason == "smgw_backoff" || reason.rfind("cert_", 0) == 0 || reason == "signer_failed" ||
+        (ch.result && ch.result->result == outcome::refused))
+        return; // not the SMGW failing (a certificate problem is logged per channel anyway)
+    uint64_t now = now_ms();
+    if (now < smgw_blocked_until_ms_)
+        return; // channels already under way when the back-off began count once
+    // +-20% jitter so that many devices behind one SMGW do not retry in step
+    uint64_t jitter = smgw_backoff_ms_ / 5;
+    uint64_t wait = smgw_backoff_ms_ - jitter + static_cast<uint64_t>(random()) % (2 * jitter + 1);
+    smgw_blocked_until_ms_ = now + wait;
+    log_warn("SMGW did not complete a channel; new channels fail fast meanwhile",
+             log_fields().add("reason", reason).add("retry_in_ms", wait).add("smgw", ch.upstream.to_string()));
+    smgw_backoff_ms_ = std::min(smgw_backoff_ms_ * 2, std::max(cfg_.smgw_backoff_max_ms, SMGW_BACKOFF_FIRST_MS));
+}
+
 void master::on_worker_exit(channel &ch, int status)
 {
     // Drain what the worker sent before it exited (its result may still be queued).
@@ -741,6 +771,7 @@ void master::on_worker_exit(channel &ch, int status)
         on_worker_message(ch);
     }
     log_summary(ch, status);
+    note_smgw_outcome(ch);
 }
 
 void master::reap()
@@ -863,6 +894,7 @@ void master::notify_status()
 int master::run()
 {
     started_ms_ = now_ms();
+    srandom(static_cast<unsigned>(getpid() ^ now_ms())); // back-off jitter only
     // systemd asks for WATCHDOG=1 within WATCHDOG_USEC; we send it at half of that.
     const char *wd_usec = getenv("WATCHDOG_USEC"), *wd_pid = getenv("WATCHDOG_PID");
     auto usec = wd_usec ? parse_uint(wd_usec, UINT64_MAX / 2) : std::nullopt;
@@ -1012,6 +1044,8 @@ std::string master::reload()
     trust_pems_ = env.trust_pems;
     worker_uid_ = env.uid;
     worker_gid_ = env.gid;
+    smgw_blocked_until_ms_ = 0; // the SMGW (or its address) may have changed
+    smgw_backoff_ms_ = SMGW_BACKOFF_FIRST_MS;
     client_sessions_.clear(); // sessions were authenticated against the old trust
     server_sessions_.clear();
     channel_levels_.clear();

@@ -119,6 +119,11 @@ private:
     std::string status_sent_;
     uint64_t status_sent_ms_ = 0;
     void notify_status();
+    // Back-off toward an SMGW that refuses connections or TLS: some HAN ports lock up after
+    // repeated failures, so clsgwd stops trying for a while and fails new channels at once.
+    uint64_t smgw_blocked_until_ms_ = 0;
+    uint64_t smgw_backoff_ms_ = 1000;
+    void note_smgw_outcome(const channel &ch);
     // Repeated identical failures from one peer: the first few per interval are logged, the
     // rest counted and reported in one "suppressed" line.
     struct failure_window {

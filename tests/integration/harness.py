@@ -227,9 +227,11 @@ class Env:
         return emt_ports
 
     def write_config(self, smgw_port, channels, clsgw=None, trust="smgw.crt"):
-        # every channel's summary line is visible to the tests unless one tests the rate limit
+        # every channel's summary line is visible, and every channel tries the SMGW, unless a test
+        # is about the rate limit or the back-off
         settings = {"worker_user": "nobody", "log_level": "debug", "handshake_timeout": "10s",
-                    "control_socket": self.path("control.sock"), "log_suppress_interval": "0s"}
+                    "control_socket": self.path("control.sock"), "log_suppress_interval": "0s",
+                    "smgw_backoff_max": "0s"}
         settings.update(clsgw or {})
         lines = ["[clsgw]"] + [f"{k} = {v}" for k, v in settings.items()]
         lines += ["[identity]", "certificate = device.crt", "key = device.key", "audit_log = audit.log",

@@ -187,3 +187,36 @@ def test_connection_flood_stays_bounded(env):
     assert flood > 300
     elapsed_intervals = int((time.monotonic() - deadline + 30) / 10) + 1
     assert 1 <= len(env.clsgwd.lines("max_channels reached")) <= elapsed_intervals + 1
+
+
+def test_an_smgw_refusing_tls_is_backed_off_and_apps_fail_fast_meanwhile(env):
+    """after the SMGW refuses TLS, clsgwd leaves it alone for about a second (then two): apps get SOCKS5
+    0x04 at once with reason smgw_backoff, and the SMGW sees no connection meanwhile"""
+    from harness import TestServer
+
+    class RefusingSmgw(TestServer):
+        def __init__(self):
+            self.accepted_at = []
+            super().__init__()
+
+        def handle(self, conn):
+            self.accepted_at.append(time.monotonic())  # and hang up: no TLS here
+
+    smgw = RefusingSmgw()
+    port = free_port()
+    env.start_clsgwd(env.write_config(smgw.port, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "socks5",
+                                                          "allow": "*:*"}}, clsgw={"smgw_backoff_max": "60s"}))
+    replies = []
+    deadline = time.monotonic() + 10
+    while len(smgw.accepted_at) < 3 and time.monotonic() < deadline:
+        s, rep = socks5_connect(port, EMT, EMT_PORT)
+        replies.append(rep)
+        s.close()
+        wait_until(lambda: status(env)["open_channels"] == 0, 5, "the channel to end")
+    assert len(smgw.accepted_at) == 3, "clsgwd stopped retrying"
+    first_gap = smgw.accepted_at[1] - smgw.accepted_at[0]
+    second_gap = smgw.accepted_at[2] - smgw.accepted_at[1]
+    assert 0.75 < first_gap < 1.6 and 1.55 < second_gap < 3.0, (first_gap, second_gap)
+    assert replies.count(0x04) >= 3 and set(replies) <= {0x01, 0x04}, replies
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=smgw_backoff ")
+    assert len(env.clsgwd.lines("SMGW did not complete a channel")) == 3
