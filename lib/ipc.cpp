@@ -131,7 +131,11 @@ ipc_recv_result ipc_recv(int socket, bool fd_allowed)
         n = recvmsg(socket, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
-        r.status = (errno == EAGAIN || errno == EWOULDBLOCK) ? ipc_status::would_block : ipc_status::error;
+        // A peer that went away with our message unread resets the socket: it is closed, not hostile.
+        if (errno == ECONNRESET)
+            r.status = ipc_status::closed;
+        else
+            r.status = (errno == EAGAIN || errno == EWOULDBLOCK) ? ipc_status::would_block : ipc_status::error;
         r.error = errno_text(errno);
         return r;
     }

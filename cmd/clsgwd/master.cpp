@@ -761,6 +761,22 @@ void master::note_smgw_outcome(const channel &ch)
     smgw_backoff_ms_ = std::min(smgw_backoff_ms_ * 2, std::max(cfg_.smgw_backoff_max_ms, SMGW_BACKOFF_FIRST_MS));
 }
 
+void master::note_worker_usefulness(const channel &ch)
+{
+    if (ch.result || !ch.kill_reason.empty()) { // it did its job, or we ended it
+        useless_deaths_ = 0;
+        spawn_pause_ms_ = 1000;
+        return;
+    }
+    if (++useless_deaths_ < 3)
+        return;
+    accept_paused_until_ms_ = now_ms() + spawn_pause_ms_;
+    log_error("workers die before doing any work; new channels wait in the listen backlog",
+              log_fields().add("deaths_in_a_row", useless_deaths_).add("pause_ms", spawn_pause_ms_)
+                  .add("worker", paths_.worker));
+    spawn_pause_ms_ = std::min<uint64_t>(spawn_pause_ms_ * 2, 60000);
+}
+
 void master::on_worker_exit(channel &ch, int status)
 {
     // Drain what the worker sent before it exited (its result may still be queued).
@@ -772,6 +788,7 @@ void master::on_worker_exit(channel &ch, int status)
     }
     log_summary(ch, status);
     note_smgw_outcome(ch);
+    note_worker_usefulness(ch);
 }
 
 void master::reap()

@@ -124,6 +124,11 @@ private:
     uint64_t smgw_blocked_until_ms_ = 0;
     uint64_t smgw_backoff_ms_ = 1000;
     void note_smgw_outcome(const channel &ch);
+    // Workers dying before doing anything (a broken install, a filter that cannot load): after
+    // three in a row clsgwd pauses accepting, doubling the pause, instead of spawning in a loop.
+    unsigned useless_deaths_ = 0;
+    uint64_t spawn_pause_ms_ = 1000;
+    void note_worker_usefulness(const channel &ch);
     // Repeated identical failures from one peer: the first few per interval are logged, the
     // rest counted and reported in one "suppressed" line.
     struct failure_window {

@@ -220,3 +220,28 @@ def test_an_smgw_refusing_tls_is_backed_off_and_apps_fail_fast_meanwhile(env):
     assert replies.count(0x04) >= 3 and set(replies) <= {0x01, 0x04}, replies
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=smgw_backoff ")
     assert len(env.clsgwd.lines("SMGW did not complete a channel")) == 3
+
+
+def test_workers_dying_before_any_work_make_clsgwd_pause_and_say_so(env):
+    """with a worker that dies at once, clsgwd pauses accepting after three deaths (1s, then 2s) and logs
+    why, instead of spawning in a loop"""
+    import re
+    port = free_port()
+    env.start_clsgwd(env.write_config(free_port(), {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                                            "target": f"{EMT}:{EMT_PORT}"}},
+                                      clsgw={"worker_path": "/bin/false"}))
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    paused = env.clsgwd.wait_log(r"workers die before doing any work; new channels wait in the listen backlog "
+                                 r"deaths_in_a_row=3 pause_ms=1000")
+    clients += [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]  # wait in the backlog
+    env.clsgwd.wait_log(r"deaths_in_a_row=4 pause_ms=2000", timeout=15)
+
+    def stamp(line):
+        return time.mktime(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S")) + int(line[20:23]) / 1000
+
+    closed = [stamp(l) for l in env.clsgwd.lines(r"channel closed .*reason=worker_exited_without_result")]
+    # nothing was accepted during the pause: the next channels ended only after it
+    assert len(closed) >= 4 and closed[3] - stamp(paused) >= 0.9, (closed, paused)
+    assert all(re.search("exit=1", l) for l in env.clsgwd.lines(r"worker_exited_without_result"))
+    for c in clients:
+        c.close()

@@ -186,3 +186,12 @@ TEST_CASE("signer requests have one exact size; answers are bounded")
     refusal.signature = bytes(3, 1); // an error must carry no signature
     CHECK_FALSE(signer::decode_answer(signer::encode_answer(refusal)).has_value());
 }
+
+TEST_CASE("a peer that exits without reading its message counts as closed, not as an error")
+{
+    unique_fd a, b;
+    REQUIRE(ipc_socketpair(a, b));
+    REQUIRE(ipc_send(a.get(), msg_type::job, {1, 2, 3}));
+    b.reset(); // gone with the job unread
+    CHECK(ipc_recv(a.get(), false).status == ipc_status::closed);
+}
