@@ -885,8 +885,8 @@ int master::poll_timeout() const
     if (watchdog_interval_ms_)
         next = std::min(next, watchdog_next_ms_);
     next = std::min(next, next_suppressed_flush());
-    if (!status_sent_.empty())
-        next = std::min(next, status_sent_ms_ + 1000); // a changed status waits at most a second
+    if (status_due_ms_)
+        next = std::min(next, status_due_ms_); // a changed status waits at most a second
     return next <= now ? 0 : static_cast<int>(next - now);
 }
 
@@ -901,8 +901,13 @@ void master::notify_status()
     }
     std::string status = std::to_string(channels_.size()) + " open channels, " + std::to_string(finished) +
                          " finished (" + std::to_string(ok) + " ok), signer " + (signer_.ready ? "ready" : "down");
-    if (status == status_sent_ || now_ms() - status_sent_ms_ < 1000)
+    status_due_ms_ = 0;
+    if (status == status_sent_)
         return;
+    if (now_ms() - status_sent_ms_ < 1000) {
+        status_due_ms_ = status_sent_ms_ + 1000; // wake up for it, once
+        return;
+    }
     status_sent_ = status;
     status_sent_ms_ = now_ms();
     sd_notify_state("STATUS=" + status);

@@ -118,6 +118,7 @@ private:
     uint64_t watchdog_next_ms_ = 0;
     std::string status_sent_;
     uint64_t status_sent_ms_ = 0;
+    uint64_t status_due_ms_ = 0; // a changed status waits for this time; 0: nothing pending
     void notify_status();
     // Back-off toward an SMGW that refuses connections or TLS: some HAN ports lock up after
     // repeated failures, so clsgwd stops trying for a while and fails new channels at once.

@@ -245,3 +245,44 @@ def test_workers_dying_before_any_work_make_clsgwd_pause_and_say_so(env):
     assert all(re.search("exit=1", l) for l in env.clsgwd.lines(r"worker_exited_without_result"))
     for c in clients:
         c.close()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_fd_exhaustion_makes_accept_back_off_not_spin(env):
+    """with no file descriptor left, clsgwd pauses accepting (and says so) instead of spinning; once fds are
+    available again the waiting connections are served"""
+    import resource
+    port = gateway(env)
+    pid = env.clsgwd.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (fd_count(pid), hard))
+    waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    env.clsgwd.wait_log(r"out of file descriptors or memory; pausing accept for 1s")
+    before, started = cpu_seconds(pid), time.monotonic()
+    wait_until(lambda: time.monotonic() - started > 2, 5, "two seconds of exhaustion")  # the span we measure
+    used = cpu_seconds(pid) - before
+    assert used < 0.3, f"clsgwd spent {used}s of CPU in 2s: it spins"
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    s = waiting[0]
+    s.sendall(b"\x05\x01\x00")
+    s.settimeout(10)
+    assert s.recv(2) == b"\x05\x00", "the waiting connection must be served once fds are back"
+    for w in waiting:
+        w.close()
+
+
+def test_an_idle_master_sleeps(env):
+    """after some channels, an idle clsgwd does not wake up on its own: no CPU used over two seconds"""
+    port = gateway(env)
+    for _ in range(3):
+        open_channel(port).close()
+    wait_until(lambda: status(env)["open_channels"] == 0 and status(env)["finished"] == 3, 10, "idle")
+    pid = env.clsgwd.pid
+    before, started = cpu_seconds(pid), time.monotonic()
+    wait_until(lambda: time.monotonic() - started > 2, 5, "two idle seconds")  # the span we measure
+    assert cpu_seconds(pid) - before < 0.05
