@@ -75,7 +75,7 @@ MANPAGES := $(wildcard man/*.[1-8])
 
 SHELL := /bin/bash
 
-.PHONY: all programs deps check check-run demo demo-run clean unit install uninstall
+.PHONY: all programs deps check check-long check-run demo demo-run clean unit install uninstall
 .DEFAULT_GOAL := all
 
 all: programs $(BUILD)/tests/unit-tests $(BUILD)/tests/clsgw-worker-testhooks
@@ -136,6 +136,10 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@$(MAKE) --no-print-directory check-run
+
+# The volume test with 1 GiB each way (make check runs it with 64 MiB).
+check-long: all
+	@CLSGW_DATA_MB=1024 $(PYTHON) tests/run.py --build $(BUILD) -k test_long
 
 check-run:
 	@$(PYTHON) tests/run.py --build $(BUILD) $(if $(EMULATOR),--emulator "$(EMULATOR)" --arch $(ARCH)) \

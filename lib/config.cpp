@@ -231,6 +231,15 @@ void interpreter::global(const ini_entry &e)
         duration(e, cfg_.close_timeout_ms, day, false);
     } else if (e.key == "signer_timeout") {
         duration(e, cfg_.signer_timeout_ms, 60 * 1000, false);
+    } else if (e.key == "keepalive_idle") {
+        duration(e, cfg_.keepalive_idle_ms, 2 * 3600 * 1000, false);
+    } else if (e.key == "keepalive_interval") {
+        duration(e, cfg_.keepalive_interval_ms, 3600 * 1000, false);
+    } else if (e.key == "keepalive_probes") {
+        auto n = parse_uint(e.value, 100);
+        if (!n || *n == 0)
+            return error(e.line, "keepalive_probes: expected a number from 1 to 100");
+        cfg_.keepalive_probes = static_cast<unsigned>(*n);
     } else if (e.key == "smgw_backoff_max") {
         duration(e, cfg_.smgw_backoff_max_ms, 3600 * 1000, true);
     } else if (e.key == "log_suppress_interval") {

@@ -69,6 +69,11 @@ struct config {
     uint64_t shutdown_timeout_ms = 10 * 1000;
     uint64_t log_suppress_interval_ms = 60 * 1000;
     uint64_t smgw_backoff_max_ms = 60 * 1000; // 0: never back off
+    // TCP keepalive on HAN sockets: a silently dead SMGW is noticed within
+    // keepalive_idle + keepalive_interval * keepalive_probes (default 60s + 6 x 10s = 2 min).
+    uint64_t keepalive_idle_ms = 60 * 1000;
+    uint64_t keepalive_interval_ms = 10 * 1000;
+    unsigned keepalive_probes = 6;
     uint64_t max_session_lifetime_ms = 48ULL * 3600 * 1000;
     log_level level = log_level::info;
     log_target target = log_target::stderr_stream;

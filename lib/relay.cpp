@@ -122,6 +122,10 @@ bool relay_state::tls_read()
 
 void relay_state::tls_failed(int ret)
 {
+    if (io_.failed_errno == ETIMEDOUT) {
+        finish(false, tls_name_ + "_keepalive_timeout"); // the peer stopped answering TCP keepalives
+        return;
+    }
     finish(false, tls_name_ + (ret == MBEDTLS_ERR_NET_CONN_RESET ? "_reset" : "_tls_error"));
     if (ret != MBEDTLS_ERR_NET_CONN_RESET)
         log_info("TLS error ended the channel", log_fields().add("side", tls_name_).add("error", tls::error_text(ret)));

@@ -35,9 +35,7 @@ void test_hook_forbidden_call(const std::string &host)
     } else if (call == "fork") {
         fork();
     } else if (call == "open") {
-        int fd = open("/etc/hostname", O_RDONLY);
-        log_warn("test hook: open returned", log_fields().add("fd", fd).add("errno", errno_text(errno)));
-        return;
+        open("/etc/hostname", O_RDONLY);
     }
     log_error("test hook: forbidden call returned", log_fields().add("call", call));
 }

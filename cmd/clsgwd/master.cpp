@@ -415,7 +415,7 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
         ch.upstream = *cfg_.smgw_address;
     ch.peer = peer;
     if (cc.direction == channel_direction::inbound)
-        set_keepalive(connection.get(), 60, 10, 6); // the HAN side of an inbound channel
+        han_keepalive(connection.get()); // the HAN side of an inbound channel
     ch.started_ms = now_ms();
     ch.handshake_deadline_ms = ch.started_ms + cfg_.handshake_timeout_ms + HANDSHAKE_GRACE_MS;
     unique_fd signer_end, worker_signer_end, worker_control;
@@ -446,6 +446,14 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
     pid_to_channel_[pid] = ch.id;
     accepted_total_++;
     channels_.emplace(ch.id, std::move(ch));
+}
+
+// A silently dead SMGW is noticed within keepalive_idle + keepalive_interval * keepalive_probes.
+void master::han_keepalive(int fd) const
+{
+    set_keepalive(fd, static_cast<int>(std::max<uint64_t>(cfg_.keepalive_idle_ms / 1000, 1)),
+                  static_cast<int>(std::max<uint64_t>(cfg_.keepalive_interval_ms / 1000, 1)),
+                  static_cast<int>(cfg_.keepalive_probes));
 }
 
 void master::kill_worker(channel &ch, const std::string &reason)
@@ -629,9 +637,8 @@ void master::finish_upstream(channel &ch)
         err = errno;
     if (err != 0)
         return fail_upstream(ch, upstream_errno_reason(err));
-    // A silently dead SMGW is noticed within about 2 minutes (60s idle + 6 probes of 10s).
     if (ch.cfg.direction == channel_direction::outbound)
-        set_keepalive(ch.connecting.get(), 60, 10, 6);
+        han_keepalive(ch.connecting.get());
     if (!ipc_send(ch.control.get(), msg_type::upstream_ready, {}, ch.connecting.get()))
         log_warn("cannot pass the upstream socket", log_fields().add("channel", ch.id).add("error", errno_text(errno)));
     ch.connecting.reset();

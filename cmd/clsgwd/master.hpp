@@ -164,6 +164,7 @@ private:
     void finish_upstream(channel &ch);
     void fail_upstream(channel &ch, const std::string &reason);
     void kill_worker(channel &ch, const std::string &reason);
+    void han_keepalive(int fd) const;
     void check_deadlines();
     void begin_stop(const char *why);
     bool accepting() const;

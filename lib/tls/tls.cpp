@@ -307,7 +307,8 @@ int bio_send(void *ctx, const unsigned char *buf, size_t len)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return MBEDTLS_ERR_SSL_WANT_WRITE;
-        if (errno == EPIPE || errno == ECONNRESET)
+        static_cast<bio *>(ctx)->failed_errno = errno;
+        if (errno == EPIPE || errno == ECONNRESET || errno == ETIMEDOUT)
             return MBEDTLS_ERR_NET_CONN_RESET;
         return MBEDTLS_ERR_NET_SEND_FAILED;
     }
@@ -326,7 +327,8 @@ int bio_recv(void *ctx, unsigned char *buf, size_t len)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return MBEDTLS_ERR_SSL_WANT_READ;
-        if (errno == ECONNRESET || errno == EPIPE)
+        self->failed_errno = errno;
+        if (errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT)
             return MBEDTLS_ERR_NET_CONN_RESET;
         return MBEDTLS_ERR_NET_RECV_FAILED;
     }

@@ -100,6 +100,7 @@ struct bio {
     int fd = -1;
     bool watch_handshake_records = false; // set once the handshake is over
     unsigned late_handshake_records = 0;  // handshake records seen while watching
+    int failed_errno = 0;                 // why the socket failed (ETIMEDOUT: keepalive gave up)
     void observe(const unsigned char *data, size_t len);
 
 private:

@@ -286,3 +286,56 @@ def test_an_idle_master_sleeps(env):
     before, started = cpu_seconds(pid), time.monotonic()
     wait_until(lambda: time.monotonic() - started > 2, 5, "two idle seconds")  # the span we measure
     assert cpu_seconds(pid) - before < 0.05
+
+
+def test_silently_dead_smgw_is_detected_by_keepalive(env):
+    """the SMGW in a network namespace whose link is cut: clsgw notices within keepalive_idle +
+    keepalive_interval x keepalive_probes and ends the channel with smgw_keepalive_timeout"""
+    import subprocess
+    import uuid
+    from harness import SkipTest, program
+    if os.geteuid() != 0:
+        raise SkipTest("network namespaces need root")
+    ns, host_if, ns_if = f"clsgw-{uuid.uuid4().hex[:8]}", f"cg{uuid.uuid4().hex[:6]}", f"cs{uuid.uuid4().hex[:6]}"
+    smgw_ip, device_ip = "169.254.77.2", "169.254.77.1"  # link-local, like many SMGWs' HAN address
+
+    def ip(*args, check=True):
+        return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+    ip("netns", "add", ns)
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        ip("link", "set", ns_if, "netns", ns)
+        ip("addr", "add", f"{device_ip}/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("netns", "exec", ns, "ip", "addr", "add", f"{smgw_ip}/30", "dev", ns_if)
+        ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+        ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        inside = ["ip", "netns", "exec", ns]
+        env.start("emt-in-ns", inside + program("clsgw-smgw-sim") + ["emt-echo", "--listen", "127.0.0.1:9000"]) \
+            .wait_log("listening")
+        env.start("smgw-in-ns", inside + program("clsgw-smgw-sim") + [
+            "smgw", "--listen", f"{smgw_ip}:4443", "--cert", env.path("smgw.crt"), "--key", env.path("smgw.key"),
+            "--trust", env.path("device.crt"), "--route", f"{EMT}:{EMT_PORT}=127.0.0.1:9000"]).wait_log("listening")
+        port = free_port()
+        cfg = env.write_config(4443, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                              "target": f"{EMT}:{EMT_PORT}"}},
+                               clsgw={"keepalive_idle": "1s", "keepalive_interval": "1s", "keepalive_probes": "2"})
+        with open(cfg) as f:
+            text = f.read().replace("address = 127.0.0.1:4443", f"address = {smgw_ip}:4443")
+        with open(cfg, "w") as f:
+            f.write(text)
+        env.start_clsgwd(cfg)
+        app = socket.create_connection(("127.0.0.1", port))
+        app.sendall(b"before the cut")
+        app.settimeout(10)
+        assert app.recv(14) == b"before the cut"
+        ip("link", "set", host_if, "down")  # no FIN, no RST: the SMGW just goes silent
+        cut = time.monotonic()
+        app.settimeout(20)
+        assert recv_all(app, timeout=20) == b""
+        assert time.monotonic() - cut < 1 + 1 * 2 + 3, "detected within the keepalive interval (plus slack)"
+        env.clsgwd.wait_log(r"channel closed id=1 .*outcome=failed reason=smgw_keepalive_timeout ")
+    finally:
+        ip("link", "del", host_if, check=False)
+        ip("netns", "del", ns, check=False)
