@@ -45,6 +45,7 @@ unique_fd listen_on(const sock_address &address, int backlog);
 unique_fd connect_start(const sock_address &address, int *error);
 // Enables TCP keepalive with the given idle time, interval and probe count.
 void set_keepalive(int fd, int idle_s, int interval_s, int count);
+void set_nodelay(int fd);
 bool set_nonblocking(int fd, bool on);
 
 } // namespace clsgw

@@ -344,6 +344,7 @@ void master::accept_on(listener &l)
             }
             return;
         }
+        set_nodelay(fd);
         if (!signer_.ready) {
             refuse_without_signer(l, unique_fd(fd), peer.to_string());
             continue;
