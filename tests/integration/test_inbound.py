@@ -3,7 +3,7 @@ import os
 import socket
 import subprocess
 
-from harness import (Service, children_of, free_port, proc_name, proc_status, sha256, transfer,
+from harness import (Service, children_of, free_port, proc_name, proc_status, recv_all, sha256, transfer,
                      wait_until)
 
 
@@ -138,7 +138,11 @@ def test_local_service_down_closes_the_smgw_side_with_a_reason(env):
     """with nothing listening at forward, the SMGW's channel is closed with close_notify and the log says why"""
     ports = device(env, {"modbus": {"forward": f"127.0.0.1:{free_port()}"}})
     [emt] = env.start_sim_inbound([(ports["modbus"], None)])
-    assert emt_exchange(emt) == b""
+    # the EMT keeps its side open (no half-close), so the device's close is the first the SMGW sees
+    s = socket.create_connection(("127.0.0.1", emt))
+    s.sendall(b"request\n")
+    assert recv_all(s) == b""
+    s.close()
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=service_connection_refused")
     env.sim.wait_log(r"inbound channel closed .*reason=device_closed")
 
