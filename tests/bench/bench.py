@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""make bench: clsgw against stunnel and against the crypto floor of the same mbedTLS.
+
+Every scenario is reported as a ratio to a reference measured in the same run, because absolute
+times on a shared machine are noisy. Both sides talk to the same SMGW stand-in (stunnel in server
+mode: it keeps a session cache and issues tickets, so resumption can be measured) which relays to
+the same EMT echo. Writes build/bench/results.json, build/bench/results.md and
+build/bench/scale.svg.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--build", default="build")
+ap.add_argument("--floor", required=True, help="the crypto_floor program")
+ap.add_argument("--latency-channels", type=int, default=200)
+ap.add_argument("--scale-channels", type=int, default=1000)
+ap.add_argument("--bulk-mib", type=int, default=64)
+ap.add_argument("--out", default="build/bench")
+args = ap.parse_args()
+os.environ["CLSGW_BUILD"] = args.build
+
+import harness  # noqa: E402  (needs CLSGW_BUILD first)
+from harness import Env, free_port, wait_until, children_of  # noqa: E402
+
+EMT = "emt.example"
+STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
+SUITE, GROUP = "ECDHE-ECDSA-AES128-GCM-SHA256", "brainpoolP256r1"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def say(*a):
+    print("bench:", *a, flush=True)
+
+
+# --- /proc readings ------------------------------------------------------------------------
+
+def tree(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children_of(p)
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
+        except OSError:
+            pass
+    return total / TICK
+
+
+def pss_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def ctxt_switches(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return sum(int(line.split()[1]) for line in f if "ctxt_switches:" in line)
+
+
+# --- the two gateways under test ------------------------------------------------------------
+
+class Clsgw:
+    name = "clsgw"
+
+    def __init__(self, env, smgw_port, resumption):
+        self.env = env
+        self.port = free_port()
+        self.inbound_port = free_port()
+        cfg = env.write_config(smgw_port, {
+            "app": {"listen": f"127.0.0.1:{self.port}", "ingress": "static", "target": f"{EMT}:443", "proxy": "sni"},
+        }, clsgw={"log_level": "info", "max_channels": str(args.scale_channels + 50), "handshake_timeout": "60s",
+                  "resumption": "yes" if resumption else "no"})
+        self.proc = env.start_clsgwd(cfg)
+        self.pid = self.proc.pid
+
+    def pids(self):
+        return tree(self.pid)
+
+    def stop(self):
+        self.proc.stop()
+        self.env.processes.remove(self.proc)
+
+
+class Stunnel:
+    name = "stunnel"
+
+    def __init__(self, env, smgw_port, resumption, tag):
+        self.env = env
+        self.port = free_port()
+        conf = env.path(f"stunnel-client-{tag}.conf")
+        with open(conf, "w") as f:
+            f.write(f"""foreground = yes
+pid =
+debug = 5
+[app]
+client = yes
+accept = 127.0.0.1:{self.port}
+connect = 127.0.0.1:{smgw_port}
+sni = {EMT}
+cert = {env.path('device.crt')}
+key = {env.path('device.key')}
+CAfile = {env.path('smgw.crt')}
+verifyPeer = yes
+sslVersionMin = TLSv1.2
+sslVersionMax = TLSv1.2
+curves = {GROUP}:brainpoolP384r1
+ciphers = {SUITE}
+sessionResume = {'yes' if resumption else 'no'}
+""")
+        self.proc = env.start(f"stunnel-client-{tag}", [STUNNEL, conf])
+        self.proc.wait_log("Configuration successful")
+        self.pid = self.proc.pid
+
+    def pids(self):
+        return [self.pid]
+
+    def stop(self):
+        self.proc.stop()
+        self.env.processes.remove(self.proc)
+
+
+def start_smgw_standin(env, echo_port):
+    port = free_port()
+    conf = env.path("stunnel-smgw.conf")
+    with open(conf, "w") as f:
+        f.write(f"""foreground = yes
+pid =
+debug = 5
+[smgw]
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{echo_port}
+cert = {env.path('smgw.crt')}
+key = {env.path('smgw.key')}
+CAfile = {env.path('device.crt')}
+verifyPeer = yes
+sslVersionMin = TLSv1.2
+sslVersionMax = TLSv1.2
+curves = {GROUP}:brainpoolP384r1
+ciphers = {SUITE}
+""")
+    p = env.start("stunnel-smgw", [STUNNEL, conf])
+    p.wait_log("Configuration successful")
+    return port
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+def open_channel(port, token=b"x"):
+    """Local connect, one byte out, the echo back: the setup latency a user sees."""
+    t0 = time.perf_counter()
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(token)
+    got = b""
+    while len(got) < len(token):
+        chunk = s.recv(len(token) - len(got))
+        if not chunk:
+            raise AssertionError("channel closed before the echo came back")
+        got += chunk
+    if got != token:
+        raise AssertionError(f"echo mismatch: {got!r} != {token!r}")
+    return s, (time.perf_counter() - t0) * 1000.0
+
+
+def setup_latency(gw, n):
+    times = []
+    for i in range(n):
+        s, ms = open_channel(gw.port)
+        s.close()
+        times.append(ms)
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 2), "p99_ms": round(times[int(len(times) * 0.99) - 1], 2),
+            "channels": n}
+
+
+def bulk(gw, mib, extra_pids=()):
+    """mib MiB up and the same back through one channel, concurrently; CPU of the gateway's processes."""
+    s, _ = open_channel(gw.port)
+    pids = gw.pids() + list(extra_pids)
+    cpu0 = cpu_seconds(pids)
+    block = os.urandom(1 << 20)
+    received = [0]
+
+    def reader():
+        while received[0] < mib << 20:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            received[0] += len(chunk)
+
+    t0 = time.perf_counter()
+    th = threading.Thread(target=reader)
+    th.start()
+    for _ in range(mib):
+        s.sendall(block)
+    th.join(300)
+    elapsed = time.perf_counter() - t0
+    pids = gw.pids() + list(extra_pids)  # the worker of this channel is alive until the close below
+    cpu = cpu_seconds(pids) - cpu0
+    s.close()
+    if received[0] != mib << 20:
+        raise AssertionError(f"{gw.name}: {received[0]} of {mib << 20} bytes came back")
+    return {"mib_each_way": mib, "seconds": round(elapsed, 3), "mib_s_each_way": round(mib / elapsed, 1),
+            "cpu_s": round(cpu, 3), "cpu_ms_per_mib": round(cpu * 1000.0 / (2 * mib), 3)}
+
+
+def scale(gw, total, batch=50):
+    """Opens total channels in batches (the first of one), each verified by its own echo, and keeps
+    them open; memory at 1 and at every 100 channels."""
+    socks, points, lat = [], [], []
+    starts = [0, 1] + list(range(batch, total, batch))
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else total
+        results, errors = [None] * (end - start), []
+
+        def one(i):
+            try:
+                results[i] = open_channel(gw.port, f"{start + i:06d}".encode())
+            except Exception as e:  # noqa: BLE001  (reported below)
+                errors.append(repr(e))
+
+        ths = [threading.Thread(target=one, args=(i,)) for i in range(len(results))]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(120)
+        if errors:
+            raise AssertionError(f"{gw.name}: {len(errors)} channels failed at {start}: {errors[0]}")
+        socks += [r[0] for r in results]
+        lat += [r[1] for r in results]
+        n = len(socks)
+        if n == 1 or n % 100 == 0 or n == total:
+            time.sleep(0.5)  # measurement pause only: lets workers finish handshake-time allocations
+            points.append({"channels": n, "pss_kib": pss_kib(gw.pids()), "batch_p50_ms":
+                           round(statistics.median(lat[-len(results):]), 2)})
+            say(f"{gw.name}: {n} channels open, PSS {points[-1]['pss_kib']} KiB")
+    return socks, points
+
+
+def idle_master(pid, seconds=5.0):
+    c0, w0 = cpu_seconds([pid]), ctxt_switches(pid)
+    time.sleep(seconds)  # the measurement window itself
+    return {"window_s": seconds, "cpu_ms": round((cpu_seconds([pid]) - c0) * 1000, 1),
+            "wakeups": ctxt_switches(pid) - w0}
+
+
+def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(8 * args.scale_channels + 1024, soft)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    os.makedirs(args.out, exist_ok=True)
+    results = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname()[2:5]),
+                           "model": cpu_model(), "date": time.strftime("%Y-%m-%d")}}
+
+    say("crypto floor (mbedTLS, one core)")
+    results["floor_gcm"] = json.loads(subprocess.check_output([args.floor, "gcm", "2"]))
+    ecc = json.loads(subprocess.check_output([args.floor, "ecc", "50"]))
+    results["floor_ecc"] = ecc
+    # the device's share of one full handshake: ECDHE on the group, the SMGW's ServerKeyExchange
+    # signature checked (its key is brainpoolP384r1), CertificateVerify signed (brainpoolP256r1)
+    client_ms = ecc[GROUP]["ecdhe_ms"] + ecc["brainpoolP384r1"]["verify_ms"] + ecc["brainpoolP256r1"]["sign_ms"]
+    # the SMGW stand-in's share, on the same two cores and in the same critical path
+    server_ms = (ecc[GROUP]["ecdhe_ms"] + ecc["brainpoolP384r1"]["sign_ms"] + ecc["brainpoolP256r1"]["verify_ms"])
+    results["floor_handshake"] = {"client_ecc_ms": round(client_ms, 2), "server_ecc_ms": round(server_ms, 2)}
+
+    env = Env("bench")
+    try:
+        echo = env.start_echo()
+        smgw = start_smgw_standin(env, echo)
+        for resumption in (False, True):
+            kind = "resumed" if resumption else "full"
+            for make in (lambda: Clsgw(env, smgw, resumption), lambda: Stunnel(env, smgw, resumption, kind)):
+                gw = make()
+                say(f"B2 {gw.name} {kind}: {args.latency_channels} channels, one after another")
+                open_channel(gw.port)[0].close()  # warm-up (and the session to resume from)
+                results.setdefault("B2", {}).setdefault(gw.name, {})[kind] = setup_latency(gw, args.latency_channels)
+                if resumption:
+                    say(f"B1/B5 {gw.name}: {args.bulk_mib} MiB each way")
+                    results.setdefault("B1", {})[gw.name] = bulk(gw, args.bulk_mib)
+                    say(f"B3/B4 {gw.name}: up to {args.scale_channels} open channels")
+                    socks, points = scale(gw, args.scale_channels)
+                    results.setdefault("B3", {})[gw.name] = points
+                    if gw.name == "clsgw":
+                        results["B4"] = {"channels": len(socks), "errors": 0, "master_idle": idle_master(gw.pid)}
+                    for s in socks:
+                        s.close()
+                gw.stop()
+    except BaseException:
+        env.close(keep=True)
+        say(f"failed; logs kept in {env.dir}")
+        raise
+    env.close()
+
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    md = table(results)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md)
+    plot(results, args.out)
+    print(md)
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def slope(points):
+    by = {p["channels"]: p["pss_kib"] for p in points}
+    lo, hi = (100, 500) if 500 in by and 100 in by else (min(by), max(by))
+    return (by[hi] - by[lo]) / max(1, hi - lo)
+
+
+def table(r):
+    g, b1, b2, b3 = r["floor_gcm"], r["B1"], r["B2"], r["B3"]
+    fh = r["floor_handshake"]
+    ecc_sum = fh["client_ecc_ms"]
+    rows = [
+        ("B1 throughput, MiB/s each way", f"{b1['clsgw']['mib_s_each_way']}", f"{b1['stunnel']['mib_s_each_way']}",
+         f"AES-128-GCM {g['aes128gcm_mib_s']} MiB/s",
+         f"{b1['clsgw']['mib_s_each_way'] / g['aes128gcm_mib_s']:.2f} × GCM", "≥ 0.85 × GCM"),
+        ("B2 full setup p50 / p99, ms", f"{b2['clsgw']['full']['p50_ms']} / {b2['clsgw']['full']['p99_ms']}",
+         f"{b2['stunnel']['full']['p50_ms']} / {b2['stunnel']['full']['p99_ms']}",
+         f"client ECC {ecc_sum} ms (+ stand-in ECC {fh['server_ecc_ms']} ms)",
+         f"{b2['clsgw']['full']['p50_ms'] / ecc_sum:.2f} × client ECC", "≤ 1.15 × client ECC + 2 ms"),
+        ("B2 resumed setup p50 / p99, ms", f"{b2['clsgw']['resumed']['p50_ms']} / {b2['clsgw']['resumed']['p99_ms']}",
+         f"{b2['stunnel']['resumed']['p50_ms']} / {b2['stunnel']['resumed']['p99_ms']}", "stunnel resumed p50",
+         f"{b2['clsgw']['resumed']['p50_ms'] / b2['stunnel']['resumed']['p50_ms']:.2f} × stunnel", "≤ 1.0 × stunnel"),
+        ("B3 memory per open channel, KiB (PSS slope 100→500)", f"{slope(b3['clsgw']):.0f}",
+         f"{slope(b3['stunnel']):.0f} (thread mode)", "stunnel per connection",
+         f"{slope(b3['clsgw']) / max(1, slope(b3['stunnel'])):.1f} × stunnel threads", "≤ 256 KiB and ≤ stunnel fork mode"),
+        ("B4 concurrent channels verified", f"{r['B4']['channels']} ({r['B4']['errors']} errors)", "", "",
+         f"master idle: {r['B4']['master_idle']['cpu_ms']} ms CPU, {r['B4']['master_idle']['wakeups']} wake-ups "
+         f"in {r['B4']['master_idle']['window_s']} s", "1,000 with no error"),
+        ("B5 CPU per MiB relayed, ms", f"{b1['clsgw']['cpu_ms_per_mib']}", f"{b1['stunnel']['cpu_ms_per_mib']}",
+         "stunnel", f"{b1['clsgw']['cpu_ms_per_mib'] / b1['stunnel']['cpu_ms_per_mib']:.2f} × stunnel",
+         "≤ 1.0 × stunnel or explained"),
+    ]
+    m = r["machine"]
+    out = [f"Machine: {m['model']}, {m['cpus']} CPUs, Linux {m['uname']}, {m['date']}", "",
+           "| Scenario | clsgw | stunnel | Reference | Ratio | Goal |", "|---|---|---|---|---|---|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    out += ["", "Memory (PSS, KiB) against open channels:", "", "| channels | clsgw | stunnel |", "|---|---|---|"]
+    st = {p["channels"]: p for p in b3["stunnel"]}
+    for p in b3["clsgw"]:
+        out.append(f"| {p['channels']} | {p['pss_kib']} | {st.get(p['channels'], {}).get('pss_kib', '')} |")
+    return "\n".join(out) + "\n"
+
+
+def plot(r, out):
+    if not shutil.which("gnuplot"):
+        say("gnuplot is missing: no plot (apt-get install gnuplot-nox)")
+        return
+    data = os.path.join(out, "scale.dat")
+    st = {p["channels"]: p for p in r["B3"]["stunnel"]}
+    with open(data, "w") as f:
+        f.write("# channels clsgw_pss_mib clsgw_p50_ms stunnel_pss_mib stunnel_p50_ms\n")
+        for p in r["B3"]["clsgw"]:
+            s = st.get(p["channels"], {"pss_kib": 0, "batch_p50_ms": 0})
+            f.write(f"{p['channels']} {p['pss_kib'] / 1024:.1f} {p['batch_p50_ms']} {s['pss_kib'] / 1024:.1f} "
+                    f"{s['batch_p50_ms']}\n")
+    script = f"""set terminal svg size 900,420 font 'sans,11'
+set output '{os.path.join(out, 'scale.svg')}'
+set multiplot layout 1,2
+set xlabel 'open channels'
+set ylabel 'PSS, MiB'
+set key left top
+plot '{data}' using 1:2 with linespoints title 'clsgw (all processes)', '' using 1:4 with linespoints title 'stunnel'
+set ylabel 'setup p50 of the last batch of 50, ms'
+plot '{data}' using 1:3 with linespoints title 'clsgw', '' using 1:5 with linespoints title 'stunnel'
+unset multiplot
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+if __name__ == "__main__":
+    main()
