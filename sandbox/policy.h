@@ -29,6 +29,18 @@ struct policy_rule {
     const char *why;
 };
 
+/* make SANITIZE=...: what the ASan/UBSan runtime itself needs, in every table; never in release
+ * builds. The tables that use it include <sys/mman.h>. */
+#ifdef CLSGW_SANITIZER_RUNTIME
+#define POLICY_SANITIZER_ROWS \
+    {"madvise", POLICY_ALLOW_ARG_EQ, 2, MADV_NOHUGEPAGE, "sanitizer shadow memory"}, \
+    {"madvise", POLICY_ALLOW_ARG_EQ, 2, MADV_DONTDUMP, "sanitizer shadow memory"}, \
+    {"sigaltstack", POLICY_ALLOW, 0, 0, "sanitizer deadly-signal handling"}, \
+    {"rt_sigaction", POLICY_ALLOW, 0, 0, "sanitizer deadly-signal handling"},
+#else
+#define POLICY_SANITIZER_ROWS
+#endif
+
 /* Each table ends with an entry whose syscall is NULL. */
 extern const struct policy_rule worker_policy[];
 extern const struct policy_rule signer_policy[];

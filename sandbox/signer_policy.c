@@ -43,12 +43,6 @@ const struct policy_rule signer_policy[] = {
     {"fstat", POLICY_SOFT_DENY, 0, 0, NULL},
     {"newfstatat", POLICY_SOFT_DENY, 0, 0, NULL},
     {"statx", POLICY_SOFT_DENY, 0, 0, NULL},
-#ifdef CLSGW_SANITIZER_RUNTIME
-    /* make SANITIZE=...: what the ASan/UBSan runtime itself needs; never in release builds */
-    {"madvise", POLICY_ALLOW_ARG_EQ, 2, MADV_NOHUGEPAGE, "sanitizer shadow memory"},
-    {"madvise", POLICY_ALLOW_ARG_EQ, 2, MADV_DONTDUMP, "sanitizer shadow memory"},
-    {"sigaltstack", POLICY_ALLOW, 0, 0, "sanitizer deadly-signal handling"},
-    {"rt_sigaction", POLICY_ALLOW, 0, 0, "sanitizer deadly-signal handling"},
-#endif
+    POLICY_SANITIZER_ROWS
     {NULL, POLICY_ALLOW, 0, 0, NULL},
 };

@@ -123,32 +123,34 @@ def test_channel_without_listener_is_a_startup_error(env):
     assert "channel 'app' has no listen address and systemd passed no socket named 'app'" in p.output()
 
 
-@runs_emulated
-def test_conformance_table_names_only_existing_tests(env):
-    """every test docs/conformance.md names exists, so the table cannot point at nothing"""
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def check_named_tests(doc_name):
+    """Every `test_module::test_function` a doc names exists (at least 20 are named); returns the doc."""
     import re
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    doc = open(os.path.join(root, "docs", "conformance.md")).read()
+    doc = open(os.path.join(ROOT, "docs", doc_name)).read()
     named = set(re.findall(r"`(test_\w+)::(test_\w+)`", doc))
     assert len(named) >= 20, named
     for module, function in named:
-        source = open(os.path.join(root, "tests", "integration", f"{module}.py")).read()
-        assert f"def {function}(" in source, f"{module}::{function} is named in docs/conformance.md but missing"
+        source = open(os.path.join(ROOT, "tests", "integration", f"{module}.py")).read()
+        assert f"def {function}(" in source, f"{module}::{function} is named in docs/{doc_name} but missing"
+    return doc
+
+
+@runs_emulated
+def test_conformance_table_names_only_existing_tests(env):
+    """every test docs/conformance.md names exists, so the table cannot point at nothing"""
+    check_named_tests("conformance.md")
 
 
 @runs_emulated
 def test_security_doc_names_only_existing_tests(env):
     """every test docs/security.md names exists"""
     import re
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    doc = open(os.path.join(root, "docs", "security.md")).read()
-    named = set(re.findall(r"`(test_\w+)::(test_\w+)`", doc))
-    assert len(named) >= 20, named
-    for module, function in named:
-        source = open(os.path.join(root, "tests", "integration", f"{module}.py")).read()
-        assert f"def {function}(" in source, f"{module}::{function} is named in docs/security.md but missing"
+    doc = check_named_tests("security.md")
     units = set(re.findall(r"`unit: ([^`]+)`", doc))
-    unit_sources = "".join(open(os.path.join(root, "tests", "unit", f)).read()
-                           for f in os.listdir(os.path.join(root, "tests", "unit")))
+    unit_sources = "".join(open(os.path.join(ROOT, "tests", "unit", f)).read()
+                           for f in os.listdir(os.path.join(ROOT, "tests", "unit")))
     for title in units:
         assert f'TEST_CASE("{title}"' in unit_sources, f"unit test '{title}' is named but missing"
