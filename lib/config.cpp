@@ -221,6 +221,11 @@ void interpreter::global(const ini_entry &e)
         if (!n || *n == 0)
             return error(e.line, "max_channels: expected a number from 1 to 65536");
         cfg_.max_channels = static_cast<unsigned>(*n);
+    } else if (e.key == "spare_workers") {
+        auto n = parse_uint(e.value, 64);
+        if (!n)
+            return error(e.line, "spare_workers: expected a number from 0 to 64");
+        cfg_.spare_workers = static_cast<unsigned>(*n);
     } else if (e.key == "handshake_timeout") {
         duration(e, cfg_.handshake_timeout_ms, day, false);
     } else if (e.key == "connect_timeout") {

@@ -27,6 +27,7 @@ bool known_type(uint16_t t)
     case msg_type::established:
     case msg_type::result:
     case msg_type::session_answer:
+    case msg_type::handover:
     case msg_type::session_request:
     case msg_type::session_offer:
     case msg_type::session_store:

@@ -22,6 +22,7 @@ enum class msg_type : uint16_t {
     upstream_ready = 2, // carries the connected upstream fd
     upstream_failed = 3,
     session_answer = 4, // a cached TLS session (or none) for session_request / session_lookup
+    handover = 5,       // to a spare worker: carries the connection; the job follows with the signer session
     // worker -> master
     log = 16,
     upstream_request = 17,

@@ -1,6 +1,10 @@
 // clsgw-worker: serves exactly one channel, then exits. Exec'd by clsgwd with fixed fds:
 // 3 = control socket to the master, 4 = the accepted connection, 5 = the signer session.
 // Everything it needs arrives on fd 3; it confines itself before it reads a network byte.
+//
+// As a spare (`clsgw-worker --spare UID GID`, fd 3 only) it confines itself completely first,
+// then waits: the connection (to fd 4) and the signer session (to fd 5) arrive over fd 3 with
+// the job. A spare serves exactly one channel too; it only did its start-up ahead of time.
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
@@ -34,12 +38,31 @@ void send_log_to_master(log_level level, const std::string &line)
     _exit(1);
 }
 
-worker_job receive_job()
+// A fresh worker's job comes within 10s of its start; a spare waits for one as long as the master
+// lives (it exits quietly when the control socket closes). A spare's job arrives after a handover
+// message with the connection; the job itself carries the signer session. Each passed fd must
+// land on its fixed number: the lowest free ones, as nothing else is open.
+worker_job receive_job(bool spare)
 {
-    pollfd p{CONTROL_FD, POLLIN, 0};
-    if (poll(&p, 1, 10000) != 1)
-        die("no job from the master within 10s");
-    ipc_recv_result r = ipc_recv(CONTROL_FD, false);
+    auto next = [](int timeout_ms, bool fd_allowed) {
+        pollfd p{CONTROL_FD, POLLIN, 0};
+        if (poll(&p, 1, timeout_ms) != 1)
+            die("no job from the master within 10s");
+        return ipc_recv(CONTROL_FD, fd_allowed);
+    };
+    ipc_recv_result r = next(spare ? -1 : 10000, spare);
+    if (spare && r.status == ipc_status::closed)
+        _exit(0); // clsgwd stopped or retired this spare
+    if (spare) {
+        if (r.status != ipc_status::ok || r.message.type != msg_type::handover || !r.message.payload.empty() ||
+            r.message.fd.get() != CONNECTION_FD)
+            die("bad handover message: " + r.error);
+        (void)r.message.fd.release();
+        r = next(10000, true);
+        if (r.status == ipc_status::ok && r.message.fd.get() != SIGNER_FD)
+            die("the signer session did not arrive on fd 5");
+        (void)r.message.fd.release();
+    }
     if (r.status != ipc_status::ok || r.message.type != msg_type::job)
         die("bad job message: " + r.error);
     std::string err;
@@ -49,7 +72,7 @@ worker_job receive_job()
     return *job;
 }
 
-// Parses certificates and seeds the DRBG while that may still touch the system.
+// Parses certificates: from memory only, so a spare does it inside its sandbox.
 void load_tls_material(worker_context &ctx)
 {
     std::string err;
@@ -64,8 +87,27 @@ void load_tls_material(worker_context &ctx)
     }
     if (!tls::key_id(&ctx.own_chain.get()->pk, ctx.key_id))
         die("cannot compute the key id");
+}
+
+// Seeds the DRBG while the system may still be reached (getrandom, or a file as fallback).
+void seed(worker_context &ctx)
+{
     if (!ctx.rng.seed("clsgw-worker"))
         die("cannot seed the random generator");
+}
+
+// `--spare UID GID`: the ids the sandbox changes to when started as root (-1: keep).
+bool parse_spare_args(int argc, char **argv, long &uid, long &gid)
+{
+    if (argc != 4 || std::string(argv[1]) != "--spare")
+        return false;
+    auto id = [](const char *text, long &out) {
+        if (std::string(text) == "-1")
+            return out = -1, true;
+        auto n = parse_uint(text, 0x7fffffff);
+        return n ? (out = static_cast<long>(*n), true) : false;
+    };
+    return id(argv[2], uid) && id(argv[3], gid);
 }
 
 void report(const worker_context &ctx)
@@ -76,32 +118,52 @@ void report(const worker_context &ctx)
 
 } // namespace
 
-int main()
+int main(int argc, char **argv)
 {
     log_init("clsgw-worker", log_level::info);
     log_set_sink(send_log_to_master);
-    if (fcntl(CONTROL_FD, F_GETFD) < 0 || fcntl(CONNECTION_FD, F_GETFD) < 0 || fcntl(SIGNER_FD, F_GETFD) < 0) {
+    long spare_uid = -1, spare_gid = -1;
+    const bool spare = argc > 1;
+    bool fds_ok = fcntl(CONTROL_FD, F_GETFD) >= 0;
+    if (spare)
+        fds_ok = fds_ok && fcntl(CONNECTION_FD, F_GETFD) < 0 && fcntl(SIGNER_FD, F_GETFD) < 0;
+    else
+        fds_ok = fds_ok && fcntl(CONNECTION_FD, F_GETFD) >= 0 && fcntl(SIGNER_FD, F_GETFD) >= 0;
+    if ((spare && !parse_spare_args(argc, argv, spare_uid, spare_gid)) || !fds_ok) {
         log_set_sink(nullptr);
-        fatal("clsgw-worker is started by clsgwd with fds 3, 4 and 5 open");
+        fatal("clsgw-worker is started by clsgwd with fds 3, 4 and 5 open, or as a spare "
+              "(--spare UID GID) with fd 3 alone");
     }
     sandbox_limits limits;
     limits.highest_fd = HIGHEST_FD;
-    std::string err = sandbox_prepare(SIGNER_FD, limits);
+    std::string err = sandbox_prepare(spare ? CONTROL_FD : SIGNER_FD, limits);
     if (!err.empty())
         die(err);
 
     worker_context ctx;
-    ctx.started_ms = now_ms();
-    ctx.job = receive_job();
-    log_set_threshold(ctx.job.level);
+    if (spare) {
+        seed(ctx);
+        err = sandbox_lockdown(worker_policy, spare_uid, spare_gid);
+        if (!err.empty())
+            die(err);
+        ctx.job = receive_job(true);
+        if (static_cast<long>(ctx.job.uid) != spare_uid || static_cast<long>(ctx.job.gid) != spare_gid)
+            die("the job is for other user ids than this spare was started with");
+        ctx.started_ms = now_ms();
+        log_set_threshold(ctx.job.level);
+        load_tls_material(ctx);
+    } else {
+        ctx.started_ms = now_ms();
+        ctx.job = receive_job(false);
+        log_set_threshold(ctx.job.level);
+        load_tls_material(ctx);
+        seed(ctx);
+        set_nonblocking(CONNECTION_FD, true); // fcntl is not in the filter; a spare's comes non-blocking
+        err = sandbox_lockdown(worker_policy, static_cast<long>(ctx.job.uid), static_cast<long>(ctx.job.gid));
+        if (!err.empty())
+            die(err);
+    }
     ctx.handshake_deadline_ms = ctx.started_ms + ctx.job.handshake_timeout_ms;
-    load_tls_material(ctx);
-    set_nonblocking(CONNECTION_FD, true); // fcntl is not in the filter
-
-
-    err = sandbox_lockdown(worker_policy, static_cast<long>(ctx.job.uid), static_cast<long>(ctx.job.gid));
-    if (!err.empty())
-        die(err);
 
     if (ctx.job.direction == channel_direction::inbound)
         run_inbound(ctx);

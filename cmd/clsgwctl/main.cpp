@@ -229,9 +229,11 @@ void print_status(const nlohmann::json &s)
     printf("channels: %zu open of %u, %llu accepted, %llu finished\n", s["channels"].size(),
            s["max_channels"].get<unsigned>(), static_cast<unsigned long long>(s["accepted"].get<uint64_t>()),
            static_cast<unsigned long long>(s["finished"].get<uint64_t>()));
+    printf("spare workers: %u of %u waiting\n", s["spare_workers"]["ready"].get<unsigned>(),
+           s["spare_workers"]["configured"].get<unsigned>());
     for (const auto &c : s["channels"]) {
-        printf("  #%llu %s %s peer=%s state=%s age=%llus", static_cast<unsigned long long>(c["id"].get<uint64_t>()),
-               c["name"].get<std::string>().c_str(), c["direction"].get<std::string>().c_str(),
+        printf("  #%llu %s %s pid=%d peer=%s state=%s age=%llus", static_cast<unsigned long long>(c["id"].get<uint64_t>()),
+               c["name"].get<std::string>().c_str(), c["direction"].get<std::string>().c_str(), c["pid"].get<int>(),
                c["peer"].get<std::string>().c_str(), c["state"].get<std::string>().c_str(),
                static_cast<unsigned long long>(c["age_s"].get<uint64_t>()));
         if (c.contains("target"))

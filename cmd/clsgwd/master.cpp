@@ -29,6 +29,7 @@ constexpr uint64_t LIMIT_LOG_INTERVAL_MS = 10000;
 constexpr uint64_t SIGNER_BACKOFF_MAX_MS = 60000;
 constexpr unsigned WORKER_LOG_LINES_MAX = 200;
 constexpr uint64_t SMGW_BACKOFF_FIRST_MS = 1000;
+constexpr uint64_t SPARE_REFILL_DEFER_MS = 1000;
 
 // Places the given fds at 3, 4, 5 (and /dev/null on 0-2) and execs; never returns.
 [[noreturn]] void exec_child(const std::string &path, const std::vector<int> &fds, std::vector<std::string> args,
@@ -419,8 +420,8 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
         han_keepalive(connection.get()); // the HAN side of an inbound channel
     ch.started_ms = now_ms();
     ch.handshake_deadline_ms = ch.started_ms + cfg_.handshake_timeout_ms + HANDSHAKE_GRACE_MS;
-    unique_fd signer_end, worker_signer_end, worker_control;
-    if (!ipc_socketpair(signer_end, worker_signer_end) || !ipc_socketpair(ch.control, worker_control)) {
+    unique_fd signer_end, worker_signer_end;
+    if (!ipc_socketpair(signer_end, worker_signer_end)) {
         log_error("cannot create channel sockets", log_fields().add("error", errno_text(errno)));
         return;
     }
@@ -431,22 +432,151 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
         return;
     }
     signer_end.reset();
-    pid_t pid = fork();
-    if (pid < 0) {
-        log_error("cannot fork a worker", log_fields().add("error", errno_text(errno)));
-        return;
+    bool spare = hand_to_spare(ch, connection.get(), worker_signer_end.get());
+    if (!spare) {
+        unique_fd worker_control;
+        if (!ipc_socketpair(ch.control, worker_control)) {
+            log_error("cannot create channel sockets", log_fields().add("error", errno_text(errno)));
+            return;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+            log_error("cannot fork a worker", log_fields().add("error", errno_text(errno)));
+            return;
+        }
+        if (pid == 0)
+            exec_child(paths_.worker, {worker_control.get(), connection.get(), worker_signer_end.get()},
+                       {"clsgw-worker"}, false);
+        ch.pid = pid;
+        if (!ipc_send(ch.control.get(), msg_type::job, encode_job(make_job(ch))))
+            log_error("cannot send the job to the worker",
+                      log_fields().add("channel", ch.id).add("error", errno_text(errno)));
     }
-    if (pid == 0)
-        exec_child(paths_.worker, {worker_control.get(), connection.get(), worker_signer_end.get()}, {"clsgw-worker"},
-                   false);
-    ch.pid = pid;
-    if (!ipc_send(ch.control.get(), msg_type::job, encode_job(make_job(ch))))
-        log_error("cannot send the job to the worker", log_fields().add("channel", ch.id).add("error", errno_text(errno)));
     log_debug("channel accepted", log_fields().add("id", ch.id).add("name", cc.name).add("peer", peer)
-                                      .add("pid", static_cast<int64_t>(pid)));
-    pid_to_channel_[pid] = ch.id;
+                                      .add("pid", static_cast<int64_t>(ch.pid)).add("spare", spare ? "yes" : "no"));
+    pid_to_channel_[ch.pid] = ch.id;
     accepted_total_++;
     channels_.emplace(ch.id, std::move(ch));
+}
+
+// --- spare workers ---------------------------------------------------------------------------
+
+// The refill waits while a channel's handshake is young: forking blocks this loop for a moment
+// and the new spare's start competes for the CPU, both of which that handshake would feel.
+uint64_t master::spare_refill_due() const
+{
+    uint64_t due = spare_refill_at_ms_;
+    for (const auto &[id, ch] : channels_)
+        if (!ch.established && ch.kill_reason.empty())
+            due = std::max(due, ch.started_ms + SPARE_REFILL_DEFER_MS);
+    return due;
+}
+
+void master::refill_spares()
+{
+    if (stopping_ || spares_.size() >= cfg_.spare_workers || now_ms() < spare_refill_due())
+        return;
+    while (spares_.size() < cfg_.spare_workers) {
+        spare_worker s;
+        unique_fd theirs;
+        if (!ipc_socketpair(s.control, theirs)) {
+            log_error("cannot create a spare worker's socket", log_fields().add("error", errno_text(errno)));
+            spare_refill_at_ms_ = now_ms() + spare_backoff_ms_;
+            return;
+        }
+        s.pid = fork();
+        if (s.pid < 0) {
+            log_error("cannot fork a spare worker", log_fields().add("error", errno_text(errno)));
+            spare_refill_at_ms_ = now_ms() + spare_backoff_ms_;
+            return;
+        }
+        if (s.pid == 0)
+            exec_child(paths_.worker, {theirs.get()},
+                       {"clsgw-worker", "--spare", std::to_string(worker_uid_), std::to_string(worker_gid_)}, false);
+        spares_.push_back(std::move(s));
+    }
+}
+
+// The oldest spare (the likeliest to be waiting already) takes the channel: the connection in
+// a handover message, then the job with the signer session. A spare that died meanwhile is
+// killed for certain and the next one tried; false when none took it.
+bool master::hand_to_spare(channel &ch, int connection, int signer_session)
+{
+    while (!spares_.empty()) {
+        spare_worker s = std::move(spares_.front());
+        spares_.erase(spares_.begin());
+        if (s.control && ipc_send(s.control.get(), msg_type::handover, {}, connection) &&
+            ipc_send(s.control.get(), msg_type::job, encode_job(make_job(ch)), signer_session)) {
+            ch.pid = s.pid;
+            ch.control = std::move(s.control);
+            return true;
+        }
+        kill(s.pid, SIGKILL);
+        retired_spares_.push_back(s.pid);
+    }
+    return false;
+}
+
+// Reload and stop: spares started under the old settings (worker path, user) exit when their
+// control socket closes; the pool refills under the new ones.
+void master::retire_spares()
+{
+    for (auto &s : spares_)
+        retired_spares_.push_back(s.pid);
+    spares_.clear();
+    spare_refill_at_ms_ = 0;
+    spare_backoff_ms_ = 1000;
+}
+
+size_t master::spares_ready() const
+{
+    return static_cast<size_t>(std::count_if(spares_.begin(), spares_.end(), [](const spare_worker &s) {
+        return static_cast<bool>(s.control);
+    }));
+}
+
+// Before its job a spare says nothing unless it fails (a log line, then it exits).
+void master::on_spare_message(spare_worker &s)
+{
+    ipc_recv_result r = ipc_recv(s.control.get(), false);
+    if (r.status == ipc_status::would_block)
+        return;
+    if (r.status == ipc_status::ok && r.message.type == msg_type::log && !r.message.payload.empty() &&
+        valid_log_level(r.message.payload[0]) && r.message.payload.size() <= 1025) {
+        const bytes &p = r.message.payload;
+        log_raw(static_cast<log_level>(p[0]),
+                sanitize(p.data() + 1, p.size() - 1) + " " + log_fields().add("spare_pid", static_cast<int64_t>(s.pid)).str());
+        return;
+    }
+    if (r.status != ipc_status::closed)
+        kill(s.pid, SIGKILL); // anything else before a job is a protocol violation
+    s.control.reset();
+}
+
+// True when pid was a spare. One from the pool died unused: logged, and the refill waits.
+bool master::spare_exited(pid_t pid, int status)
+{
+    auto retired = std::find(retired_spares_.begin(), retired_spares_.end(), pid);
+    if (retired != retired_spares_.end()) {
+        retired_spares_.erase(retired);
+        return true;
+    }
+    auto it = std::find_if(spares_.begin(), spares_.end(), [pid](const spare_worker &s) { return s.pid == pid; });
+    if (it == spares_.end())
+        return false;
+    while (it->control) {
+        pollfd p{it->control.get(), POLLIN, 0};
+        if (poll(&p, 1, 0) != 1)
+            break;
+        on_spare_message(*it);
+    }
+    spares_.erase(it);
+    std::string how = WIFSIGNALED(status) ? signal_name(WTERMSIG(status)) : "exit " + std::to_string(WEXITSTATUS(status));
+    log_warn("a spare worker ended before serving a channel; the pool refills later",
+             log_fields().add("pid", static_cast<int64_t>(pid)).add("status", how).add("retry_in_ms", spare_backoff_ms_));
+    spare_refill_at_ms_ = now_ms() + spare_backoff_ms_;
+    spare_backoff_ms_ = std::min<uint64_t>(spare_backoff_ms_ * 2, 60000);
+    return true;
 }
 
 // A silently dead SMGW is noticed within keepalive_idle + keepalive_interval * keepalive_probes.
@@ -774,6 +904,7 @@ void master::note_worker_usefulness(const channel &ch)
     if (ch.result || !ch.kill_reason.empty()) { // it did its job, or we ended it
         useless_deaths_ = 0;
         spawn_pause_ms_ = 1000;
+        spare_backoff_ms_ = 1000;
         return;
     }
     if (++useless_deaths_ < 3)
@@ -816,6 +947,8 @@ void master::reap()
             log_debug("retired signer exited", log_fields().add("pid", static_cast<int64_t>(pid)));
             continue;
         }
+        if (spare_exited(pid, status))
+            continue;
         auto it = pid_to_channel_.find(pid);
         if (it == pid_to_channel_.end())
             continue;
@@ -835,6 +968,7 @@ void master::begin_stop(const char *why)
     stopping_ = true;
     stop_deadline_ms_ = now_ms() + cfg_.shutdown_timeout_ms;
     listeners_.clear();
+    retire_spares();
     sd_notify_state("STOPPING=1");
     log_info("stopping: no new channels", log_fields().add("signal", why).add("open_channels", channels_.size())
                                               .add("shutdown_timeout", format_duration_ms(cfg_.shutdown_timeout_ms)));
@@ -890,6 +1024,8 @@ int master::poll_timeout() const
         next = std::min(next, signer_.restart_at_ms);
     if (accept_paused_until_ms_ > now)
         next = std::min(next, accept_paused_until_ms_);
+    if (spares_.size() < cfg_.spare_workers && !stopping_)
+        next = std::min(next, spare_refill_due());
     if (watchdog_interval_ms_)
         next = std::min(next, watchdog_next_ms_);
     next = std::min(next, next_suppressed_flush());
@@ -935,7 +1071,7 @@ int master::run()
     open_control_socket();
     watch_certificates();
     start_signer();
-    enum kind { SIGNALS, SIGNER, LISTENER, WORKER, UPSTREAM, CONTROL };
+    enum kind { SIGNALS, SIGNER, LISTENER, WORKER, UPSTREAM, CONTROL, SPARE };
     struct slot {
         kind k;
         uint64_t id;
@@ -943,6 +1079,7 @@ int master::run()
     std::vector<pollfd> fds;
     std::vector<slot> slots;
     while (!(stopping_ && channels_.empty())) {
+        refill_spares();
         fds.clear();
         slots.clear();
         fds.push_back({signals_.get(), POLLIN, 0});
@@ -959,6 +1096,11 @@ int master::run()
             for (size_t i = 0; i < listeners_.size(); i++) {
                 fds.push_back({listeners_[i].fd.get(), POLLIN, 0});
                 slots.push_back({LISTENER, i});
+            }
+        for (size_t i = 0; i < spares_.size(); i++)
+            if (spares_[i].control) {
+                fds.push_back({spares_[i].control.get(), POLLIN, 0});
+                slots.push_back({SPARE, static_cast<uint64_t>(spares_[i].pid)});
             }
         for (const auto &[id, ch] : channels_) {
             if (ch.control) {
@@ -996,6 +1138,11 @@ int master::run()
                     finish_upstream(ch->second);
                 break;
             case CONTROL: on_control_connection(); break;
+            case SPARE:
+                for (auto &sp : spares_)
+                    if (sp.pid == static_cast<pid_t>(slots[i].id) && sp.control)
+                        on_spare_message(sp);
+                break;
             }
         }
         if (signer_.ready && !announced_ready_) {
@@ -1083,6 +1230,7 @@ std::string master::reload()
     if (!log_set_target(cfg_.target, cfg_.log_file))
         log_error("cannot open the new log file; logging to stderr", log_fields().add("path", cfg_.log_file));
     watch_certificates();
+    retire_spares();
     log_info("reloaded", log_fields().add("channels", cfg_.channels.size()).add("listeners", listeners_.size())
                              .add("listeners_before", before).add("key", signer_.key_id));
     sd_notify_state("READY=1");

@@ -64,6 +64,12 @@ struct cached_session {
     std::string scope;       // server side: listener and SMGW address it belongs to
 };
 
+// A worker exec'd and sandboxed ahead of time (spare_workers), waiting for exactly one channel.
+struct spare_worker {
+    pid_t pid = -1;
+    unique_fd control; // closed: the spare is dying and is not handed out
+};
+
 struct signer_process {
     pid_t pid = -1;
     unique_fd control;
@@ -142,6 +148,19 @@ private:
     void flush_suppressed();
     uint64_t next_suppressed_flush() const;
     std::map<bytes, cached_session> server_sessions_;       // by session id
+    // The spare pool: a channel takes the oldest spare, the pool is refilled after the accept
+    // round. Spares that die unused are logged and the refill waits, doubling up to 60s.
+    std::vector<spare_worker> spares_;
+    std::vector<pid_t> retired_spares_; // control closed (reload, stop); they exit on their own
+    uint64_t spare_refill_at_ms_ = 0;
+    uint64_t spare_backoff_ms_ = 1000;
+    void refill_spares();
+    uint64_t spare_refill_due() const;
+    bool hand_to_spare(channel &ch, int connection, int signer_session);
+    void retire_spares();
+    void on_spare_message(spare_worker &s);
+    bool spare_exited(pid_t pid, int status);
+    size_t spares_ready() const;
 
     void setup_signals();
     void start_signer();

@@ -30,8 +30,11 @@ ap.add_argument("--latency-channels", type=int, default=200)
 ap.add_argument("--scale-channels", type=int, default=1000)
 ap.add_argument("--bulk-mib", type=int, default=64)
 ap.add_argument("--out", default="build/bench")
+ap.add_argument("--spare-workers", type=int, help="clsgw's spare_workers (default: clsgw's own default)")
+ap.add_argument("--only", default="B1,B2,B3", help="scenarios to run, e.g. B2 (B3 includes B4)")
 ap.add_argument("--report-only", action="store_true", help="only remake the table and plot from results.json")
 args = ap.parse_args()
+only = set(args.only.split(","))
 os.environ["CLSGW_BUILD"] = args.build
 
 import harness  # noqa: E402  (needs CLSGW_BUILD first)
@@ -91,9 +94,9 @@ def ctxt_switches(pid):
 # --- the two gateways under test ------------------------------------------------------------
 
 class Clsgw:
-    name = "clsgw"
-
-    def __init__(self, env, smgw_port, echo_port, resumption):
+    def __init__(self, env, smgw_port, echo_port, resumption, spares=None):
+        self.name = "clsgw" if spares is None else f"clsgw_spares_{spares}"
+        spares = args.spare_workers if spares is None else spares
         self.env = env
         self.port = free_port()
         self.inbound_port = free_port()
@@ -102,7 +105,8 @@ class Clsgw:
             "svc": {"direction": "inbound", "listen": f"127.0.0.1:{self.inbound_port}",
                     "forward": f"127.0.0.1:{echo_port}"},
         }, clsgw={"log_level": "info", "max_channels": str(args.scale_channels + 50), "handshake_timeout": "60s",
-                  "resumption": "yes" if resumption else "no"})
+                  "resumption": "yes" if resumption else "no",
+                  **({"spare_workers": str(spares)} if spares is not None else {})})
         self.proc = env.start_clsgwd(cfg)
         self.pid = self.proc.pid
 
@@ -180,12 +184,14 @@ def open_channel(port, token=b"x"):
     return s, (time.perf_counter() - t0) * 1000.0
 
 
-def setup_latency(gw, n):
+def setup_latency(gw, n, pause=0.0):
+    """n channels one after another (pause seconds between them: a device that is mostly idle)."""
     times = []
     for i in range(n):
         s, ms = open_channel(gw.port)
         s.close()
         times.append(ms)
+        time.sleep(pause)  # the load pattern itself, not a synchronisation
     times.sort()
     return {"p50_ms": round(statistics.median(times), 2), "p99_ms": round(times[int(len(times) * 0.99) - 1], 2),
             "channels": n}
@@ -300,21 +306,35 @@ def main():
         smgw = start_smgw_standin(env, echo)
         for resumption in (False, True):
             kind = "resumed" if resumption else "full"
+            # clsgw without spare workers: the pool's effect, measured in the same run (B2 only)
             for make in (lambda: Clsgw(env, smgw, echo, resumption),
+                         lambda: Clsgw(env, smgw, echo, resumption, spares=0),
                          lambda: Stunnel(env, smgw, echo, resumption, kind)):
                 gw = make()
-                say(f"B2 {gw.name} {kind}: {args.latency_channels} channels, one after another")
+                if gw.name != "clsgw" and gw.name != "stunnel" and "B2" not in only:
+                    gw.stop()
+                    continue
                 open_channel(gw.port)[0].close()  # warm-up (and the session to resume from)
-                b2 = results.setdefault("B2", {}).setdefault(gw.name, {})[kind] = setup_latency(gw, args.latency_channels)
-                if gw.name == "clsgw":
-                    b2["handshake_p50_ms"] = handshake_p50(gw, args.latency_channels + 1)
-                if resumption:
+                if "B2" in only:
+                    say(f"B2 {gw.name} {kind}: {args.latency_channels} channels, one after another")
+                    b2 = results.setdefault("B2", {}).setdefault(gw.name, {})[kind] = setup_latency(
+                        gw, args.latency_channels)
+                    if gw.name.startswith("clsgw"):
+                        b2["handshake_p50_ms"] = handshake_p50(gw, args.latency_channels + 1)
+                    if resumption:
+                        say(f"B2 {gw.name} {kind}: {args.latency_channels} channels, one every 50 ms")
+                        results.setdefault("B2_paced", {})[gw.name] = setup_latency(gw, args.latency_channels, 0.05)
+                if gw.name not in ("clsgw", "stunnel"):
+                    gw.stop()
+                    continue
+                if resumption and "B1" in only:
                     say(f"B1/B5 {gw.name}: {args.bulk_mib} MiB each way")
                     results.setdefault("B1", {})[gw.name] = bulk(gw, args.bulk_mib)
                     # inbound: the SMGW simulator's active side opens TLS to the device's listener
                     [emt] = env.start_sim_inbound([(gw.inbound_port, None)])
                     say(f"B1 {gw.name} inbound: {args.bulk_mib} MiB each way")
                     results.setdefault("B1_inbound", {})[gw.name] = bulk(gw, args.bulk_mib, port=emt)
+                if resumption and "B3" in only:
                     say(f"B3/B4 {gw.name}: up to {args.scale_channels} open channels")
                     socks, points = scale(gw, args.scale_channels)
                     results.setdefault("B3", {})[gw.name] = points
@@ -329,6 +349,11 @@ def main():
         raise
     env.close()
 
+    if only != {"B1", "B2", "B3"}:  # a partial run: no table, and the full results stay as they are
+        with open(os.path.join(args.out, "results-partial.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        print(json.dumps({k: v for k, v in results.items() if k.startswith("B")}, indent=2))
+        return
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     report()
@@ -371,6 +396,16 @@ def table(r):
          f"{b2['stunnel']['resumed']['p50_ms']} / {b2['stunnel']['resumed']['p99_ms']}", "stunnel resumed p50",
          f"{b2['clsgw']['resumed']['p50_ms'] / b2['stunnel']['resumed']['p50_ms']:.2f} × stunnel; handshake alone "
          f"{b2['clsgw']['resumed'].get('handshake_p50_ms', '?')} ms", "≤ 1.0 × stunnel"),
+        ("B2 resumed setup p50, one channel every 50 ms, ms", f"{r['B2_paced']['clsgw']['p50_ms']}",
+         f"{r['B2_paced']['stunnel']['p50_ms']}", "stunnel, the same pattern",
+         f"{r['B2_paced']['clsgw']['p50_ms'] / r['B2_paced']['stunnel']['p50_ms']:.2f} × stunnel", "≤ 1.0 × stunnel"),
+        ("B2 without spare workers (spare_workers = 0): full / resumed / resumed every 50 ms, p50 ms",
+         f"{b2['clsgw_spares_0']['full']['p50_ms']} / {b2['clsgw_spares_0']['resumed']['p50_ms']} / "
+         f"{r['B2_paced']['clsgw_spares_0']['p50_ms']}", "", "clsgw with its default 2 spares, above",
+         f"{b2['clsgw']['full']['p50_ms'] / b2['clsgw_spares_0']['full']['p50_ms']:.2f} / "
+         f"{b2['clsgw']['resumed']['p50_ms'] / b2['clsgw_spares_0']['resumed']['p50_ms']:.2f} / "
+         f"{r['B2_paced']['clsgw']['p50_ms'] / r['B2_paced']['clsgw_spares_0']['p50_ms']:.2f} × (with spares / without)",
+         "the pool's effect"),
         ("B3 memory per open channel, KiB (PSS slope 100→500)", f"{slope(b3['clsgw']):.0f}",
          f"{slope(b3['stunnel']):.0f} (thread mode)", "stunnel per connection",
          f"{slope(b3['clsgw']) / max(1, slope(b3['stunnel'])):.1f} × stunnel threads", "≤ 256 KiB and ≤ stunnel fork mode"),

@@ -4,6 +4,7 @@ Every wait is a condition with a deadline (wait_until), never a bare sleep used 
 synchronisation. Each test gets a fresh Env; Env.close() stops everything it started.
 """
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -349,6 +350,23 @@ def children_of(pid):
         except (OSError, IndexError):
             pass
     return out
+
+
+def channel_pids(env):
+    """The worker pid of each open channel, as clsgwctl status reports them."""
+    return [c["pid"] for c in json.loads(env.clsgwctl("status", "--json").stdout)["channels"]]
+
+
+def channel_worker(env, index=0):
+    """The worker of the index-th open channel, waiting until that channel is listed."""
+    return wait_until(lambda: (lambda pids: pids[index] if len(pids) > index else None)(channel_pids(env)), 5,
+                      f"open channel #{index}'s worker")
+
+
+def spare_pids(env):
+    """clsgwd's worker processes that serve no channel: the spare pool."""
+    busy = set(channel_pids(env))
+    return sorted(p for p in children_of(env.clsgwd.pid) if proc_name(p) == "clsgw-worker" and p not in busy)
 
 
 def proc_name(pid):

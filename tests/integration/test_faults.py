@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from harness import children_of, free_port, proc_name, recv_all, socks5_connect, wait_until
+from harness import channel_worker, children_of, free_port, proc_name, recv_all, socks5_connect, wait_until
 
 EMT, EMT_PORT = "emt.example", 4443
 
@@ -61,7 +61,7 @@ def test_killed_worker_is_logged_and_disturbs_nothing_else(env):
     """a worker killed from outside is logged with its signal and counted; the other channel goes on"""
     port = gateway(env)
     first = open_channel(port)
-    first_worker = child(env, "clsgw-worker")[0]
+    first_worker = channel_worker(env)
     second = open_channel(port)
     os.kill(first_worker, signal.SIGKILL)
     env.clsgwd.wait_log(r"channel failed: worker died id=1 .*signal=SIGKILL")

@@ -3,7 +3,7 @@ import os
 import socket
 import subprocess
 
-from harness import (Service, children_of, free_port, proc_name, proc_status, recv_all, sha256, transfer,
+from harness import (Service, channel_worker, free_port, proc_status, recv_all, sha256, transfer,
                      wait_until)
 
 
@@ -156,9 +156,7 @@ def test_inbound_worker_is_confined(env):
     s.sendall(b"ping")
     s.settimeout(10)
     assert s.recv(4) == b"ping"
-    pids = wait_until(lambda: [p for p in children_of(env.clsgwd.pid) if proc_name(p) == "clsgw-worker"], 5,
-                      "the inbound worker")
-    status = proc_status(pids[0])
+    status = proc_status(channel_worker(env))
     assert status["Seccomp"].strip() == "2" and status["NoNewPrivs"].strip() == "1"
     assert all(int(status[c], 16) == 0 for c in ("CapEff", "CapPrm", "CapInh", "CapAmb"))
     if os.geteuid() == 0:

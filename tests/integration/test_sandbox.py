@@ -3,7 +3,7 @@ import os
 import pwd
 import socket
 
-from harness import (TEST_BIN, SkipTest, children_of, free_port, proc_name, proc_status, recv_all, socks5_connect,
+from harness import (TEST_BIN, SkipTest, channel_worker, children_of, free_port, proc_name, proc_status, recv_all, socks5_connect,
                      wait_until)
 
 EMT, EMT_PORT = "emt.example", 4443
@@ -19,10 +19,6 @@ def gateway(env, worker_path=None, allow="*:*"):
     return port
 
 
-def workers(env):
-    return [p for p in children_of(env.clsgwd.pid) if proc_name(p).startswith("clsgw-worker")]
-
-
 def test_open_channel_worker_is_confined(env):
     """while a channel is open its worker shows Seccomp 2, NoNewPrivs 1, no capabilities, and the worker user"""
     port = gateway(env)
@@ -30,8 +26,8 @@ def test_open_channel_worker_is_confined(env):
     assert rep == 0
     s.sendall(b"ping")
     assert s.recv(4) == b"ping"
-    pids = wait_until(lambda: workers(env), 5, "a worker process")
-    status = proc_status(pids[0])
+    worker = channel_worker(env)
+    status = proc_status(worker)
     assert status["Seccomp"].strip() == "2", status
     assert status["NoNewPrivs"].strip() == "1"
     for cap in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
@@ -42,9 +38,9 @@ def test_open_channel_worker_is_confined(env):
         assert status["Gid"].split()[0] == str(nobody.pw_gid)
         assert status["Groups"].strip() == ""
         assert int(status["CapBnd"], 16) == 0, "bounding set not cleared"
-    fds = sorted(int(f) for f in os.listdir(f"/proc/{pids[0]}/fd"))
+    fds = sorted(int(f) for f in os.listdir(f"/proc/{worker}/fd"))
     assert fds == [0, 1, 2, 3, 4, 5, 6], fds
-    with open(f"/proc/{pids[0]}/limits") as f:
+    with open(f"/proc/{worker}/limits") as f:
         limits = f.read()
     assert [l for l in limits.splitlines() if l.startswith("Max open files")][0].split()[3] == "8"
     s.close()
@@ -113,7 +109,7 @@ def test_private_key_never_appears_in_a_worker(env):
     assert s.recv(4) == b"ping"
     scalar = private_scalar(env)
     assert len(scalar) >= 30
-    worker = wait_until(lambda: workers(env), 5, "the worker")[0]
+    worker = channel_worker(env)
     signer = [p for p in children_of(env.clsgwd.pid) if proc_name(p) == "clsgw-signer"][0]
     # mbedTLS stores bignum limbs as 64-bit words: look for the scalar's least significant 16 bytes in
     # both byte orders, a span no other data matches by chance

@@ -64,6 +64,7 @@ TEST_CASE("a valid configuration parses, with defaults and paths resolved agains
     REQUIRE(r.errors.empty());
     const config &c = *r.value;
     CHECK(c.max_channels == 8);
+    CHECK(c.spare_workers == 2);
     CHECK(c.handshake_timeout_ms == 30000);
     CHECK(c.idle_timeout_ms == 15 * 60 * 1000);
     CHECK(c.max_session_lifetime_ms == 48ULL * 3600 * 1000);
@@ -87,6 +88,15 @@ TEST_CASE("durations take units and are bounded")
     CHECK(r.value->max_session_lifetime_ms == 7200000);
 }
 
+TEST_CASE("spare_workers takes 0 to 64")
+{
+    for (unsigned n : {0u, 1u, 64u}) {
+        config_result r = parse_config(replace(base, "max_channels = 8", "spare_workers = " + std::to_string(n)), "x.ini");
+        REQUIRE(r.errors.empty());
+        CHECK(r.value->spare_workers == n);
+    }
+}
+
 TEST_CASE("IPv6 listen addresses are written in brackets")
 {
     config_result r = parse_config(replace(base, "listen = 127.0.0.1:7000", "listen = [::1]:7000"), "x.ini");
@@ -103,6 +113,8 @@ TEST_CASE("every configuration error names its file and line")
     const std::vector<error_case> cases = {
         {"max_channels = 8", "max_channels = 0", "max_channels = 0", "max_channels: expected a number"},
         {"max_channels = 8", "max_channels = lots", "max_channels = lots", "max_channels: expected a number"},
+        {"max_channels = 8", "spare_workers = 65", "spare_workers = 65", "spare_workers: expected a number from 0 to 64"},
+        {"max_channels = 8", "spare_workers = -1", "spare_workers = -1", "spare_workers: expected a number from 0 to 64"},
         {"max_channels = 8", "handshake_timeout = 5 minutes", "handshake_timeout", "is not a duration"},
         {"max_channels = 8", "handshake_timeout = 0s", "handshake_timeout", "must be greater than 0"},
         {"max_channels = 8", "max_session_lifetime = 49h", "max_session_lifetime", "above the maximum of 2d"},
