@@ -118,7 +118,10 @@ bool ipc_send(int socket, msg_type type, const bytes &payload, int fd_to_pass)
 ipc_recv_result ipc_recv(int socket, bool fd_allowed)
 {
     ipc_recv_result r;
-    static thread_local uint8_t buf[ipc_header_size + ipc_max_payload + 1];
+    // Our programs are single-threaded. A plain static buffer lives in .bss, where only the pages a
+    // message fills become the process's own memory; a thread_local one is zeroed whole when the
+    // process starts (64 KiB of every worker's memory).
+    static uint8_t buf[ipc_header_size + ipc_max_payload + 1];
     iovec iov{buf, sizeof buf};
     msghdr mh{};
     mh.msg_iov = &iov;

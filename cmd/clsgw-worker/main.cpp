@@ -6,6 +6,7 @@
 // then waits: the connection (to fd 4) and the signer session (to fd 5) arrive over fd 3 with
 // the job. A spare serves exactly one channel too; it only did its start-up ahead of time.
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -89,7 +90,7 @@ void load_tls_material(worker_context &ctx)
         die("cannot compute the key id");
 }
 
-// Seeds the DRBG while the system may still be reached (getrandom, or a file as fallback).
+// Seeds the DRBG from getrandom(2), which the filter allows; done before the filter all the same.
 void seed(worker_context &ctx)
 {
     if (!ctx.rng.seed("clsgw-worker"))
@@ -120,6 +121,10 @@ void report(const worker_context &ctx)
 
 int main(int argc, char **argv)
 {
+    // mbedTLS's two record buffers (16 KiB and a bit each) come from mmap: fresh zero pages, of
+    // which an idle channel only ever touches the first few, where calloc from the heap would
+    // clear them whole.
+    mallopt(M_MMAP_THRESHOLD, 16 * 1024);
     log_init("clsgw-worker", log_level::info);
     log_set_sink(send_log_to_master);
     long spare_uid = -1, spare_gid = -1;
@@ -146,6 +151,7 @@ int main(int argc, char **argv)
         err = sandbox_lockdown(worker_policy, spare_uid, spare_gid);
         if (!err.empty())
             die(err);
+        release_freed_memory(); // while it waits, a spare keeps nothing of its start-up
         ctx.job = receive_job(true);
         if (static_cast<long>(ctx.job.uid) != spare_uid || static_cast<long>(ctx.job.gid) != spare_gid)
             die("the job is for other user ids than this spare was started with");

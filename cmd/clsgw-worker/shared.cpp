@@ -1,6 +1,7 @@
 // What both directions of a worker share: bounded waits, the upstream socket from the master,
 // and the remote-key call to the signer.
 #include <mbedtls/md.h>
+#include <malloc.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -158,6 +159,11 @@ void record_tls(worker_context &ctx, const tls_session &t, const tls::handshake_
     ctx.result.resumed = h.resumed;
     if (const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t.ssl))
         ctx.result.peer_fingerprint = tls::fingerprint(peer);
+}
+
+void release_freed_memory()
+{
+    malloc_trim(0); // brk and madvise(MADV_DONTNEED), both in the filter
 }
 
 std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key)

@@ -57,6 +57,9 @@ public:
 int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const mbedtls_x509_crt *trust);
 // Fills the TLS fields of ctx.result after a successful handshake.
 void record_tls(worker_context &ctx, const tls_session &t, const tls::handshake_result &h);
+// Hands the pages of freed memory back to the kernel (the handshake's, the filter compiler's):
+// an open channel then costs only what it still uses.
+void release_freed_memory();
 
 // Session resumption through the master. ask_master sends a request (session_request or
 // session_lookup) and waits for its session_answer; an empty blob means none.

@@ -5,6 +5,7 @@
 #include <mbedtls/sha256.h>
 #include <mbedtls/ssl_internal.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,19 +26,38 @@ std::string error_text(int ret)
 
 rng::rng()
 {
-    mbedtls_entropy_init(&entropy_);
     mbedtls_ctr_drbg_init(&drbg_);
 }
 
 rng::~rng()
 {
     mbedtls_ctr_drbg_free(&drbg_);
-    mbedtls_entropy_free(&entropy_);
 }
+
+namespace {
+
+// The DRBG's seed and reseeds come from the kernel's CSPRNG through getrandom(2), which blocks
+// until the kernel's pool is initialised and opens no file. mbedTLS's entropy module would poll
+// the same source and hash it through a context of 38 KiB that every worker would carry.
+int kernel_entropy(void *, unsigned char *out, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = getrandom(out, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return MBEDTLS_ERR_CTR_DRBG_ENTROPY_SOURCE_FAILED;
+        out += n;
+        len -= static_cast<size_t>(n);
+    }
+    return 0;
+}
+
+} // namespace
 
 bool rng::seed(const char *personalization)
 {
-    return mbedtls_ctr_drbg_seed(&drbg_, mbedtls_entropy_func, &entropy_,
+    return mbedtls_ctr_drbg_seed(&drbg_, kernel_entropy, nullptr,
                                  reinterpret_cast<const unsigned char *>(personalization),
                                  strlen(personalization)) == 0;
 }

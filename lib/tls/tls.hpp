@@ -3,7 +3,6 @@
 #pragma once
 
 #include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
@@ -27,7 +26,6 @@ public:
     static int random(void *self, unsigned char *out, size_t len);
 
 private:
-    mbedtls_entropy_context entropy_;
     mbedtls_ctr_drbg_context drbg_;
 };
 

@@ -1,7 +1,12 @@
 #include <doctest/doctest.h>
 
 #include "../../lib/net.hpp"
+#include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
+
+#include <mbedtls/ctr_drbg.h>
+
+#include <cstring>
 
 using namespace clsgw;
 
@@ -37,4 +42,20 @@ TEST_CASE("log values with spaces, quotes or control bytes are quoted")
     CHECK(log_quote("two words") == "\"two words\"");
     CHECK(log_quote("a\nb") == "\"a\\x0ab\"");
     CHECK(log_quote("") == "\"\"");
+}
+
+TEST_CASE("the DRBG seeds from the kernel and two generators never agree")
+{
+    clsgw::tls::rng a, b;
+    REQUIRE(a.seed("unit-a"));
+    REQUIRE(b.seed("unit-a")); // same personalization: the seeds alone must tell them apart
+    unsigned char x[64] = {}, y[64] = {}, zero[64] = {};
+    REQUIRE(clsgw::tls::rng::random(&a, x, sizeof x) == 0);
+    REQUIRE(clsgw::tls::rng::random(&b, y, sizeof y) == 0);
+    CHECK(memcmp(x, y, sizeof x) != 0);
+    CHECK(memcmp(x, zero, sizeof x) != 0);
+    // a reseed goes to the same source and keeps the generator working
+    REQUIRE(mbedtls_ctr_drbg_reseed(a.drbg(), nullptr, 0) == 0);
+    REQUIRE(clsgw::tls::rng::random(&a, y, sizeof y) == 0);
+    CHECK(memcmp(x, y, sizeof x) != 0);
 }
