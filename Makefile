@@ -211,10 +211,12 @@ $(BUILD)/fuzz/%: tests/fuzz/%.cpp $(FUZZ_OBJ)
 
 # Benchmarks against stunnel and the crypto floor (not part of make check); see docs/benchmarks.md.
 BENCH_ARGS ?=
-bench: DEB_PACKAGES += gnuplot-nox
+bench: DEB_PACKAGES += gnuplot-nox libssl-dev
 bench: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) programs $(BUILD)/bench/crypto_floor
-	@$(PYTHON) tests/bench/bench.py --build $(BUILD) --floor $(BUILD)/bench/crypto_floor --out $(BUILD)/bench $(BENCH_ARGS)
+	@sh tests/bench/stunnel_fork.sh $(BUILD)/bench/stunnel-fork || echo "bench: no fork-mode stunnel; B3 compares with thread mode only"
+	@$(PYTHON) tests/bench/bench.py --build $(BUILD) --floor $(BUILD)/bench/crypto_floor --out $(BUILD)/bench \
+	  --stunnel-fork $(BUILD)/bench/stunnel-fork/stunnel $(BENCH_ARGS)
 
 $(BUILD)/bench/crypto_floor: tests/bench/crypto_floor.c
 	@mkdir -p $(dir $@)

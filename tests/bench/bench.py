@@ -30,6 +30,7 @@ ap.add_argument("--latency-channels", type=int, default=200)
 ap.add_argument("--scale-channels", type=int, default=1000)
 ap.add_argument("--bulk-mib", type=int, default=64)
 ap.add_argument("--out", default="build/bench")
+ap.add_argument("--stunnel-fork", help="a stunnel built in fork mode, for B3 (tests/bench/stunnel_fork.sh)")
 ap.add_argument("--spare-workers", type=int, help="clsgw's spare_workers (default: clsgw's own default)")
 ap.add_argument("--only", default="B1,B2,B3", help="scenarios to run, e.g. B2 (B3 includes B4)")
 ap.add_argument("--report-only", action="store_true", help="only remake the table and plot from results.json")
@@ -119,9 +120,9 @@ class Clsgw:
 
 
 class Stunnel:
-    name = "stunnel"
-
-    def __init__(self, env, smgw_port, echo_port, resumption, tag):
+    def __init__(self, env, smgw_port, echo_port, resumption, tag, binary=None):
+        self.name = "stunnel_fork" if binary else "stunnel"
+        tag = f"{tag}-fork" if binary else tag
         self.env = env
         self.port = free_port()
         self.inbound_port = free_port()
@@ -131,12 +132,12 @@ class Stunnel:
                                                f"sessionResume = {'yes' if resumption else 'no'}"]),
             ("svc", self.inbound_port, echo_port, me, []),
         ])
-        self.proc = env.start(f"stunnel-client-{tag}", [STUNNEL, conf])
+        self.proc = env.start(f"stunnel-client-{tag}", [binary or STUNNEL, conf])
         self.proc.wait_log("Configuration successful")
         self.pid = self.proc.pid
 
     def pids(self):
-        return [self.pid]
+        return tree(self.pid)  # fork mode: one child per connection
 
     def stop(self):
         self.proc.stop()
@@ -300,6 +301,10 @@ def main():
     server_ms = (ecc[GROUP]["ecdhe_ms"] + ecc["brainpoolP384r1"]["sign_ms"] + ecc["brainpoolP256r1"]["verify_ms"])
     results["floor_handshake"] = {"client_ecc_ms": round(client_ms, 2), "server_ecc_ms": round(server_ms, 2)}
 
+    fork_stunnel = args.stunnel_fork if args.stunnel_fork and os.access(args.stunnel_fork, os.X_OK) else None
+    if not fork_stunnel:
+        say("no stunnel in fork mode (tests/bench/stunnel_fork.sh): B3 compares with thread mode only")
+    results["stunnel_fork_built"] = bool(fork_stunnel)
     env = Env("bench")
     try:
         echo = env.start_echo()
@@ -307,10 +312,22 @@ def main():
         for resumption in (False, True):
             kind = "resumed" if resumption else "full"
             # clsgw without spare workers: the pool's effect, measured in the same run (B2 only)
-            for make in (lambda: Clsgw(env, smgw, echo, resumption),
-                         lambda: Clsgw(env, smgw, echo, resumption, spares=0),
-                         lambda: Stunnel(env, smgw, echo, resumption, kind)):
+            # stunnel built in fork mode: the B3 reference for a process per connection
+            makers = [lambda: Clsgw(env, smgw, echo, resumption),
+                      lambda: Clsgw(env, smgw, echo, resumption, spares=0),
+                      lambda: Stunnel(env, smgw, echo, resumption, kind)]
+            if fork_stunnel and resumption and "B3" in only:
+                makers.append(lambda: Stunnel(env, smgw, echo, resumption, kind, binary=fork_stunnel))
+            for make in makers:
                 gw = make()
+                if gw.name == "stunnel_fork":
+                    say(f"B3 {gw.name}: up to {args.scale_channels} open channels")
+                    socks, points = scale(gw, args.scale_channels)
+                    results.setdefault("B3", {})[gw.name] = points
+                    for s in socks:
+                        s.close()
+                    gw.stop()
+                    continue
                 if gw.name != "clsgw" and gw.name != "stunnel" and "B2" not in only:
                     gw.stop()
                     continue
@@ -407,8 +424,12 @@ def table(r):
          f"{r['B2_paced']['clsgw']['p50_ms'] / r['B2_paced']['clsgw_spares_0']['p50_ms']:.2f} × (with spares / without)",
          "the pool's effect"),
         ("B3 memory per open channel, KiB (PSS slope 100→500)", f"{slope(b3['clsgw']):.0f}",
-         f"{slope(b3['stunnel']):.0f} (thread mode)", "stunnel per connection",
-         f"{slope(b3['clsgw']) / max(1, slope(b3['stunnel'])):.1f} × stunnel threads", "≤ 256 KiB and ≤ stunnel fork mode"),
+         f"{slope(b3['stunnel']):.0f} (thread mode); " +
+         (f"{slope(b3['stunnel_fork']):.0f} (fork mode)" if "stunnel_fork" in b3 else "fork mode not built"),
+         "stunnel per connection",
+         (f"{slope(b3['clsgw']) / slope(b3['stunnel_fork']):.2f} × stunnel fork mode; " if "stunnel_fork" in b3 else "") +
+         f"{slope(b3['clsgw']) / max(1, slope(b3['stunnel'])):.1f} × stunnel threads",
+         "≤ 256 KiB and ≤ stunnel fork mode"),
         ("B4 concurrent channels verified", f"{r['B4']['channels']} ({r['B4']['errors']} errors)", "", "",
          f"master idle: {r['B4']['master_idle']['cpu_ms']} ms CPU, {r['B4']['master_idle']['wakeups']} wake-ups "
          f"in {r['B4']['master_idle']['window_s']} s", "1,000 with no error"),
@@ -423,10 +444,13 @@ def table(r):
     out = [f"Machine: {m['model']}, {m['cpus']} CPUs, Linux {m['uname']}, {m['date']}", "",
            "| Scenario | clsgw | stunnel | Reference | Ratio | Goal |", "|---|---|---|---|---|---|"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
-    out += ["", "Memory (PSS, KiB) against open channels:", "", "| channels | clsgw | stunnel |", "|---|---|---|"]
+    out += ["", "Memory (PSS, KiB) against open channels:", "",
+            "| channels | clsgw | stunnel (threads) | stunnel (fork) |", "|---|---|---|---|"]
     st = {p["channels"]: p for p in b3["stunnel"]}
+    sf = {p["channels"]: p for p in b3.get("stunnel_fork", [])}
     for p in b3["clsgw"]:
-        out.append(f"| {p['channels']} | {p['pss_kib']} | {st.get(p['channels'], {}).get('pss_kib', '')} |")
+        out.append(f"| {p['channels']} | {p['pss_kib']} | {st.get(p['channels'], {}).get('pss_kib', '')} | "
+                   f"{sf.get(p['channels'], {}).get('pss_kib', '')} |")
     return "\n".join(out) + "\n"
 
 
@@ -436,21 +460,25 @@ def plot(r, out):
         return
     data = os.path.join(out, "scale.dat")
     st = {p["channels"]: p for p in r["B3"]["stunnel"]}
+    sf = {p["channels"]: p for p in r["B3"].get("stunnel_fork", [])}
+    missing = {"pss_kib": float("nan"), "batch_p50_ms": float("nan")}
     with open(data, "w") as f:
-        f.write("# channels clsgw_pss_mib clsgw_p50_ms stunnel_pss_mib stunnel_p50_ms\n")
+        f.write("# channels clsgw_pss_mib clsgw_p50_ms stunnel_pss_mib stunnel_p50_ms fork_pss_mib fork_p50_ms\n")
         for p in r["B3"]["clsgw"]:
-            s = st.get(p["channels"], {"pss_kib": 0, "batch_p50_ms": 0})
+            s, k = st.get(p["channels"], missing), sf.get(p["channels"], missing)
             f.write(f"{p['channels']} {p['pss_kib'] / 1024:.1f} {p['batch_p50_ms']} {s['pss_kib'] / 1024:.1f} "
-                    f"{s['batch_p50_ms']}\n")
+                    f"{s['batch_p50_ms']} {k['pss_kib'] / 1024:.1f} {k['batch_p50_ms']}\n")
+    fork_pss = ", '' using 1:6 with linespoints title 'stunnel (fork)'" if sf else ""
+    fork_p50 = ", '' using 1:7 with linespoints title 'stunnel (fork)'" if sf else ""
     script = f"""set terminal svg size 900,420 font 'sans,11'
 set output '{os.path.join(out, 'scale.svg')}'
 set multiplot layout 1,2
 set xlabel 'open channels'
 set ylabel 'PSS, MiB'
 set key left top
-plot '{data}' using 1:2 with linespoints title 'clsgw (all processes)', '' using 1:4 with linespoints title 'stunnel'
+plot '{data}' using 1:2 with linespoints title 'clsgw (all processes)', '' using 1:4 with linespoints title 'stunnel (threads)'{fork_pss}
 set ylabel 'setup p50 of the last batch of 50, ms'
-plot '{data}' using 1:3 with linespoints title 'clsgw', '' using 1:5 with linespoints title 'stunnel'
+plot '{data}' using 1:3 with linespoints title 'clsgw', '' using 1:5 with linespoints title 'stunnel (threads)'{fork_p50}
 unset multiplot
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
