@@ -17,7 +17,7 @@ constexpr size_t MAX_ROUTES = 64;
 
 enum result_tag : uint16_t {
     R_OUTCOME = 1, R_REASON, R_TARGET, R_VERSION, R_SUITE, R_GROUP, R_FINGERPRINT,
-    R_BYTES_UP, R_BYTES_DOWN, R_HANDSHAKE_MS, R_DURATION_MS, R_RESUMED,
+    R_BYTES_UP, R_BYTES_DOWN, R_HANDSHAKE_MS, R_DURATION_MS, R_RESUMED, R_SMGW_WAIT_US, R_SIGNER_US,
 };
 
 constexpr size_t SHORT = 512;
@@ -190,7 +190,9 @@ bytes encode_result(const worker_result &res)
         .add_u64(R_BYTES_DOWN, res.bytes_down)
         .add_u64(R_HANDSHAKE_MS, res.handshake_ms)
         .add_u64(R_DURATION_MS, res.duration_ms)
-        .add_u64(R_RESUMED, res.resumed ? 1 : 0);
+        .add_u64(R_RESUMED, res.resumed ? 1 : 0)
+        .add_u64(R_SMGW_WAIT_US, res.smgw_wait_us)
+        .add_u64(R_SIGNER_US, res.signer_us);
     return w.data();
 }
 
@@ -204,8 +206,8 @@ std::optional<worker_result> decode_result(const bytes &payload, std::string &er
     auto reason = r.str(R_REASON, 64), target = r.str(R_TARGET, 300), version = r.str(R_VERSION, 32),
          suite = r.str(R_SUITE, 80), group = r.str(R_GROUP, 32), fp = r.str(R_FINGERPRINT, 64);
     auto up = r.u64(R_BYTES_UP), down = r.u64(R_BYTES_DOWN), hs = r.u64(R_HANDSHAKE_MS), dur = r.u64(R_DURATION_MS);
-    auto resumed = r.u64(R_RESUMED);
-    if (!resumed || *resumed > 1 || !oc || *oc > 2 || !reason || !target || !version || !suite || !group || !fp || !up || !down || !hs || !dur) {
+    auto resumed = r.u64(R_RESUMED), wait = r.u64(R_SMGW_WAIT_US), signer = r.u64(R_SIGNER_US);
+    if (!wait || !signer || !resumed || *resumed > 1 || !oc || *oc > 2 || !reason || !target || !version || !suite || !group || !fp || !up || !down || !hs || !dur) {
         error = "result record lacks a field or has one out of range";
         return std::nullopt;
     }
@@ -221,6 +223,8 @@ std::optional<worker_result> decode_result(const bytes &payload, std::string &er
     res.handshake_ms = *hs;
     res.duration_ms = *dur;
     res.resumed = *resumed == 1;
+    res.smgw_wait_us = *wait;
+    res.signer_us = *signer;
     return res;
 }
 

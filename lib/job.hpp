@@ -50,6 +50,9 @@ struct worker_result {
     std::string tls_version, cipher_suite, group, peer_fingerprint;
     uint64_t bytes_up = 0, bytes_down = 0; // up: app -> SMGW
     uint64_t handshake_ms = 0, duration_ms = 0;
+    // Where the handshake's time went: waiting for the SMGW's flights, and for clsgw-signer's
+    // signature; the rest is the worker's own work (its ECC above all).
+    uint64_t smgw_wait_us = 0, signer_us = 0;
     bool resumed = false; // the TLS session was resumed (no signature was needed)
 };
 

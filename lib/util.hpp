@@ -15,6 +15,8 @@ using bytes = std::vector<uint8_t>;
 std::optional<uint64_t> parse_duration_ms(std::string_view text);
 // Formats milliseconds the way the config takes them back ("48h", "15s", "250ms").
 std::string format_duration_ms(uint64_t ms);
+// Microseconds as milliseconds with one decimal, rounded: 9149 -> "9.1".
+std::string format_ms_tenths(uint64_t us);
 // Parses a decimal unsigned integer with an inclusive upper bound; no sign, no spaces.
 std::optional<uint64_t> parse_uint(std::string_view text, uint64_t max);
 
@@ -23,6 +25,7 @@ inline std::string hex(const bytes &b) { return hex(b.data(), b.size()); }
 
 // Milliseconds on CLOCK_MONOTONIC.
 uint64_t now_ms();
+uint64_t now_us(); // monotonic, microseconds
 // Wall clock as an RFC 3339 UTC string with milliseconds.
 std::string utc_timestamp();
 

@@ -97,6 +97,7 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
     uint64_t begin = now_ms();
     tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, ctx.handshake_deadline_ms, require_route, &c);
     ctx.result.handshake_ms = now_ms() - begin;
+    ctx.result.smgw_wait_us = h.wait_us;
     ctx.result.target = c.server_name;
     if (h.timed_out) {
         fail(ctx, "handshake_timeout");

@@ -178,6 +178,7 @@ bool tls_handshake(worker_context &ctx, tls_session &t)
     uint64_t begin = now_ms();
     tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, ctx.handshake_deadline_ms);
     ctx.result.handshake_ms = now_ms() - begin;
+    ctx.result.smgw_wait_us = h.wait_us;
     if (h.timed_out) {
         set_result(ctx, outcome::failed, "handshake_timeout");
         return false;

@@ -814,7 +814,8 @@ void master::log_summary(const channel &ch, int status)
     f.add("bytes_up", r.bytes_up).add("bytes_down", r.bytes_down);
     if (!r.tls_version.empty())
         f.add("tls", r.tls_version).add("suite", r.cipher_suite).add("group", r.group).add("smgw_cert", r.peer_fingerprint)
-            .add("handshake_ms", r.handshake_ms);
+            .add("handshake_ms", r.handshake_ms).add("smgw_wait_ms", format_ms_tenths(r.smgw_wait_us))
+            .add("signer_ms", format_ms_tenths(r.signer_us));
     if (!r.tls_version.empty())
         f.add("resumed", r.resumed ? "yes" : "no");
     f.add("duration_ms", r.duration_ms).add("exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1);

@@ -395,7 +395,10 @@ handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadli
             r.ret = ret;
             return r;
         }
-        if (!wait_io(fd, ret, deadline_ms)) {
+        uint64_t waiting = now_us();
+        bool ready = wait_io(fd, ret, deadline_ms);
+        r.wait_us += now_us() - waiting;
+        if (!ready) {
             r.timed_out = true;
             r.ret = ret;
             return r;

@@ -119,6 +119,7 @@ struct handshake_result {
     bool timed_out = false;
     bool resumed = false;
     mbedtls_ecp_group_id group = MBEDTLS_ECP_DP_NONE;
+    uint64_t wait_us = 0; // spent waiting for the peer's records
 };
 // Runs the handshake step by step, waiting on fd, until done, failure or deadline.
 // after_step (optional) is called after every step; a non-zero return aborts with that code.

@@ -400,6 +400,12 @@ def resume_against(env, *server_args):
     env.clsgwd.wait_log(r"channel closed id=1 .*outcome=ok .*resumed=no ")
     env.clsgwd.wait_log(r"channel closed id=2 .*outcome=ok .*group=resumed .*resumed=yes ")
     assert len(env.audit_lines()) == 1, "a resumed channel must not ask the signer"
+    # where each handshake's time went: the full one waited for a signature, the resumed one did not
+    split = r"handshake_ms=(\d+) smgw_wait_ms=(\d+\.\d) signer_ms=(\d+\.\d) "
+    full, resumed = (re.search(split, env.clsgwd.lines(rf"channel closed id={i} ")[0]).groups() for i in (1, 2))
+    assert float(full[2]) > 0 and float(resumed[2]) == 0, (full, resumed)
+    for handshake, wait, signer in (full, resumed):
+        assert float(wait) + float(signer) <= int(handshake) + 1, (handshake, wait, signer)
     return server
 
 

@@ -134,8 +134,13 @@ TEST_CASE("a result with an out-of-range outcome is refused")
     worker_result r;
     r.result = outcome::ok;
     r.reason = "app_closed";
+    r.smgw_wait_us = 9149;
+    r.signer_us = 1203;
     std::string err;
-    REQUIRE(decode_result(encode_result(r), err));
+    auto back = decode_result(encode_result(r), err);
+    REQUIRE(back);
+    CHECK(back->smgw_wait_us == 9149);
+    CHECK(back->signer_us == 1203);
     tlv_writer w;
     w.add_u64(1, 9);
     CHECK_FALSE(decode_result(w.data(), err).has_value());

@@ -44,6 +44,16 @@ TEST_CASE("log values with spaces, quotes or control bytes are quoted")
     CHECK(log_quote("") == "\"\"");
 }
 
+TEST_CASE("microseconds print as milliseconds with one decimal")
+{
+    CHECK(clsgw::format_ms_tenths(0) == "0.0");
+    CHECK(clsgw::format_ms_tenths(49) == "0.0");
+    CHECK(clsgw::format_ms_tenths(50) == "0.1");
+    CHECK(clsgw::format_ms_tenths(9149) == "9.1");
+    CHECK(clsgw::format_ms_tenths(9950) == "10.0");
+    CHECK(clsgw::format_ms_tenths(123456789) == "123456.8");
+}
+
 TEST_CASE("the DRBG seeds from the kernel and two generators never agree")
 {
     clsgw::tls::rng a, b;
