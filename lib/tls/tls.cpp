@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -338,10 +339,24 @@ int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     auto *self = static_cast<bio *>(ctx);
     for (;;) {
-        ssize_t n = recv(self->fd, buf, len, 0);
-        if (n >= 0) {
-            self->observe(buf, static_cast<size_t>(n));
+        if (self->ahead_end > self->ahead_start) {
+            size_t n = std::min(len, self->ahead_end - self->ahead_start);
+            memcpy(buf, self->ahead.get() + self->ahead_start, n);
+            self->ahead_start += n;
+            self->observe(buf, n);
             return static_cast<int>(n);
+        }
+        if (!self->ahead)
+            self->ahead.reset(new unsigned char[bio::READ_AHEAD]); // untouched pages cost nothing
+        ssize_t n = recv(self->fd, self->ahead.get(), bio::READ_AHEAD, 0);
+        if (n > 0) {
+            self->ahead_start = 0;
+            self->ahead_end = static_cast<size_t>(n);
+            continue;
+        }
+        if (n == 0) {
+            self->observe(buf, 0);
+            return 0;
         }
         if (errno == EINTR)
             continue;

@@ -8,6 +8,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace clsgw::tls {
@@ -100,6 +101,12 @@ struct bio {
     unsigned late_handshake_records = 0;  // handshake records seen while watching
     int failed_errno = 0;                 // why the socket failed (ETIMEDOUT: keepalive gave up)
     void observe(const unsigned char *data, size_t len);
+    // mbedTLS reads each record in two calls (its 5-byte header, then the body); one recv fills
+    // this read-ahead buffer and serves both, and the records behind them. mbedTLS is told
+    // "want read" only once it is empty, so nothing waits in it while the socket is polled.
+    static constexpr size_t READ_AHEAD = 32 * 1024;
+    std::unique_ptr<unsigned char[]> ahead; // allocated on the first read, left uninitialised
+    size_t ahead_start = 0, ahead_end = 0;
 
 private:
     unsigned char header_[5] = {};
