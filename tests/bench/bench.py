@@ -63,14 +63,15 @@ def tree(pid):
 
 
 def cpu_split(pids):
-    """User and kernel CPU seconds of pids (all threads)."""
+    """User and kernel CPU seconds of pids (all threads), with their reaped children's: a worker
+    that ended is counted in its master's."""
     user = system = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            user += int(fields[11])
-            system += int(fields[12])
+            user += int(fields[11]) + int(fields[13])
+            system += int(fields[12]) + int(fields[14])
         except OSError:
             pass
     return user / TICK, system / TICK
@@ -165,11 +166,45 @@ def stunnel_conf(env, name, services):
     return path
 
 
-def start_smgw_standin(env, echo_port):
-    port = free_port()
-    conf = stunnel_conf(env, "stunnel-smgw.conf", [("smgw", port, echo_port, ("smgw", "device"), [])])
+def start_smgw_standin(env, echo_port, sink_port, source_port):
+    """One stunnel server with three services: to the EMT echo, to a sink, from a source."""
+    ports = {"echo": free_port(), "sink": free_port(), "source": free_port()}
+    backends = {"echo": echo_port, "sink": sink_port, "source": source_port}
+    conf = stunnel_conf(env, "stunnel-smgw.conf", [(f"smgw-{k}", ports[k], backends[k], ("smgw", "device"), [])
+                                                   for k in ports])
     p = env.start("stunnel-smgw", [STUNNEL, conf])
     p.wait_log("Configuration successful")
+    return ports
+
+
+# An EMT that only receives (sink) or only sends (source): one direction at a time, so that the
+# gateway ciphers one stream on its core, as the GCM reference does. A process of its own, so that
+# it competes with the gateway like every other peer here.
+ONE_WAY_EMT = r"""
+import socket, sys
+mode, port, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", port))
+l.listen(16)
+print("listening", flush=True)
+block = bytes(range(256)) * 4096
+while True:
+    c, _ = l.accept()
+    if mode == "sink":
+        while c.recv(1 << 20):
+            pass
+    else:
+        for _ in range(mib):
+            c.sendall(block)
+    c.close()
+"""
+
+
+def start_one_way_emt(env, mode, mib):
+    port = free_port()
+    p = env.start(f"emt-{mode}", [sys.executable, "-c", ONE_WAY_EMT, mode, str(port), str(mib)])
+    p.wait_log("listening")
     return port
 
 
@@ -253,6 +288,41 @@ def bulk(gw, mib, port=None):
             "user_ms_per_mib": round(user * 1000.0 / (2 * mib), 3), "kernel_ms_per_mib": round(system * 1000.0 / (2 * mib), 3)}
 
 
+def one_way(gw, mode, mib):
+    """mib MiB in one direction only: up (app -> EMT sink) or down (EMT source -> app). Timed from
+    the first byte to the end, with the CPU of the gateway's processes."""
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=60)
+    user0, sys0 = cpu_split(gw.pids())
+    moved = 0
+    if mode == "up":
+        block = os.urandom(1 << 20)
+        t0 = time.perf_counter()
+        for _ in range(mib):
+            s.sendall(block)
+        s.shutdown(socket.SHUT_WR)
+        if s.recv(1):  # the sink closes once it has read everything
+            raise AssertionError(f"{gw.name}: the sink sent data")
+        moved = mib << 20
+    else:
+        first = s.recv(1 << 20)
+        t0 = time.perf_counter()
+        moved = len(first)
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            moved += len(chunk)
+        if moved != mib << 20:
+            raise AssertionError(f"{gw.name}: {moved} of {mib << 20} bytes came")
+    elapsed = time.perf_counter() - t0
+    pids = gw.pids()
+    user1, sys1 = cpu_split(pids)
+    s.close()
+    return {"mib": mib, "seconds": round(elapsed, 3), "mib_s": round(mib / elapsed, 1),
+            "user_ms_per_mib": round((user1 - user0) * 1000.0 / mib, 3),
+            "kernel_ms_per_mib": round((sys1 - sys0) * 1000.0 / mib, 3)}
+
+
 def scale(gw, total, batch=50):
     """Opens total channels in batches (the first of one), each verified by its own echo, and keeps
     them open; memory at 1 and at every 100 channels."""
@@ -322,7 +392,10 @@ def main():
     env = Env("bench")
     try:
         echo = env.start_echo()
-        smgw = start_smgw_standin(env, echo)
+        one_way_mib = 2 * args.bulk_mib
+        sink, source = start_one_way_emt(env, "sink", one_way_mib), start_one_way_emt(env, "source", one_way_mib)
+        standin = start_smgw_standin(env, echo, sink, source)
+        smgw = standin["echo"]
         for resumption in (False, True):
             kind = "resumed" if resumption else "full"
             # clsgw without spare workers: the pool's effect, measured in the same run (B2 only)
@@ -374,6 +447,17 @@ def main():
                     for s in socks:
                         s.close()
                 gw.stop()
+        if "B1" in only:
+            # one direction at a time: the gateway ciphers one stream, as the GCM reference does
+            for mode, service in (("up", "sink"), ("down", "source")):
+                for make in (lambda: Clsgw(env, standin[service], echo, True),
+                             lambda: Stunnel(env, standin[service], echo, True, f"one-way-{mode}")):
+                    gw = make()
+                    if mode == "up":
+                        one_way(gw, mode, 1)  # warm-up: the full handshake stays out of the timed run
+                    say(f"B1 {gw.name} one way ({mode}): {one_way_mib} MiB")
+                    results.setdefault("B1_one_way", {}).setdefault(gw.name, {})[mode] = one_way(gw, mode, one_way_mib)
+                    gw.stop()
     except BaseException:
         env.close(keep=True)
         say(f"failed; logs kept in {env.dir}")
@@ -409,7 +493,17 @@ def table(r):
     fh = r["floor_handshake"]
     ecc_sum = fh["client_ecc_ms"]
     rows = [
-        ("B1 outbound throughput, MiB/s each way", f"{b1['clsgw']['mib_s_each_way']}", f"{b1['stunnel']['mib_s_each_way']}",
+        ("B1 outbound throughput one way, MiB/s (app → EMT / EMT → app)",
+         f"{r['B1_one_way']['clsgw']['up']['mib_s']} / {r['B1_one_way']['clsgw']['down']['mib_s']}",
+         f"{r['B1_one_way']['stunnel']['up']['mib_s']} / {r['B1_one_way']['stunnel']['down']['mib_s']}",
+         f"AES-128-GCM {g['aes128gcm_mib_s']} MiB/s",
+         f"{r['B1_one_way']['clsgw']['up']['mib_s'] / g['aes128gcm_mib_s']:.2f} / "
+         f"{r['B1_one_way']['clsgw']['down']['mib_s'] / g['aes128gcm_mib_s']:.2f} × GCM; CPU per MiB "
+         f"{r['B1_one_way']['clsgw']['up']['user_ms_per_mib']} + {r['B1_one_way']['clsgw']['up']['kernel_ms_per_mib']} / "
+         f"{r['B1_one_way']['clsgw']['down']['user_ms_per_mib']} + {r['B1_one_way']['clsgw']['down']['kernel_ms_per_mib']} ms "
+         f"(user + kernel; GCM alone {1000 / g['aes128gcm_mib_s']:.2f})", "≥ 0.85 × GCM"),
+        ("B1 outbound throughput both ways at once, MiB/s each way", f"{b1['clsgw']['mib_s_each_way']}",
+         f"{b1['stunnel']['mib_s_each_way']}",
          f"AES-128-GCM {g['aes128gcm_mib_s']} MiB/s",
          f"{b1['clsgw']['mib_s_each_way'] / g['aes128gcm_mib_s']:.2f} × GCM; "
          f"{2 * b1['clsgw']['mib_s_each_way'] / g['aes128gcm_mib_s']:.2f} × GCM/2 (one core ciphers both ways)",
