@@ -49,6 +49,7 @@ private:
     bool want_plain_in_ = false, want_plain_out_ = false, want_tls_in_ = false, want_tls_out_ = false;
     bool done_ = false;
     bool truncated_ = false;
+    bool idle_seen_ = false;
     std::string first_close_;
     uint64_t last_activity_ = now_ms();
     uint64_t last_progress_ = 0;
@@ -256,6 +257,10 @@ bool relay_state::wait()
         else
             finish(false, half_closed ? "close_timeout" : "idle_timeout");
         return false;
+    }
+    if (opt_.on_first_idle && !idle_seen_) {
+        idle_seen_ = true;
+        opt_.on_first_idle();
     }
     uint64_t left = deadline - now;
     if (progress_pending_)

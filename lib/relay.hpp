@@ -21,6 +21,9 @@ struct relay_options {
     bool tls_close_is_half_close = false;
     // Called at most once per second while bytes move (plain_to_tls, tls_to_plain so far).
     std::function<void(uint64_t, uint64_t)> on_progress;
+    // Called once, the first time the relay has nothing to do and is about to wait: for work that
+    // must not delay the channel's first bytes.
+    std::function<void()> on_first_idle;
 };
 
 struct relay_result {

@@ -160,7 +160,7 @@ void run_inbound(worker_context &ctx)
     // The SMGW's side opened the channel: its close_notify half-closes the service, whose
     // answer still flows back until it closes.
     opt.tls_close_is_half_close = true;
-    release_freed_memory();
+    opt.on_first_idle = release_freed_memory;
     relay_result rr = relay(service.get(), &t.ssl, t.io, opt, "service", "smgw");
     ctx.result.bytes_up = rr.plain_to_tls; // service -> SMGW
     ctx.result.bytes_down = rr.tls_to_plain;

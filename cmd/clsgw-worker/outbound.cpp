@@ -361,7 +361,7 @@ void run_outbound(worker_context &ctx)
     opt.close_timeout_ms = ctx.job.close_timeout_ms;
     opt.lifetime_deadline_ms = lifetime_deadline(ctx);
     opt.on_progress = report_progress;
-    release_freed_memory();
+    opt.on_first_idle = release_freed_memory;
     relay_result rr = relay(CONNECTION_FD, &t.ssl, t.io, opt, "app", "smgw");
     ctx.result.bytes_up += rr.plain_to_tls;
     ctx.result.bytes_down += rr.tls_to_plain;

@@ -58,7 +58,8 @@ int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const m
 // Fills the TLS fields of ctx.result after a successful handshake.
 void record_tls(worker_context &ctx, const tls_session &t, const tls::handshake_result &h);
 // Hands the pages of freed memory back to the kernel (the handshake's, the filter compiler's):
-// an open channel then costs only what it still uses.
+// an open channel then costs only what it still uses. The relay calls it when it first goes
+// idle, so that it never delays a channel's first bytes.
 void release_freed_memory();
 
 // Session resumption through the master. ask_master sends a request (session_request or
