@@ -6,7 +6,6 @@
 // then waits: the connection (to fd 4) and the signer session (to fd 5) arrive over fd 3 with
 // the job. A spare serves exactly one channel too; it only did its start-up ahead of time.
 #include <fcntl.h>
-#include <malloc.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -121,10 +120,6 @@ void report(const worker_context &ctx)
 
 int main(int argc, char **argv)
 {
-    // mbedTLS's two record buffers (16 KiB and a bit each) come from mmap: fresh zero pages, of
-    // which an idle channel only ever touches the first few, where calloc from the heap would
-    // clear them whole.
-    mallopt(M_MMAP_THRESHOLD, 16 * 1024);
     log_init("clsgw-worker", log_level::info);
     log_set_sink(send_log_to_master);
     long spare_uid = -1, spare_gid = -1;
