@@ -152,15 +152,10 @@ void run_inbound(worker_context &ctx)
         return;
     }
     ipc_send(CONTROL_FD, msg_type::established, encode_established(ctx.result));
-    relay_options opt;
-    opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
-    opt.close_timeout_ms = ctx.job.close_timeout_ms;
-    opt.lifetime_deadline_ms = lifetime_deadline(ctx);
-    opt.on_progress = report_progress;
+    relay_options opt = channel_relay_options(ctx);
     // The SMGW's side opened the channel: its close_notify half-closes the service, whose
     // answer still flows back until it closes.
     opt.tls_close_is_half_close = true;
-    opt.on_first_idle = release_freed_memory;
     relay_result rr = relay(service.get(), &t.ssl, t.io, opt, "service", "smgw");
     ctx.result.bytes_up = rr.plain_to_tls; // service -> SMGW
     ctx.result.bytes_down = rr.tls_to_plain;

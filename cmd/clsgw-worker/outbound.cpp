@@ -356,12 +356,7 @@ void run_outbound(worker_context &ctx)
         }
         ctx.result.bytes_up += in.early_data.size();
     }
-    relay_options opt;
-    opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
-    opt.close_timeout_ms = ctx.job.close_timeout_ms;
-    opt.lifetime_deadline_ms = lifetime_deadline(ctx);
-    opt.on_progress = report_progress;
-    opt.on_first_idle = release_freed_memory;
+    relay_options opt = channel_relay_options(ctx);
     relay_result rr = relay(CONNECTION_FD, &t.ssl, t.io, opt, "app", "smgw");
     ctx.result.bytes_up += rr.plain_to_tls;
     ctx.result.bytes_down += rr.tls_to_plain;

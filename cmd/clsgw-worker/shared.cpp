@@ -212,13 +212,19 @@ bool save_session(const mbedtls_ssl_context *ssl, bytes &out)
     return ok;
 }
 
-void report_progress(uint64_t up, uint64_t down) { ipc_send(CONTROL_FD, msg_type::progress, encode_progress(up, down)); }
-
-uint64_t lifetime_deadline(const worker_context &ctx)
+relay_options channel_relay_options(const worker_context &ctx)
 {
+    relay_options opt;
+    opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
+    opt.close_timeout_ms = ctx.job.close_timeout_ms;
     uint64_t age = ctx.result.resumed ? ctx.resumed_session_age_ms : 0;
     uint64_t left = ctx.job.max_session_lifetime_ms > age ? ctx.job.max_session_lifetime_ms - age : 0;
-    return ctx.started_ms + left;
+    opt.lifetime_deadline_ms = ctx.started_ms + left;
+    opt.on_progress = [](uint64_t up, uint64_t down) {
+        ipc_send(CONTROL_FD, msg_type::progress, encode_progress(up, down));
+    };
+    opt.on_first_idle = release_freed_memory; // so that it never delays a channel's first bytes
+    return opt;
 }
 
 bool load_session(mbedtls_ssl_session *session, const bytes &blob)

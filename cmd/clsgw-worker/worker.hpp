@@ -10,6 +10,7 @@
 #include "../../lib/ipc.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/log.hpp"
+#include "../../lib/relay.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
 
@@ -58,18 +59,17 @@ int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const m
 // Fills the TLS fields of ctx.result after a successful handshake.
 void record_tls(worker_context &ctx, const tls_session &t, const tls::handshake_result &h);
 // Hands the pages of freed memory back to the kernel (the handshake's, the filter compiler's):
-// an open channel then costs only what it still uses. The relay calls it when it first goes
-// idle, so that it never delays a channel's first bytes.
+// an open channel then costs only what it still uses.
 void release_freed_memory();
 
 // Session resumption through the master. ask_master sends a request (session_request or
 // session_lookup) and waits for its session_answer; an empty blob means none.
 std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key);
 bool save_session(const mbedtls_ssl_context *ssl, bytes &out);
-// Tells the master the bytes moved so far (for clsgwctl status).
-void report_progress(uint64_t up, uint64_t down);
-// When the channel must end: max_session_lifetime counted from the TLS session's full handshake.
-uint64_t lifetime_deadline(const worker_context &ctx);
+// The relay settings every channel shares: the job's timeouts, the end at max_session_lifetime
+// (counted from the TLS session's full handshake), progress reports to the master (for clsgwctl
+// status), and freed memory handed back once the relay first goes idle.
+relay_options channel_relay_options(const worker_context &ctx);
 bool load_session(mbedtls_ssl_session *session, const bytes &blob);
 
 // Waits until fd is ready for events or the deadline (monotonic ms) passes; false on timeout.

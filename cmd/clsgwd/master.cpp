@@ -87,6 +87,15 @@ std::string sanitize(const uint8_t *data, size_t len)
     return out;
 }
 
+// A worker's log record: its level, then at most 1024 bytes of text, made safe to print.
+// nullopt when malformed (a protocol violation).
+std::optional<std::pair<log_level, std::string>> worker_log_line(const bytes &p)
+{
+    if (p.empty() || !valid_log_level(p[0]) || p.size() > 1025)
+        return std::nullopt;
+    return std::make_pair(static_cast<log_level>(p[0]), sanitize(p.data() + 1, p.size() - 1));
+}
+
 } // namespace
 
 master::master(config cfg, master_paths paths, std::string certificate_pem, std::map<std::string, std::string> trust_pems,
@@ -541,11 +550,10 @@ void master::on_spare_message(spare_worker &s)
     ipc_recv_result r = ipc_recv(s.control.get(), false);
     if (r.status == ipc_status::would_block)
         return;
-    if (r.status == ipc_status::ok && r.message.type == msg_type::log && !r.message.payload.empty() &&
-        valid_log_level(r.message.payload[0]) && r.message.payload.size() <= 1025) {
-        const bytes &p = r.message.payload;
-        log_raw(static_cast<log_level>(p[0]),
-                sanitize(p.data() + 1, p.size() - 1) + " " + log_fields().add("spare_pid", static_cast<int64_t>(s.pid)).str());
+    auto line = r.status == ipc_status::ok && r.message.type == msg_type::log ? worker_log_line(r.message.payload)
+                                                                                 : std::nullopt;
+    if (line) {
+        log_raw(line->first, line->second + " " + log_fields().add("spare_pid", static_cast<int64_t>(s.pid)).str());
         return;
     }
     if (r.status != ipc_status::closed)
@@ -608,15 +616,15 @@ void master::on_worker_message(channel &ch)
     const bytes &p = r.message.payload;
     switch (r.message.type) {
     case msg_type::log: {
-        if (p.empty() || !valid_log_level(p[0]) || p.size() > 1025)
+        auto line = worker_log_line(p);
+        if (!line)
             return kill_worker(ch, "worker_protocol_violation");
         if (++ch.log_lines > WORKER_LOG_LINES_MAX)
             return;
         auto level = channel_levels_.find(ch.cfg.name);
-        if (level != channel_levels_.end() && p[0] > static_cast<uint8_t>(level->second))
+        if (level != channel_levels_.end() && line->first > level->second)
             return;
-        std::string text = sanitize(p.data() + 1, p.size() - 1);
-        log_raw(static_cast<log_level>(p[0]), text + " " + log_fields().add("channel", ch.id).add("name", ch.cfg.name).str());
+        log_raw(line->first, line->second + " " + log_fields().add("channel", ch.id).add("name", ch.cfg.name).str());
         return;
     }
     case msg_type::upstream_request:

@@ -91,6 +91,15 @@ def socks5_connect(port, host, target_port, timeout=10.0):
     return s, reply[1]
 
 
+def echoed_socks5_channel(port, host, target_port, token=b"ping"):
+    """A SOCKS5 channel through clsgw to an echoing target, proven open by one echo."""
+    s, rep = socks5_connect(port, host, target_port)
+    assert rep == 0, f"SOCKS5 reply {rep}"
+    s.sendall(token)
+    assert recv_exact(s, len(token)) == token
+    return s
+
+
 def transfer(sock, payload, chunk=65536):
     """Sends payload while reading the echo concurrently; half-closes; returns all received."""
     received = []

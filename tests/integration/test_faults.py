@@ -6,7 +6,8 @@ import socket
 import threading
 import time
 
-from harness import channel_worker, children_of, free_port, proc_name, recv_all, socks5_connect, wait_until
+from harness import (channel_worker, children_of, echoed_socks5_channel, free_port, proc_name, recv_all,
+                     socks5_connect, wait_until)
 
 EMT, EMT_PORT = "emt.example", 4443
 
@@ -22,11 +23,7 @@ def gateway(env, clsgw=None, ingress="socks5"):
 
 
 def open_channel(port):
-    s, rep = socks5_connect(port, EMT, EMT_PORT)
-    assert rep == 0
-    s.sendall(b"first")
-    assert s.recv(5) == b"first"
-    return s
+    return echoed_socks5_channel(port, EMT, EMT_PORT, b"first")
 
 
 def child(env, name):

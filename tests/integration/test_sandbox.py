@@ -3,8 +3,8 @@ import os
 import pwd
 import socket
 
-from harness import (TEST_BIN, SkipTest, channel_worker, children_of, free_port, proc_name, proc_status, recv_all, socks5_connect,
-                     wait_until)
+from harness import (TEST_BIN, SkipTest, channel_worker, children_of, echoed_socks5_channel, free_port, proc_name,
+                     proc_status, recv_all, socks5_connect, wait_until)
 
 EMT, EMT_PORT = "emt.example", 4443
 
@@ -22,10 +22,7 @@ def gateway(env, worker_path=None, allow="*:*"):
 def test_open_channel_worker_is_confined(env):
     """while a channel is open its worker shows Seccomp 2, NoNewPrivs 1, no capabilities, and the worker user"""
     port = gateway(env)
-    s, rep = socks5_connect(port, EMT, EMT_PORT)
-    assert rep == 0
-    s.sendall(b"ping")
-    assert s.recv(4) == b"ping"
+    s = echoed_socks5_channel(port, EMT, EMT_PORT)
     worker = channel_worker(env)
     status = proc_status(worker)
     assert status["Seccomp"].strip() == "2", status
@@ -103,10 +100,7 @@ def test_private_key_never_appears_in_a_worker(env):
     if os.geteuid() != 0:
         raise SkipTest("reading another process's memory needs root")
     port = gateway(env)
-    s, rep = socks5_connect(port, EMT, EMT_PORT)
-    assert rep == 0
-    s.sendall(b"ping")
-    assert s.recv(4) == b"ping"
+    s = echoed_socks5_channel(port, EMT, EMT_PORT)
     scalar = private_scalar(env)
     assert len(scalar) >= 30
     worker = channel_worker(env)

@@ -4,8 +4,8 @@ import os
 import pwd
 import signal
 
-from harness import (channel_pids, channel_worker, children_of, free_port, proc_name, proc_status, socks5_connect,
-                     spare_pids, wait_until)
+from harness import (channel_pids, channel_worker, children_of, echoed_socks5_channel, free_port, proc_name,
+                     proc_status, spare_pids, wait_until)
 
 EMT, EMT_PORT = "emt.example", 4443
 
@@ -35,11 +35,7 @@ def pool_full(env, size=2):
 
 
 def open_channel(port):
-    s, rep = socks5_connect(port, EMT, EMT_PORT)
-    assert rep == 0
-    s.sendall(b"ping")
-    assert s.recv(4) == b"ping"
-    return s
+    return echoed_socks5_channel(port, EMT, EMT_PORT)
 
 
 def gone(pid):
