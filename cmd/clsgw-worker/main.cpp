@@ -44,13 +44,13 @@ void send_log_to_master(log_level level, const std::string &line)
 // land on its fixed number: the lowest free ones, as nothing else is open.
 worker_job receive_job(bool spare)
 {
-    auto next = [](int timeout_ms, bool fd_allowed) {
+    auto next = [](int timeout_ms, bool fd_allowed, const char *what) {
         pollfd p{CONTROL_FD, POLLIN, 0};
         if (poll(&p, 1, timeout_ms) != 1)
-            die("no job from the master within 10s");
+            die(std::string("no ") + what + " from the master within 10s");
         return ipc_recv(CONTROL_FD, fd_allowed);
     };
-    ipc_recv_result r = next(spare ? -1 : 10000, spare);
+    ipc_recv_result r = next(spare ? -1 : 10000, spare, spare ? "connection" : "job");
     if (spare && r.status == ipc_status::closed)
         _exit(0); // clsgwd stopped or retired this spare
     if (spare) {
@@ -58,7 +58,7 @@ worker_job receive_job(bool spare)
             r.message.fd.get() != CONNECTION_FD)
             die("bad handover message: " + r.error);
         (void)r.message.fd.release();
-        r = next(10000, true);
+        r = next(10000, true, "job after the connection");
         if (r.status == ipc_status::ok && r.message.fd.get() != SIGNER_FD)
             die("the signer session did not arrive on fd 5");
         (void)r.message.fd.release();

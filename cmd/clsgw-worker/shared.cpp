@@ -76,11 +76,10 @@ int sign_with_signer(void *arg, int md_alg, const unsigned char *hash, size_t ha
     req.hash_len = static_cast<uint8_t>(hash_len);
     memcpy(req.key_id, ctx.key_id, sizeof req.key_id);
     memcpy(req.hash, hash, hash_len);
-    const uint64_t asked = now_us();
-    struct count_time {
+    struct count_time { // however this returns, the wait is counted
         uint64_t since, &total;
         ~count_time() { total += now_us() - since; }
-    } counted{asked, ctx.result.signer_us};
+    } counted{now_us(), ctx.result.signer_us};
     if (!ipc_send(SIGNER_FD, msg_type::sign_request, signer::encode_request(req))) {
         log_warn("signer unreachable", log_fields().add("error", errno_text(errno)));
         return -1;

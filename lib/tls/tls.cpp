@@ -347,17 +347,15 @@ int bio_recv(void *ctx, unsigned char *buf, size_t len)
             return static_cast<int>(n);
         }
         if (!self->ahead)
-            self->ahead.reset(new unsigned char[bio::READ_AHEAD]); // untouched pages cost nothing
+            self->ahead.reset(new unsigned char[bio::READ_AHEAD]);
         ssize_t n = recv(self->fd, self->ahead.get(), bio::READ_AHEAD, 0);
         if (n > 0) {
             self->ahead_start = 0;
             self->ahead_end = static_cast<size_t>(n);
             continue;
         }
-        if (n == 0) {
-            self->observe(buf, 0);
-            return 0;
-        }
+        if (n == 0)
+            return 0; // the peer closed
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)

@@ -105,7 +105,7 @@ struct bio {
     // this read-ahead buffer and serves both, and the records behind them. mbedTLS is told
     // "want read" only once it is empty, so nothing waits in it while the socket is polled.
     static constexpr size_t READ_AHEAD = 32 * 1024;
-    std::unique_ptr<unsigned char[]> ahead; // allocated on the first read, left uninitialised
+    std::unique_ptr<unsigned char[]> ahead; // allocated on the first read; new[] does not clear it
     size_t ahead_start = 0, ahead_end = 0;
 
 private:

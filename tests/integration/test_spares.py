@@ -3,6 +3,7 @@ import json
 import os
 import pwd
 import signal
+import socket
 
 from harness import (channel_pids, channel_worker, children_of, echoed_socks5_channel, free_port, proc_name,
                      proc_status, spare_pids, wait_until)
@@ -134,11 +135,29 @@ def test_stop_ends_the_spares(env):
     wait_until(lambda: all(gone(p) for p in spares), 10, "the spares' exit")
 
 
-def test_worker_refuses_a_bad_spare_command_line(env):
-    """clsgw-worker started by hand with malformed --spare arguments says how it must be started"""
+def run_spare_by_hand(args):
+    """clsgw-worker started with a SEQPACKET socket as fd 3 (and nothing on 4 and 5), as clsgwd starts a
+    spare; our end is closed at once, which a waiting spare takes as its cue to exit."""
     import subprocess
     from harness import program
-    r = subprocess.run([*program("clsgw-worker"), "--spare", "nobody", "x"], capture_output=True, text=True,
-                       pass_fds=(), timeout=10)
-    assert r.returncode != 0
-    assert "or as a spare (--spare UID GID) with fd 3 alone" in r.stderr
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    def on_fd_3():
+        os.dup2(theirs.fileno(), 3)
+    # subprocess closes other fds after preexec_fn: fd 3 is named as one to keep
+    p = subprocess.Popen([*program("clsgw-worker"), *args], stderr=subprocess.PIPE, text=True, preexec_fn=on_fd_3,
+                         pass_fds=(3,))
+    theirs.close()
+    ours.close()
+    _, err = p.communicate(timeout=10)
+    return p.returncode, err
+
+
+def test_worker_refuses_a_bad_spare_command_line(env):
+    """clsgw-worker with its control socket on fd 3 but malformed --spare arguments says how it must be
+    started; with well-formed ones it sandboxes itself, waits, and leaves quietly when fd 3 closes"""
+    for bad in (["--spare", "nobody", "x"], ["--spare", "1"], ["--spare", "-2", "0"], ["--standby", "0", "0"]):
+        code, err = run_spare_by_hand(bad)
+        assert code != 0, bad
+        assert "or as a spare (--spare UID GID) with fd 3 alone" in err, (bad, err)
+    code, err = run_spare_by_hand(["--spare", "-1", "-1"])
+    assert (code, err) == (0, ""), (code, err)
