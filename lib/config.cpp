@@ -279,6 +279,11 @@ void interpreter::global(const ini_entry &e)
         if (e.value != "yes" && e.value != "no")
             return error(e.line, "resumption: expected yes or no");
         cfg_.resumption = e.value == "yes";
+    } else if (e.key == "session_cache_entries") {
+        auto n = parse_uint(e.value, 65536);
+        if (!n)
+            return error(e.line, "session_cache_entries: expected a number from 0 to 65536");
+        cfg_.session_cache_entries = static_cast<unsigned>(*n);
     } else if (e.key == "worker_user") {
         if (e.value.empty())
             return error(e.line, "worker_user: empty");

@@ -81,6 +81,9 @@ struct config {
     std::string log_file;
     std::string control_socket = "/run/clsgw/control.sock";
     bool resumption = true;
+    // TLS sessions clsgwd keeps for resumption, outbound and inbound together; each takes at most
+    // 8 KiB (about 2 KiB with a brainpool certificate), in memory left out of core dumps.
+    unsigned session_cache_entries = 512;
     std::string worker_user = "clsgw-worker";
     std::string worker_path; // empty: next to clsgwd, then the installed libexec path
     std::string signer_path;

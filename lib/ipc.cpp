@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -84,7 +85,9 @@ std::optional<ipc_message> ipc_decode(const uint8_t *data, size_t len, std::stri
     return m;
 }
 
-bool ipc_send(int socket, msg_type type, const bytes &payload, int fd_to_pass)
+namespace {
+
+bool send_frame(int socket, msg_type type, const bytes &payload, int fd_to_pass, int flags)
 {
     auto frame = ipc_encode(type, payload);
     if (!frame) {
@@ -107,7 +110,7 @@ bool ipc_send(int socket, msg_type type, const bytes &payload, int fd_to_pass)
         memcpy(CMSG_DATA(c), &fd_to_pass, sizeof(int));
     }
     for (;;) {
-        ssize_t n = sendmsg(socket, &mh, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(socket, &mh, MSG_NOSIGNAL | flags);
         if (n >= 0)
             return static_cast<size_t>(n) == frame->size();
         if (errno != EINTR)
@@ -115,14 +118,35 @@ bool ipc_send(int socket, msg_type type, const bytes &payload, int fd_to_pass)
     }
 }
 
+// Our programs are single-threaded. A plain static buffer lives in .bss, where only the pages a
+// message fills become the process's own memory; a thread_local one is zeroed whole when the
+// process starts (64 KiB of every worker's memory).
+uint8_t recv_buf[ipc_header_size + ipc_max_payload + 1];
+size_t recv_used = 0; // how much of it the last frame filled
+
+} // namespace
+
+bool ipc_send(int socket, msg_type type, const bytes &payload, int fd_to_pass)
+{
+    return send_frame(socket, type, payload, fd_to_pass, 0);
+}
+
+bool ipc_send_nowait(int socket, msg_type type, const bytes &payload, int fd_to_pass)
+{
+    return send_frame(socket, type, payload, fd_to_pass, MSG_DONTWAIT);
+}
+
+void ipc_wipe_receive_buffer()
+{
+    explicit_bzero(recv_buf, recv_used);
+    recv_used = 0;
+}
+
 ipc_recv_result ipc_recv(int socket, bool fd_allowed)
 {
     ipc_recv_result r;
-    // Our programs are single-threaded. A plain static buffer lives in .bss, where only the pages a
-    // message fills become the process's own memory; a thread_local one is zeroed whole when the
-    // process starts (64 KiB of every worker's memory).
-    static uint8_t buf[ipc_header_size + ipc_max_payload + 1];
-    iovec iov{buf, sizeof buf};
+    uint8_t *buf = recv_buf;
+    iovec iov{buf, sizeof recv_buf};
     msghdr mh{};
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
@@ -154,6 +178,7 @@ ipc_recv_result ipc_recv(int socket, bool fd_allowed)
             fds.emplace_back(fd);
         }
     }
+    recv_used = std::max(recv_used, static_cast<size_t>(n > 0 ? n : 0));
     if (n == 0 && fds.empty()) {
         r.status = ipc_status::closed;
         return r;
@@ -199,6 +224,12 @@ tlv_writer &tlv_writer::add(uint16_t tag, const void *data, size_t len)
 }
 
 tlv_writer &tlv_writer::add_u64(uint16_t tag, uint64_t v) { return add(tag, &v, sizeof v); }
+
+tlv_reader::~tlv_reader()
+{
+    for (auto &[tag, value] : fields_)
+        explicit_bzero(value.data(), value.size());
+}
 
 bool tlv_reader::parse(const bytes &data, std::string &error)
 {

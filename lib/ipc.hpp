@@ -87,9 +87,14 @@ private:
 
 class tlv_reader {
 public:
+    tlv_reader() = default;
+    tlv_reader(const tlv_reader &) = delete;
+    tlv_reader &operator=(const tlv_reader &) = delete;
+    ~tlv_reader(); // overwrites what it parsed: records may carry TLS sessions
     // Parses the whole buffer; false on truncation, duplicates or trailing bytes.
     bool parse(const bytes &data, std::string &error);
     bool has(uint16_t tag) const { return fields_.count(tag) != 0; }
+    size_t count() const { return fields_.size(); }
     std::optional<std::string> str(uint16_t tag, size_t max_len) const;
     std::optional<uint64_t> u64(uint16_t tag) const;
     std::optional<bytes> raw(uint16_t tag, size_t max_len) const;

@@ -1,5 +1,7 @@
 #include "job.hpp"
 
+#include <algorithm>
+
 #include "ipc.hpp"
 
 namespace clsgw {
@@ -276,6 +278,8 @@ bytes encode_session_message(const session_message &m)
 {
     tlv_writer w;
     w.add(1, m.key.data(), m.key.size()).add(2, m.blob.data(), m.blob.size()).add_u64(3, m.age_ms);
+    if (!m.channel.empty())
+        w.add(4, m.channel.data(), m.channel.size());
     return w.data();
 }
 
@@ -287,13 +291,80 @@ std::optional<session_message> decode_session_message(const bytes &payload)
         return std::nullopt;
     auto key = r.raw(1, 255), blob = r.raw(2, SESSION_BLOB_MAX);
     auto age = r.u64(3);
-    if (!key || !blob || !age)
+    auto channel = r.has(4) ? r.raw(4, 128) : bytes();
+    if (!key || !blob || !age || !channel || r.count() != (r.has(4) ? 4u : 3u))
         return std::nullopt;
     session_message m;
     m.key = *key;
     m.blob = *blob;
     m.age_ms = *age;
+    m.channel = *channel;
     return m;
+}
+
+namespace {
+
+bool log_key_ok(const std::string &k)
+{
+    if (k.empty() || k.size() > 32 || k == "msg" || k == "channel" || k == "name" || k == "spare_pid")
+        return false;
+    for (char c : k)
+        if (!((c >= 'a' && c <= 'z') || c == '_'))
+            return false;
+    return true;
+}
+
+} // namespace
+
+bytes encode_log_record(log_level level, std::string_view message, const log_fields &fields)
+{
+    tlv_writer w;
+    w.add(1, message.substr(0, LOG_RECORD_MESSAGE_MAX));
+    uint16_t tag = 2;
+    for (const auto &[k, v] : fields.pairs()) {
+        if (tag >= 2 + 2 * LOG_RECORD_FIELDS_MAX)
+            break;
+        w.add(tag, k).add(static_cast<uint16_t>(tag + 1), std::string_view(v).substr(0, LOG_RECORD_VALUE_MAX));
+        tag = static_cast<uint16_t>(tag + 2);
+    }
+    bytes out(1 + w.data().size());
+    out[0] = static_cast<uint8_t>(level);
+    std::copy(w.data().begin(), w.data().end(), out.begin() + 1);
+    return out;
+}
+
+std::optional<log_record> decode_log_record(const bytes &payload, std::string &error)
+{
+    if (payload.empty() || !valid_log_level(payload[0])) {
+        error = "log record without a valid level";
+        return std::nullopt;
+    }
+    tlv_reader r;
+    if (!r.parse(bytes(payload.begin() + 1, payload.end()), error))
+        return std::nullopt;
+    log_record rec;
+    rec.level = static_cast<log_level>(payload[0]);
+    auto message = r.str(1, LOG_RECORD_MESSAGE_MAX);
+    if (!message) {
+        error = "log record without a message";
+        return std::nullopt;
+    }
+    rec.message = *message;
+    size_t expected = 1;
+    for (uint16_t tag = 2; r.has(tag); tag = static_cast<uint16_t>(tag + 2)) {
+        auto k = r.str(tag, 32), v = r.str(static_cast<uint16_t>(tag + 1), LOG_RECORD_VALUE_MAX);
+        if (rec.fields.size() == LOG_RECORD_FIELDS_MAX || !k || !v || !log_key_ok(*k)) {
+            error = "log record with a bad field";
+            return std::nullopt;
+        }
+        rec.fields.emplace_back(*k, *v);
+        expected += 2;
+    }
+    if (r.count() != expected) {
+        error = "log record with stray fields";
+        return std::nullopt;
+    }
+    return rec;
 }
 
 } // namespace clsgw

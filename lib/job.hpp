@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "log.hpp"
 #include "util.hpp"
 
 namespace clsgw {
@@ -67,16 +68,30 @@ std::optional<channel_progress> decode_established(const bytes &payload);
 bytes encode_progress(uint64_t up, uint64_t down);
 std::optional<std::pair<uint64_t, uint64_t>> decode_progress(const bytes &payload);
 
-// Session messages between worker and master (TLV): key (server_name or session id), the
-// serialised mbedtls_ssl_session, and its age since its full handshake.
+// Session messages between worker and master (TLV): key (inbound: the session id; outbound:
+// empty, as the master names the scope), the serialised mbedtls_ssl_session, its age since its
+// full handshake, and for an inbound lookup the channel the server_name picked.
 struct session_message {
     bytes key;
     bytes blob;
     uint64_t age_ms = 0;
+    bytes channel; // session_lookup only: the channel the SMGW's server_name picked
 };
 constexpr size_t SESSION_BLOB_MAX = 8 * 1024;
 bytes encode_session_message(const session_message &m);
 std::optional<session_message> decode_session_message(const bytes &payload);
+
+// A worker's log record: its level byte, then TLV fields: 1 the message, then each field as a
+// key (2, 4, ...) and its value (3, 5, ...). The master prints it as `worker msg="..." key=value`,
+// so a worker's text is only ever the value of a named key. Keys are [a-z_], at most 32 bytes.
+constexpr size_t LOG_RECORD_FIELDS_MAX = 16, LOG_RECORD_MESSAGE_MAX = 256, LOG_RECORD_VALUE_MAX = 512;
+struct log_record {
+    log_level level = log_level::info;
+    std::string message;
+    std::vector<std::pair<std::string, std::string>> fields;
+};
+bytes encode_log_record(log_level level, std::string_view message, const log_fields &fields);
+std::optional<log_record> decode_log_record(const bytes &payload, std::string &error);
 
 bytes encode_result(const worker_result &r);
 std::optional<worker_result> decode_result(const bytes &payload, std::string &error);

@@ -18,6 +18,7 @@ struct log_state {
     log_level threshold = log_level::info;
     bool journal = false;
     log_sink sink;
+    log_record_sink record_sink;
     log_target target = log_target::stderr_stream;
     std::string file;
     int file_fd = -1;
@@ -101,6 +102,7 @@ log_fields &log_fields::add(std::string_view key, std::string_view value)
     text_.append(key);
     text_.push_back('=');
     text_ += log_quote(value);
+    pairs_.emplace_back(key, value);
     return *this;
 }
 
@@ -147,6 +149,7 @@ bool log_reopen()
 void log_set_threshold(log_level threshold) { state().threshold = threshold; }
 log_level log_threshold() { return state().threshold; }
 void log_set_sink(log_sink sink) { state().sink = std::move(sink); }
+void log_set_record_sink(log_record_sink sink) { state().record_sink = std::move(sink); }
 
 bool log_enabled(log_level level)
 {
@@ -169,6 +172,8 @@ void log_line(log_level level, std::string_view message, const log_fields &field
 {
     if (!log_enabled(level))
         return;
+    if (state().record_sink)
+        return state().record_sink(level, message, fields);
     std::string line(message);
     if (!fields.str().empty()) {
         line.push_back(' ');
@@ -180,6 +185,7 @@ void log_line(log_level level, std::string_view message, const log_fields &field
 void fatal(std::string_view message, const log_fields &fields)
 {
     state().sink = nullptr;
+    state().record_sink = nullptr;
     log_line(log_level::error, message, fields);
     exit(1);
 }

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace clsgw {
 
@@ -27,9 +29,12 @@ public:
     log_fields &add(std::string_view key, int value) { return add(key, static_cast<int64_t>(value)); }
     log_fields &add(std::string_view key, unsigned value) { return add(key, static_cast<uint64_t>(value)); }
     const std::string &str() const { return text_; }
+    // The fields as added, for sinks that carry them apart (a worker's records to the master).
+    const std::vector<std::pair<std::string, std::string>> &pairs() const { return pairs_; }
 
 private:
     std::string text_;
+    std::vector<std::pair<std::string, std::string>> pairs_;
 };
 
 using log_sink = std::function<void(log_level, const std::string &line)>;
@@ -44,8 +49,12 @@ bool log_set_target(log_target target, const std::string &file = std::string());
 bool log_reopen();
 void log_set_threshold(log_level threshold);
 log_level log_threshold();
-// Replaces the default stderr sink (the worker sends its lines to the master instead).
+// Replaces the default stderr sink (the signer sends its lines to the master instead).
 void log_set_sink(log_sink sink);
+// Replaces every sink with one that gets the message and its fields apart (the worker sends them
+// to the master as a structured record, never as a line of its own making).
+using log_record_sink = std::function<void(log_level, std::string_view message, const log_fields &fields)>;
+void log_set_record_sink(log_record_sink sink);
 bool log_enabled(log_level level);
 
 void log_line(log_level level, std::string_view message, const log_fields &fields = log_fields());

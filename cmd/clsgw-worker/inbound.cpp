@@ -21,6 +21,7 @@ struct route_choice {
     int chosen = -1;
     int fallback = -1; // the default route
     std::string server_name;
+    bytes new_session; // a full handshake's session, stored once the channel is chosen
 };
 
 void choose(route_choice &c, int index)
@@ -62,28 +63,48 @@ int require_route(void *arg, mbedtls_ssl_context *ssl)
 }
 
 // The session cache lives in the master, so that a session outlives the worker that made it.
+// A lookup names the channel the server_name picked (mbedTLS asks after the SNI callback): the
+// master answers only with a session whose full handshake that channel's trust accepted, so a
+// session of one channel never opens another.
 int cache_get(void *arg, mbedtls_ssl_session *session)
 {
-    auto &ctx = *static_cast<worker_context *>(arg);
-    auto cached = ask_master(ctx, msg_type::session_lookup, bytes(session->id, session->id + session->id_len));
+    auto &c = *static_cast<route_choice *>(arg);
+    if (c.chosen < 0)
+        return 1;
+    const std::string &channel = c.ctx->job.routes[static_cast<size_t>(c.chosen)].channel_name;
+    auto cached = ask_master(*c.ctx, msg_type::session_lookup, bytes(session->id, session->id + session->id_len),
+                             bytes(channel.begin(), channel.end()));
     if (!cached || !load_session(session, cached->blob))
         return 1;
-    ctx.resumed_session_age_ms = cached->age_ms;
+    c.ctx->resumed_session_age_ms = cached->age_ms;
     return 0;
 }
 
+// Kept until the worker has asked for its channel's service: the master files the session under
+// the channel it then knows this worker serves.
 int cache_set(void *arg, const mbedtls_ssl_session *session)
 {
-    auto &ctx = *static_cast<worker_context *>(arg);
+    auto &c = *static_cast<route_choice *>(arg);
+    c.new_session.assign(SESSION_BLOB_MAX, 0);
+    size_t len = 0;
+    if (mbedtls_ssl_session_save(session, c.new_session.data(), c.new_session.size(), &len) != 0) {
+        c.new_session.clear();
+        return 1;
+    }
+    c.new_session.resize(len);
+    return 0;
+}
+
+void store_session(worker_context &ctx, route_choice &c, const tls_session &t)
+{
+    if (c.new_session.empty())
+        return;
     session_message store;
     store.age_ms = now_ms() - ctx.started_ms; // its lifetime counts from this channel's start
-    store.key.assign(session->id, session->id + session->id_len);
-    store.blob.assign(SESSION_BLOB_MAX, 0);
-    size_t len = 0;
-    if (mbedtls_ssl_session_save(session, store.blob.data(), store.blob.size(), &len) != 0)
-        return 1;
-    store.blob.resize(len);
-    return ipc_send(CONTROL_FD, msg_type::session_store, encode_session_message(store)) ? 0 : 1;
+    const mbedtls_ssl_session *s = t.ssl.session;
+    store.key.assign(s->id, s->id + s->id_len);
+    store.blob = std::move(c.new_session);
+    ipc_send(CONTROL_FD, msg_type::session_store, encode_session_message(store));
 }
 
 void fail(worker_context &ctx, const std::string &reason)
@@ -137,7 +158,7 @@ void run_inbound(worker_context &ctx)
         return;
     }
     mbedtls_ssl_conf_sni(&t.conf, on_server_name, &c);
-    mbedtls_ssl_conf_session_cache(&t.conf, &ctx, cache_get, cache_set);
+    mbedtls_ssl_conf_session_cache(&t.conf, &c, cache_get, cache_set);
     if (c.fallback >= 0)
         c.chosen = c.fallback; // a ClientHello without server_name goes to the default
     if (!handshake(ctx, t, c))
@@ -151,6 +172,7 @@ void run_inbound(worker_context &ctx)
         mbedtls_ssl_close_notify(&t.ssl);
         return;
     }
+    store_session(ctx, c, t);
     ipc_send(CONTROL_FD, msg_type::established, encode_established(ctx.result));
     relay_options opt = channel_relay_options(ctx);
     // The SMGW's side opened the channel: its close_notify half-closes the service, whose

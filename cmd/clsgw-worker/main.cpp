@@ -22,14 +22,11 @@ using namespace clsgw;
 
 namespace {
 
-// Worker log lines travel to the master, which tags them with the channel.
-void send_log_to_master(log_level level, const std::string &line)
+// Worker log records travel to the master as message and fields; the master formats and tags
+// them with the channel.
+void send_log_to_master(log_level level, std::string_view message, const log_fields &fields)
 {
-    size_t n = line.size() > 1024 ? 1024 : line.size();
-    bytes payload(1 + n);
-    payload[0] = static_cast<uint8_t>(level);
-    memcpy(payload.data() + 1, line.data(), n);
-    ipc_send(CONTROL_FD, msg_type::log, payload);
+    ipc_send(CONTROL_FD, msg_type::log, encode_log_record(level, message, fields));
 }
 
 [[noreturn]] void die(const std::string &what)
@@ -121,7 +118,7 @@ void report(const worker_context &ctx)
 int main(int argc, char **argv)
 {
     log_init("clsgw-worker", log_level::info);
-    log_set_sink(send_log_to_master);
+    log_set_record_sink(send_log_to_master);
     long spare_uid = -1, spare_gid = -1;
     const bool spare = argc > 1;
     bool fds_ok = fcntl(CONTROL_FD, F_GETFD) >= 0;
@@ -130,7 +127,7 @@ int main(int argc, char **argv)
     else
         fds_ok = fds_ok && fcntl(CONNECTION_FD, F_GETFD) >= 0 && fcntl(SIGNER_FD, F_GETFD) >= 0;
     if ((spare && !parse_spare_args(argc, argv, spare_uid, spare_gid)) || !fds_ok) {
-        log_set_sink(nullptr);
+        log_set_record_sink(nullptr);
         fatal("clsgw-worker is started by clsgwd with fds 3, 4 and 5 open, or as a spare "
               "(--spare UID GID) with fd 3 alone");
     }
@@ -166,6 +163,12 @@ int main(int argc, char **argv)
     }
     ctx.handshake_deadline_ms = ctx.started_ms + ctx.job.handshake_timeout_ms;
 
+#ifdef CLSGW_TEST_HOOKS
+    if (test_hook_hostile(ctx)) {
+        report(ctx);
+        return 0;
+    }
+#endif
     if (ctx.job.direction == channel_direction::inbound)
         run_inbound(ctx);
     else

@@ -152,9 +152,9 @@ uint8_t app_code_for_upstream_failure(const std::string &failure)
 
 // --- TLS -----------------------------------------------------------------------------------
 
-void offer_saved_session(worker_context &ctx, tls_session &t, const std::string &key)
+void offer_saved_session(worker_context &ctx, tls_session &t)
 {
-    auto cached = ask_master(ctx, msg_type::session_request, bytes(key.begin(), key.end()));
+    auto cached = ask_master(ctx, msg_type::session_request, bytes());
     if (!cached)
         return;
     mbedtls_ssl_session session;
@@ -303,7 +303,7 @@ void run_outbound(worker_context &ctx)
         return;
     }
     std::string failure;
-    unique_fd upstream = request_upstream(ctx, "", failure);
+    unique_fd upstream = request_upstream(ctx, in.target.to_string(), failure);
     if (!upstream) {
         reply_app(ctx, app_code_for_upstream_failure(failure));
         set_result(ctx, outcome::failed, failure);
@@ -318,9 +318,9 @@ void run_outbound(worker_context &ctx)
         log_error("TLS setup failed", log_fields().add("error", tls::error_text(ret)));
         return;
     }
-    // A session from an earlier channel to the same SMGW (and server_name) saves the signature.
-    const std::string session_key = ctx.job.proxy == proxy_kind::sni ? in.target.host : "";
-    offer_saved_session(ctx, t, session_key);
+    // A session from an earlier channel of the same scope (the master's: SMGW, channel and the
+    // target it checked) saves the signature.
+    offer_saved_session(ctx, t);
     if (!tls_handshake(ctx, t)) {
         reply_app(ctx, ctx.result.result == outcome::refused ? socks5::REP_NOT_ALLOWED : socks5::REP_GENERAL_FAILURE);
         return;
@@ -328,7 +328,6 @@ void run_outbound(worker_context &ctx)
     bytes blob;
     if (!ctx.result.resumed && save_session(&t.ssl, blob)) {
         session_message offer;
-        offer.key.assign(session_key.begin(), session_key.end());
         offer.blob = std::move(blob);
         offer.age_ms = now_ms() - ctx.started_ms; // its lifetime counts from this channel's start
         ipc_send(CONTROL_FD, msg_type::session_offer, encode_session_message(offer));

@@ -177,10 +177,11 @@ void release_freed_memory()
     malloc_trim(0); // brk and madvise(MADV_DONTNEED), both in the filter
 }
 
-std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key)
+std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key, const bytes &channel)
 {
     session_message q;
     q.key = key;
+    q.channel = channel;
     if (!ipc_send(CONTROL_FD, type, encode_session_message(q)))
         return std::nullopt;
     uint64_t deadline = std::min(ctx.handshake_deadline_ms, now_ms() + 2000);

@@ -64,7 +64,8 @@ void release_freed_memory();
 
 // Session resumption through the master. ask_master sends a request (session_request or
 // session_lookup) and waits for its session_answer; an empty blob means none.
-std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key);
+std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key,
+                                          const bytes &channel = bytes());
 bool save_session(const mbedtls_ssl_context *ssl, bytes &out);
 // The relay settings every channel shares: the job's timeouts, the end at max_session_lifetime
 // (counted from the TLS session's full handshake), progress reports to the master (for clsgwctl
@@ -85,6 +86,9 @@ int sign_with_signer(void *arg, int md_alg, const unsigned char *hash, size_t ha
 #ifdef CLSGW_TEST_HOOKS
 // Test builds only: a target named "forbidden-CALL.test" makes that call after the sandbox.
 void test_hook_forbidden_call(const std::string &target_host);
+// Test builds only: a channel named "hostile-ATTACK" runs that attack (hostile.cpp) instead of its
+// work, after the same start-up and sandbox as any worker; true when it did.
+bool test_hook_hostile(worker_context &ctx);
 #endif
 
 } // namespace clsgw

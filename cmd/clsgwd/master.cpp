@@ -29,6 +29,9 @@ constexpr uint64_t LIMIT_LOG_INTERVAL_MS = 10000;
 constexpr uint64_t SIGNER_BACKOFF_MAX_MS = 60000;
 constexpr unsigned WORKER_LOG_LINES_MAX = 200;
 constexpr uint64_t SMGW_BACKOFF_FIRST_MS = 1000;
+// Workers report their own failures: it takes this many channels failing in a row before their
+// word backs the SMGW off (clsgwd's own connect failing counts at once).
+constexpr unsigned SMGW_FAILED_CHANNELS_FOR_BACKOFF = 3;
 constexpr uint64_t SPARE_REFILL_DEFER_MS = 1000;
 
 // Places the given fds at 3, 4, 5 (and /dev/null on 0-2) and execs; never returns.
@@ -87,13 +90,26 @@ std::string sanitize(const uint8_t *data, size_t len)
     return out;
 }
 
-// A worker's log record: its level, then at most 1024 bytes of text, made safe to print.
-// nullopt when malformed (a protocol violation).
+// A worker's log record as a line in which all its text is the value of a named key:
+// `worker msg="..." key=value ...`. nullopt when malformed (a protocol violation).
 std::optional<std::pair<log_level, std::string>> worker_log_line(const bytes &p)
 {
-    if (p.empty() || !valid_log_level(p[0]) || p.size() > 1025)
+    std::string err;
+    auto rec = decode_log_record(p, err);
+    if (!rec)
         return std::nullopt;
-    return std::make_pair(static_cast<log_level>(p[0]), sanitize(p.data() + 1, p.size() - 1));
+    log_fields f;
+    f.add("msg", rec->message.empty() ? "-" : rec->message);
+    for (const auto &[k, v] : rec->fields)
+        f.add(k, v);
+    return std::make_pair(rec->level, "worker " + f.str());
+}
+
+// Overwrites a buffer that held a TLS session before it is freed.
+void wipe(bytes &b)
+{
+    explicit_bzero(b.data(), b.size());
+    b.clear();
 }
 
 } // namespace
@@ -436,8 +452,13 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
     }
     tlv_writer session;
     session.add_u64(1, ch.id).add(2, cc.name).add(3, peer);
-    if (!ipc_send(signer_.control.get(), msg_type::session_open, session.data(), signer_end.get())) {
-        log_error("cannot open a signer session", log_fields().add("error", errno_text(errno)));
+    // Never waits: a signer that leaves this many session requests unread is stuck, and the
+    // channel ends at once with a reason instead of freezing every other channel.
+    if (!ipc_send_nowait(signer_.control.get(), msg_type::session_open, session.data(), signer_end.get())) {
+        count_outcome("failed", "signer_unavailable");
+        log_error("cannot open a signer session; channel refused",
+                  log_fields().add("name", cc.name).add("peer", peer).add("reason", "signer_unavailable")
+                      .add("error", errno == EAGAIN ? "the signer is not reading its requests" : errno_text(errno)));
         return;
     }
     signer_end.reset();
@@ -457,7 +478,7 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
             exec_child(paths_.worker, {worker_control.get(), connection.get(), worker_signer_end.get()},
                        {"clsgw-worker"}, false);
         ch.pid = pid;
-        if (!ipc_send(ch.control.get(), msg_type::job, encode_job(make_job(ch))))
+        if (!send_to_worker(ch, msg_type::job, encode_job(make_job(ch))))
             log_error("cannot send the job to the worker",
                       log_fields().add("channel", ch.id).add("error", errno_text(errno)));
     }
@@ -514,8 +535,8 @@ bool master::hand_to_spare(channel &ch, int connection, int signer_session)
     while (!spares_.empty()) {
         spare_worker s = std::move(spares_.front());
         spares_.erase(spares_.begin());
-        if (s.control && ipc_send(s.control.get(), msg_type::handover, {}, connection) &&
-            ipc_send(s.control.get(), msg_type::job, encode_job(make_job(ch)), signer_session)) {
+        if (s.control && ipc_send_nowait(s.control.get(), msg_type::handover, {}, connection) &&
+            ipc_send_nowait(s.control.get(), msg_type::job, encode_job(make_job(ch)), signer_session)) {
             ch.pid = s.pid;
             ch.control = std::move(s.control);
             return true;
@@ -547,7 +568,8 @@ size_t master::spares_ready() const
 // Before its job a spare says nothing unless it fails (a log line, then it exits).
 void master::on_spare_message(spare_worker &s)
 {
-    ipc_recv_result r = ipc_recv(s.control.get(), false);
+    ipc_budget unlimited_logs; // a spare may say only log records, which are not counted
+    ipc_recv_result r = ipc_recv_checked(s.control.get(), role_master, unlimited_logs);
     if (r.status == ipc_status::would_block)
         return;
     auto line = r.status == ipc_status::ok && r.message.type == msg_type::log ? worker_log_line(r.message.payload)
@@ -604,15 +626,18 @@ void master::kill_worker(channel &ch, const std::string &reason)
 
 void master::on_worker_message(channel &ch)
 {
-    ipc_recv_result r = ipc_recv(ch.control.get(), false);
+    ipc_recv_result r = ipc_recv_checked(ch.control.get(), role_master, ch.budget);
     if (r.status == ipc_status::would_block)
         return;
     if (r.status == ipc_status::closed) {
         ch.control.reset();
         return;
     }
-    if (r.status != ipc_status::ok)
+    if (r.status != ipc_status::ok) {
+        log_warn("worker broke the IPC protocol; killed",
+                 log_fields().add("channel", ch.id).add("name", ch.cfg.name).add("error", r.error));
         return kill_worker(ch, "worker_protocol_violation");
+    }
     const bytes &p = r.message.payload;
     switch (r.message.type) {
     case msg_type::log: {
@@ -628,8 +653,6 @@ void master::on_worker_message(channel &ch)
         return;
     }
     case msg_type::upstream_request:
-        if (ch.upstream_requested)
-            return kill_worker(ch, "worker_protocol_violation");
         ch.upstream_requested = true;
         return start_upstream(ch, p);
     case msg_type::established: {
@@ -651,7 +674,7 @@ void master::on_worker_message(channel &ch)
     case msg_type::result: {
         std::string err;
         auto res = decode_result(p, err);
-        if (!res || ch.result)
+        if (!res)
             return kill_worker(ch, "worker_protocol_violation");
         ch.result = std::move(res);
         return;
@@ -666,21 +689,58 @@ void master::on_worker_message(channel &ch)
     }
 }
 
-bool master::fresh(const cached_session &s) const { return now_ms() - s.created_ms < cfg_.max_session_lifetime_ms; }
-
-void master::answer_session(channel &ch, const cached_session *found)
+bool master::send_to_worker(channel &ch, msg_type type, const bytes &payload, int fd)
 {
-    session_message a;
-    if (found) {
-        a.blob = found->blob;
-        a.age_ms = now_ms() - found->created_ms;
+    if (ipc_send_nowait(ch.control.get(), type, payload, fd))
+        return true;
+    if (errno == EAGAIN) {
+        log_warn("worker does not read its messages; killed",
+                 log_fields().add("channel", ch.id).add("name", ch.cfg.name).add("message", ipc_rule_for(type)->name));
+        kill_worker(ch, "worker_not_reading");
     }
-    ipc_send(ch.control.get(), msg_type::session_answer, encode_session_message(a));
+    return false;
 }
 
-// Sessions are kept per scope: a client session for the SMGW address (and server_name); a
-// server session for the listener and the SMGW's address it came from, so that a worker can
-// only resume what the same SMGW established on the same listener.
+// The scope of a client session: the SMGW, the channel and the target it serves, all from the
+// configuration and the master's own check of the target. A worker names none of it.
+std::string master::client_scope(const channel &ch) const
+{
+    return "out " + ch.upstream.to_string() + " " + ch.cfg.name + " " + ch.target->to_string();
+}
+
+// The scope of a server session: the listener, the channel whose trust accepted its full
+// handshake, and the SMGW's address; then the session id.
+std::string master::server_scope(const channel &ch, const std::string &channel_name, const bytes &id) const
+{
+    std::string smgw_host = ch.peer.substr(0, ch.peer.rfind(':'));
+    return "in " + ch.cfg.listener_key() + " " + channel_name + " " + smgw_host + " " + hex(id);
+}
+
+void master::reset_session_cache()
+{
+    if (!sessions_.reset(cfg_.resumption ? cfg_.session_cache_entries : 0, cfg_.max_session_lifetime_ms))
+        log_error("cannot reserve memory for the TLS session cache; no session is resumed",
+                  log_fields().add("session_cache_entries", cfg_.session_cache_entries).add("error", errno_text(errno)));
+}
+
+void master::answer_session(channel &ch, const std::string &key)
+{
+    session_message a;
+    auto found = cfg_.resumption ? sessions_.get(key, now_ms()) : std::nullopt;
+    if (found) {
+        a.blob.assign(found->data, found->data + found->len);
+        a.age_ms = now_ms() - found->created_ms;
+    }
+    bytes out = encode_session_message(a);
+    send_to_worker(ch, msg_type::session_answer, out);
+    wipe(out);
+    wipe(a.blob);
+}
+
+// Outbound: a session to resume with the SMGW (request) or the one a full handshake made
+// (offer), both in the scope of the target the master checked. Inbound: the session for an id
+// the SMGW wants to resume (lookup, which names the channel the server_name picked) or a new one
+// (store, after the worker chose its channel). Each at most once per channel (protocol table).
 void master::on_session_message(channel &ch, msg_type type, const bytes &payload)
 {
     auto m = decode_session_message(payload);
@@ -688,46 +748,59 @@ void master::on_session_message(channel &ch, msg_type type, const bytes &payload
     bool client_side = type == msg_type::session_request || type == msg_type::session_offer;
     if (!m || outbound != client_side)
         return kill_worker(ch, "worker_protocol_violation");
-    std::string smgw_host = ch.peer.substr(0, ch.peer.rfind(':'));
-    std::string scope = outbound ? ch.upstream.to_string() + "/" + std::string(m->key.begin(), m->key.end())
-                                 : ch.cfg.listener_key() + "/" + smgw_host;
-    const size_t limit = outbound ? 256 : 4096;
-    if (type == msg_type::session_request || type == msg_type::session_lookup) {
-        const cached_session *found = nullptr;
-        if (outbound) {
-            auto it = client_sessions_.find(scope);
-            if (it != client_sessions_.end() && !fresh(it->second))
-                client_sessions_.erase(it);
-            else if (it != client_sessions_.end())
-                found = &it->second;
-        } else {
-            auto it = server_sessions_.find(m->key);
-            if (it != server_sessions_.end() && !fresh(it->second))
-                server_sessions_.erase(it);
-            else if (it != server_sessions_.end() && it->second.scope == scope)
-                found = &it->second;
+    struct wipe_on_exit {
+        session_message &m;
+        ~wipe_on_exit()
+        {
+            wipe(m.blob);
+            ipc_wipe_receive_buffer();
         }
-        return answer_session(ch, cfg_.resumption ? found : nullptr);
+    } guard{*m};
+    if (outbound) {
+        if (!m->key.empty() || !ch.target)
+            return kill_worker(ch, "worker_protocol_violation"); // the scope is ours to name, and known only once checked
+        if (type == msg_type::session_request)
+            return answer_session(ch, client_scope(ch));
+    } else {
+        std::string name(m->channel.begin(), m->channel.end());
+        bool candidate = std::any_of(ch.candidates.begin(), ch.candidates.end(),
+                                     [&](const channel_config &c) { return c.name == name; });
+        if (m->key.empty() || m->key.size() > 32)
+            return kill_worker(ch, "worker_protocol_violation");
+        if (type == msg_type::session_lookup) {
+            if (!candidate || ch.upstream_requested)
+                return kill_worker(ch, "worker_protocol_violation");
+            ch.resumed_channel = name; // the channel it then asks for must be this one
+            return answer_session(ch, server_scope(ch, name, m->key));
+        }
+        // A store comes after the worker chose its channel: the one whose trust it checked.
+        if (!ch.upstream_requested || !m->channel.empty())
+            return kill_worker(ch, "worker_protocol_violation");
     }
-    if (ch.session_given || (outbound && !ch.upstream_requested))
-        return kill_worker(ch, "worker_protocol_violation");
-    ch.session_given = true;
-    if (!cfg_.resumption)
+    if (!cfg_.resumption || m->blob.empty())
         return;
     if (m->age_ms > cfg_.handshake_timeout_ms + HANDSHAKE_GRACE_MS)
         return kill_worker(ch, "worker_protocol_violation"); // older than any handshake can be
-    cached_session entry{m->blob, now_ms() - m->age_ms, scope};
-    if (outbound) {
-        client_sessions_[scope] = std::move(entry);
-        return;
-    }
-    if (server_sessions_.size() >= limit) {
-        auto oldest = std::min_element(server_sessions_.begin(), server_sessions_.end(), [](const auto &a, const auto &b) {
-            return a.second.created_ms < b.second.created_ms;
-        });
-        server_sessions_.erase(oldest);
-    }
-    server_sessions_[m->key] = std::move(entry);
+    std::string key = outbound ? client_scope(ch) : server_scope(ch, ch.cfg.name, m->key);
+    if (!sessions_.put(key, m->blob.data(), m->blob.size(), now_ms() - m->age_ms, now_ms()))
+        log_debug("TLS session not kept", log_fields().add("channel", ch.id).add("bytes", m->blob.size()));
+}
+
+// The target a worker asks the SMGW for: a static channel's own, or one its allow list admits.
+// The master only compares it with its configuration; the worker parsed the app's bytes.
+bool master::check_target(channel &ch, const bytes &text)
+{
+    auto t = parse_host_port(std::string(text.begin(), text.end()));
+    if (!t)
+        return false;
+    if (ch.cfg.ingress == ingress_kind::static_target)
+        return ch.cfg.target && t->to_string() == ch.cfg.target->to_string();
+    for (const auto &rule : ch.cfg.allow)
+        if (allow_rule_matches(rule, *t)) {
+            ch.target = t;
+            return true;
+        }
+    return false;
 }
 
 // Outbound: the SMGW. Inbound: the local service of the channel the worker picked, which
@@ -736,8 +809,10 @@ void master::start_upstream(channel &ch, const bytes &choice)
 {
     const sock_address *to = nullptr;
     if (ch.cfg.direction == channel_direction::outbound) {
-        if (!choice.empty())
+        if (!check_target(ch, choice))
             return kill_worker(ch, "worker_protocol_violation");
+        if (!ch.target)
+            ch.target = ch.cfg.target;
         if (now_ms() < smgw_blocked_until_ms_)
             return fail_upstream(ch, "smgw_backoff"); // not now: the SMGW is left alone for a while
         to = &ch.upstream;
@@ -745,15 +820,18 @@ void master::start_upstream(channel &ch, const bytes &choice)
         std::string name(choice.begin(), choice.end());
         auto chosen = std::find_if(ch.candidates.begin(), ch.candidates.end(),
                                    [&](const channel_config &c) { return c.name == name; });
-        if (chosen == ch.candidates.end())
+        if (chosen == ch.candidates.end() || (!ch.resumed_channel.empty() && ch.resumed_channel != name))
             return kill_worker(ch, "worker_protocol_violation");
         ch.cfg = *chosen;
         to = &*ch.cfg.forward;
     }
     int err = 0;
     ch.connecting = connect_start(*to, &err);
-    if (!ch.connecting)
+    if (!ch.connecting) {
+        if (ch.cfg.direction == channel_direction::outbound)
+            smgw_back_off(upstream_errno_reason(err), "clsgwd");
         return fail_upstream(ch, upstream_errno_reason(err));
+    }
     ch.connect_deadline_ms = now_ms() + cfg_.connect_timeout_ms;
 }
 
@@ -765,7 +843,7 @@ void master::fail_upstream(channel &ch, const std::string &smgw_reason)
     if (ch.cfg.direction == channel_direction::inbound)
         reason = "service" + reason.substr(reason.find('_'));
     bytes why(reason.begin(), reason.end());
-    ipc_send(ch.control.get(), msg_type::upstream_failed, why);
+    send_to_worker(ch, msg_type::upstream_failed, why);
 }
 
 void master::finish_upstream(channel &ch)
@@ -774,11 +852,14 @@ void master::finish_upstream(channel &ch)
     socklen_t len = sizeof err;
     if (getsockopt(ch.connecting.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
-    if (err != 0)
+    if (err != 0) {
+        if (ch.cfg.direction == channel_direction::outbound)
+            smgw_back_off(upstream_errno_reason(err), "clsgwd");
         return fail_upstream(ch, upstream_errno_reason(err));
+    }
     if (ch.cfg.direction == channel_direction::outbound)
         han_keepalive(ch.connecting.get());
-    if (!ipc_send(ch.control.get(), msg_type::upstream_ready, {}, ch.connecting.get()))
+    if (!send_to_worker(ch, msg_type::upstream_ready, {}, ch.connecting.get()))
         log_warn("cannot pass the upstream socket", log_fields().add("channel", ch.id).add("error", errno_text(errno)));
     ch.connecting.reset();
 }
@@ -813,7 +894,9 @@ void master::log_summary(const channel &ch, int status)
         return;
     f.add("outcome", outcome_name(r.result)).add("reason", ch.kill_reason.empty() ? r.reason : ch.kill_reason);
     if (ch.cfg.direction == channel_direction::outbound) {
-        if (!r.target.empty())
+        if (ch.target) // as the master checked it
+            f.add("target", ch.target->to_string());
+        else if (!r.target.empty())
             f.add("target", r.target);
         f.add("proxy", proxy_name(ch.cfg.proxy));
     } else {
@@ -882,20 +965,35 @@ uint64_t master::next_suppressed_flush() const
 }
 
 // An outbound channel that reached the SMGW but ended before its TLS session stood (refused
-// connection, refused or failed handshake, timeout) doubles the back-off; one that stood resets it.
+// or failed handshake, timeout) is the worker's report, not something clsgwd saw: it backs the
+// SMGW off only when SMGW_FAILED_CHANNELS_FOR_BACKOFF channels in a row end so. One that stood
+// resets the count.
 void master::note_smgw_outcome(const channel &ch)
 {
     if (ch.cfg.direction != channel_direction::outbound || !ch.upstream_requested || cfg_.smgw_backoff_max_ms == 0)
         return;
     bool tls_stood = ch.result && !ch.result->tls_version.empty();
     if (tls_stood) { // a refusal after TLS is the SMGW answering, not failing
+        smgw_failed_channels_ = 0;
         smgw_backoff_ms_ = SMGW_BACKOFF_FIRST_MS;
         return;
     }
     std::string reason = ch.kill_reason.empty() && ch.result ? ch.result->reason : ch.kill_reason;
     if (reason == "smgw_backoff" || reason.rfind("cert_", 0) == 0 || reason == "signer_failed" ||
+        reason == "worker_protocol_violation" || reason == "worker_not_reading" ||
+        reason.rfind("smgw_connect", 0) == 0 || reason == "smgw_connection_refused" ||
+        reason == "smgw_network_unreachable" || reason == "smgw_unreachable" ||
         (ch.result && ch.result->result == outcome::refused))
-        return; // not the SMGW failing (a certificate problem is logged per channel anyway)
+        return; // not the SMGW failing, or already counted by clsgwd's own connect
+    if (++smgw_failed_channels_ < SMGW_FAILED_CHANNELS_FOR_BACKOFF)
+        return;
+    smgw_back_off(reason, "workers");
+}
+
+void master::smgw_back_off(const std::string &reason, const char *seen_by)
+{
+    if (cfg_.smgw_backoff_max_ms == 0)
+        return;
     uint64_t now = now_ms();
     if (now < smgw_blocked_until_ms_)
         return; // channels already under way when the back-off began count once
@@ -904,7 +1002,8 @@ void master::note_smgw_outcome(const channel &ch)
     uint64_t wait = smgw_backoff_ms_ - jitter + static_cast<uint64_t>(random()) % (2 * jitter + 1);
     smgw_blocked_until_ms_ = now + wait;
     log_warn("SMGW did not complete a channel; new channels fail fast meanwhile",
-             log_fields().add("reason", reason).add("retry_in_ms", wait).add("smgw", ch.upstream.to_string()));
+             log_fields().add("reason", reason).add("seen_by", seen_by).add("retry_in_ms", wait)
+                 .add("smgw", cfg_.smgw_address ? cfg_.smgw_address->to_string() : "-"));
     smgw_backoff_ms_ = std::min(smgw_backoff_ms_ * 2, std::max(cfg_.smgw_backoff_max_ms, SMGW_BACKOFF_FIRST_MS));
 }
 
@@ -1006,8 +1105,11 @@ void master::check_deadlines()
     for (auto &[id, ch] : channels_) {
         if (!ch.established && ch.kill_reason.empty() && now >= ch.handshake_deadline_ms)
             kill_worker(ch, "handshake_timeout");
-        if (ch.connecting && now >= ch.connect_deadline_ms)
+        if (ch.connecting && now >= ch.connect_deadline_ms) {
+            if (ch.cfg.direction == channel_direction::outbound)
+                smgw_back_off("smgw_connect_timeout", "clsgwd");
             fail_upstream(ch, "smgw_connect_timeout");
+        }
     }
     if (stopping_ && now >= stop_deadline_ms_)
         for (auto &[id, ch] : channels_)
@@ -1016,6 +1118,8 @@ void master::check_deadlines()
         start_signer();
     if (!failures_.empty())
         flush_suppressed();
+    if (now >= sessions_.next_expiry())
+        sessions_.sweep(now); // a session's secret does not outlive max_session_lifetime
 }
 
 int master::poll_timeout() const
@@ -1038,6 +1142,7 @@ int master::poll_timeout() const
     if (watchdog_interval_ms_)
         next = std::min(next, watchdog_next_ms_);
     next = std::min(next, next_suppressed_flush());
+    next = std::min(next, sessions_.next_expiry());
     if (status_due_ms_)
         next = std::min(next, status_due_ms_); // a changed status waits at most a second
     return next <= now ? 0 : static_cast<int>(next - now);
@@ -1077,6 +1182,7 @@ int master::run()
     if (usec && *usec > 0 && (!wd_pid || (pid && static_cast<pid_t>(*pid) == getpid())))
         watchdog_interval_ms_ = std::max<uint64_t>(*usec / 2000, 1);
     setup_signals();
+    reset_session_cache();
     open_control_socket();
     watch_certificates();
     start_signer();
@@ -1232,8 +1338,8 @@ std::string master::reload()
     worker_gid_ = env.gid;
     smgw_blocked_until_ms_ = 0; // the SMGW (or its address) may have changed
     smgw_backoff_ms_ = SMGW_BACKOFF_FIRST_MS;
-    client_sessions_.clear(); // sessions were authenticated against the old trust
-    server_sessions_.clear();
+    smgw_failed_channels_ = 0;
+    reset_session_cache(); // sessions were authenticated against the old trust
     channel_levels_.clear();
     log_set_threshold(cfg_.level);
     if (!log_set_target(cfg_.target, cfg_.log_file))

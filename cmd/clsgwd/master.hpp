@@ -13,7 +13,10 @@
 #include "../../lib/config.hpp"
 #include "../../lib/fd.hpp"
 #include "../../lib/ipc.hpp"
+#include "../../lib/ipc_rules.hpp"
 #include "../../lib/job.hpp"
+#include "../../lib/net.hpp"
+#include "../../lib/session_cache.hpp"
 
 namespace clsgw {
 
@@ -37,6 +40,7 @@ struct channel {
     sock_address upstream;                  // outbound: the SMGW, as configured when it started
     pid_t pid = -1;
     unique_fd control;
+    ipc_budget budget; // what it has sent, checked against the protocol table
     std::string peer;
     uint64_t started_ms = 0;
     uint64_t handshake_deadline_ms = 0;
@@ -47,7 +51,10 @@ struct channel {
     std::optional<worker_result> result;
     std::string kill_reason; // set when the master killed it
     unsigned log_lines = 0;
-    bool session_given = false; // one offer or store per channel
+    // Outbound: the target the channel serves, as checked by the master (a static channel's
+    // own, or a SOCKS5 target its allow list admits); the scope of its sessions.
+    std::optional<host_port> target;
+    std::string resumed_channel; // inbound: the channel whose session the worker looked up
     channel_progress live;      // what the worker reported once established, and bytes since
 };
 
@@ -55,13 +62,6 @@ struct channel {
 struct watched_certificate {
     std::string role, path, subject;
     int64_t not_after = 0; // Unix time
-};
-
-// A TLS session kept for resumption by later channels, dropped at max_session_lifetime.
-struct cached_session {
-    bytes blob;
-    uint64_t created_ms = 0; // when its full handshake happened
-    std::string scope;       // server side: listener and SMGW address it belongs to
 };
 
 // A worker exec'd and sandboxed ahead of time (spare_workers), waiting for exactly one channel.
@@ -113,7 +113,7 @@ private:
     uint64_t limit_logged_ms_ = 0;
     uint64_t limit_hits_ = 0;
     bool announced_ready_ = false;
-    std::map<std::string, cached_session> client_sessions_; // by SMGW address and server_name
+    session_cache sessions_; // keyed by a scope the master derives (client_scope, server_scope)
     unique_fd control_;                                      // clsgwctl's socket
     uint64_t started_ms_ = 0;
     uint64_t accepted_total_ = 0;
@@ -130,7 +130,11 @@ private:
     // repeated failures, so clsgwd stops trying for a while and fails new channels at once.
     uint64_t smgw_blocked_until_ms_ = 0;
     uint64_t smgw_backoff_ms_ = 1000;
+    // Counted only from what clsgwd sees itself (its own connect failing) or from failures of
+    // several workers in a row: one worker's word cannot put every channel into fail-fast.
+    unsigned smgw_failed_channels_ = 0;
     void note_smgw_outcome(const channel &ch);
+    void smgw_back_off(const std::string &reason, const char *seen_by);
     // Workers dying before doing anything (a broken install, a filter that cannot load): after
     // three in a row clsgwd pauses accepting, doubling the pause, instead of spawning in a loop.
     unsigned useless_deaths_ = 0;
@@ -147,7 +151,6 @@ private:
     bool may_log_failure(const channel &ch, const std::string &reason);
     void flush_suppressed();
     uint64_t next_suppressed_flush() const;
-    std::map<bytes, cached_session> server_sessions_;       // by session id
     // The spare pool: a channel takes the oldest spare, the pool is refilled after the accept
     // round. Spares that die unused are logged and the refill waits, doubling up to 60s.
     std::vector<spare_worker> spares_;
@@ -178,8 +181,13 @@ private:
     void on_worker_message(channel &ch);
     void start_upstream(channel &ch, const bytes &choice);
     void on_session_message(channel &ch, msg_type type, const bytes &payload);
-    void answer_session(channel &ch, const cached_session *found);
-    bool fresh(const cached_session &s) const;
+    void answer_session(channel &ch, const std::string &key);
+    void reset_session_cache();
+    std::string client_scope(const channel &ch) const;
+    std::string server_scope(const channel &ch, const std::string &channel_name, const bytes &id) const;
+    bool check_target(channel &ch, const bytes &text);
+    // Sends to a worker without waiting; a worker that leaves its socket full is killed.
+    bool send_to_worker(channel &ch, msg_type type, const bytes &payload, int fd = -1);
     void finish_upstream(channel &ch);
     void fail_upstream(channel &ch, const std::string &reason);
     void kill_worker(channel &ch, const std::string &reason);

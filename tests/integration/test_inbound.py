@@ -125,7 +125,7 @@ def test_renegotiation_by_a_foreign_client_is_refused_and_logged(env):
     wait_until(lambda: service.received >= 6, 10, "hello to reach the service")
     client.stdin.write(b"R\n")
     client.stdin.flush()
-    env.clsgwd.wait_log(r"TLS renegotiation attempt refused by=smgw answer=no_renegotiation channel=1 name=api")
+    env.clsgwd.wait_log(r'worker msg="TLS renegotiation attempt refused" by=smgw answer=no_renegotiation channel=1 name=api')
     client.stdin.close()
     client.wait(20)
     out = client.stdout.read()

@@ -50,7 +50,7 @@ def test_forbidden_calls_kill_the_worker_and_the_master_serves_on(env):
     for n, call in enumerate(("open", "socket", "connect", "execve", "ptrace", "fork"), 1):
         s, rep = socks5_connect(port, f"forbidden-{call}.test", 1)
         assert rep is None, f"{call}: worker answered instead of dying"
-        env.clsgwd.wait_log(rf"making a forbidden call call={call}")
+        env.clsgwd.wait_log(rf"making a forbidden call\" call={call}")
         wait_until(lambda: len(env.clsgwd.lines(r"sandbox violation.*signal=SIGSYS")) == n, 10,
                    f"sandbox violation number {n}")
         assert not env.clsgwd.lines("forbidden call returned")

@@ -565,7 +565,7 @@ def test_server_hello_request_is_refused_as_client(env):
         wait_until(lambda: b"ping" in open(log_path, "rb").read(), 10, "data through the channel")
         server.stdin.write(b"R\n")
         server.stdin.flush()
-        env.clsgwd.wait_log(r"TLS renegotiation attempt refused by=smgw answer=no_renegotiation")
+        env.clsgwd.wait_log(r"TLS renegotiation attempt refused\" by=smgw answer=no_renegotiation")
         app.close()
         env.clsgwd.wait_log(r"channel closed id=1 ")
         assert len(env.audit_lines()) == 1

@@ -200,3 +200,66 @@ TEST_CASE("a peer that exits without reading its message counts as closed, not a
     b.reset(); // gone with the job unread
     CHECK(ipc_recv(a.get(), false).status == ipc_status::closed);
 }
+
+#include "../../lib/ipc_rules.hpp"
+
+TEST_CASE("every message type has exactly one row in the protocol table")
+{
+    int rows = 0;
+    for (const ipc_rule *r = ipc_rules_begin(); r != ipc_rules_end(); ++r) {
+        rows++;
+        CHECK(ipc_rule_for(r->type) == r);
+        CHECK(r->from != 0);
+        CHECK(r->to != 0);
+        CHECK(r->max_payload <= ipc_max_payload);
+    }
+    CHECK(rows == 18);
+}
+
+TEST_CASE("frames are checked against their row at receive: receiver, size, fd and count")
+{
+    unique_fd a, b;
+    REQUIRE(ipc_socketpair(a, b));
+    ipc_budget budget;
+    // A worker's upstream_request: once per channel.
+    REQUIRE(ipc_send(a.get(), msg_type::upstream_request, bytes{'x'}));
+    CHECK(ipc_recv_checked(b.get(), role_master, budget).status == ipc_status::ok);
+    REQUIRE(ipc_send(a.get(), msg_type::upstream_request, bytes{'x'}));
+    auto twice = ipc_recv_checked(b.get(), role_master, budget);
+    CHECK(twice.status == ipc_status::error);
+    CHECK(twice.error.find("more often") != std::string::npos);
+    // A master-to-worker message arriving at the master.
+    REQUIRE(ipc_send(a.get(), msg_type::job, bytes{}));
+    CHECK(ipc_recv_checked(b.get(), role_master, budget).status == ipc_status::error);
+    // Over its size.
+    REQUIRE(ipc_send(a.get(), msg_type::progress, bytes(65, 0)));
+    auto big = ipc_recv_checked(b.get(), role_master, budget);
+    CHECK(big.status == ipc_status::error);
+    CHECK(big.error.find("over its size") != std::string::npos);
+    // An fd where none belongs, and none where one must be.
+    REQUIRE(ipc_send(a.get(), msg_type::progress, bytes(16, 0), a.get()));
+    auto fd = ipc_recv_checked(b.get(), role_master, budget);
+    CHECK(fd.status == ipc_status::error);
+    CHECK(!fd.message.fd);
+    REQUIRE(ipc_send(b.get(), msg_type::upstream_ready, bytes{}));
+    ipc_budget worker;
+    CHECK(ipc_recv_checked(a.get(), role_worker, worker).status == ipc_status::error);
+    // Progress and log are not counted.
+    for (int i = 0; i < 100; i++) {
+        REQUIRE(ipc_send(a.get(), msg_type::progress, bytes(16, 0)));
+        REQUIRE(ipc_recv_checked(b.get(), role_master, budget).status == ipc_status::ok);
+    }
+}
+
+TEST_CASE("a send that would wait fails instead: the socket buffer is the peer's bounded queue")
+{
+    unique_fd a, b;
+    REQUIRE(ipc_socketpair(a, b));
+    bytes chunk(60000, 7);
+    int sent = 0;
+    while (ipc_send_nowait(a.get(), msg_type::job, chunk) && sent < 10000)
+        sent++;
+    CHECK(errno == EAGAIN);
+    CHECK(sent > 0);
+    CHECK(sent < 10000);
+}

@@ -1,0 +1,92 @@
+#include "ipc_rules.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "job.hpp"
+#include "signer_proto.hpp"
+
+namespace clsgw {
+
+namespace {
+
+constexpr size_t SESSION_MESSAGE_MAX = SESSION_BLOB_MAX + 512;
+
+// clang-format off
+const ipc_rule RULES[] = {
+    // type                      name               from                       to                         max payload                 fd                        count
+    {msg_type::job,              "job",             role_master,               role_worker,               ipc_max_payload,            ipc_rule::fd_optional,    1}, // a spare's carries its signer session
+    {msg_type::upstream_ready,   "upstream_ready",  role_master,               role_worker,               0,                          ipc_rule::fd_required,    1},
+    {msg_type::upstream_failed,  "upstream_failed", role_master,               role_worker,               64,                         ipc_rule::no_fd,          1},
+    {msg_type::session_answer,   "session_answer",  role_master,               role_worker,               SESSION_MESSAGE_MAX,        ipc_rule::no_fd,          1},
+    {msg_type::handover,         "handover",        role_master,               role_worker,               0,                          ipc_rule::fd_required,    1},
+    // Not counted: never answered, and the master prints at most WORKER_LOG_LINES_MAX a channel.
+    {msg_type::log,              "log",             role_worker | role_signer, role_master,               2048,                       ipc_rule::no_fd,          0},
+    {msg_type::upstream_request, "upstream_request",role_worker,               role_master,               512,                        ipc_rule::no_fd,          1},
+    {msg_type::established,      "established",     role_worker,               role_master,               2048,                       ipc_rule::no_fd,          1},
+    {msg_type::result,           "result",          role_worker,               role_master,               4096,                       ipc_rule::no_fd,          1},
+    {msg_type::session_request,  "session_request", role_worker,               role_master,               512,                        ipc_rule::no_fd,          1},
+    {msg_type::session_offer,    "session_offer",   role_worker,               role_master,               SESSION_MESSAGE_MAX,        ipc_rule::no_fd,          1},
+    {msg_type::session_store,    "session_store",   role_worker,               role_master,               SESSION_MESSAGE_MAX,        ipc_rule::no_fd,          1},
+    {msg_type::session_lookup,   "session_lookup",  role_worker,               role_master,               512,                        ipc_rule::no_fd,          1},
+    // Not counted: never answered, sent at most once a second.
+    {msg_type::progress,         "progress",        role_worker,               role_master,               64,                         ipc_rule::no_fd,          0},
+    {msg_type::signer_ready,     "signer_ready",    role_signer,               role_master,               1024,                       ipc_rule::no_fd,          1},
+    // Not counted: one per channel on the master's connection; the signer bounds its sessions.
+    {msg_type::session_open,     "session_open",    role_master,               role_signer,               1024,                       ipc_rule::fd_required,    0},
+    {msg_type::sign_request,     "sign_request",    role_worker | role_master, role_signer,               signer::REQUEST_SIZE,       ipc_rule::no_fd,          signer::SIGNATURES_PER_SESSION},
+    {msg_type::sign_answer,      "sign_answer",     role_signer,               role_worker | role_master, 256,                        ipc_rule::no_fd,          signer::SIGNATURES_PER_SESSION},
+};
+// clang-format on
+
+} // namespace
+
+const ipc_rule *ipc_rule_for(msg_type type)
+{
+    for (const auto &r : RULES)
+        if (r.type == type)
+            return &r;
+    return nullptr;
+}
+
+const ipc_rule *ipc_rules_begin() { return std::begin(RULES); }
+const ipc_rule *ipc_rules_end() { return std::end(RULES); }
+
+bool ipc_budget::take(const ipc_rule &rule)
+{
+    uint32_t &n = counts_[static_cast<size_t>(rule.type) % counts_.size()];
+    if (rule.max_count != 0 && n >= rule.max_count)
+        return false;
+    n++;
+    return true;
+}
+
+uint32_t ipc_budget::used(msg_type type) const { return counts_[static_cast<size_t>(type) % counts_.size()]; }
+
+ipc_recv_result ipc_recv_checked(int socket, ipc_role me, ipc_budget &budget)
+{
+    ipc_recv_result r = ipc_recv(socket, true);
+    if (r.status != ipc_status::ok)
+        return r;
+    auto broken = [&r](std::string why) {
+        r.status = ipc_status::error;
+        r.error = std::move(why);
+        r.message.fd.reset();
+        return std::move(r);
+    };
+    const ipc_rule *rule = ipc_rule_for(r.message.type);
+    if (!rule || !(rule->to & me))
+        return broken("message type " + std::to_string(static_cast<unsigned>(r.message.type)) + " is not for this receiver");
+    if (r.message.payload.size() > rule->max_payload)
+        return broken(std::string(rule->name) + " over its size (" + std::to_string(r.message.payload.size()) + " > " +
+                      std::to_string(rule->max_payload) + ")");
+    bool has_fd = static_cast<bool>(r.message.fd);
+    if ((rule->fd == ipc_rule::no_fd && has_fd) || (rule->fd == ipc_rule::fd_required && !has_fd))
+        return broken(std::string(rule->name) + (has_fd ? " carried a file descriptor" : " without its file descriptor"));
+    if (!budget.take(*rule))
+        return broken(std::string(rule->name) + " sent more often than its " + std::to_string(rule->max_count));
+    return r;
+}
+
+} // namespace clsgw

@@ -1,0 +1,118 @@
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "../../lib/session_cache.hpp"
+
+using namespace clsgw;
+
+namespace {
+
+bytes blob_of(uint8_t fill, size_t len) { return bytes(len, fill); }
+
+bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+// The VmFlags line of the mapping that starts at addr, from /proc/self/smaps.
+std::string vm_flags(const void *addr)
+{
+    char start[32];
+    snprintf(start, sizeof start, "%lx-", reinterpret_cast<unsigned long>(addr));
+    std::ifstream in("/proc/self/smaps");
+    bool inside = false;
+    for (std::string line; std::getline(in, line);) {
+        if (line.find('-') != std::string::npos && line.find(' ') != std::string::npos && isxdigit(line[0]))
+            inside = line.rfind(start, 0) == 0;
+        else if (inside && line.rfind("VmFlags:", 0) == 0)
+            return line;
+    }
+    return "";
+}
+
+} // namespace
+
+TEST_CASE("the session cache keeps entries per key, replaces a key's entry and never answers another key")
+{
+    session_cache c;
+    REQUIRE(c.reset(4, 1000));
+    bytes a = blob_of(0xa1, 100), b = blob_of(0xb2, 200);
+    REQUIRE(c.put("out/smgw/meter/emt:443", a.data(), a.size(), 10, 10));
+    REQUIRE(c.put("out/smgw/other/emt:443", b.data(), b.size(), 10, 10));
+    auto v = c.get("out/smgw/meter/emt:443", 20);
+    REQUIRE(v);
+    CHECK(bytes(v->data, v->data + v->len) == a);
+    CHECK(!c.get("out/smgw/meter/emt:444", 20));
+    CHECK(!c.get("out/smgw/meter", 20));
+    bytes a2 = blob_of(0xa3, 50);
+    REQUIRE(c.put("out/smgw/meter/emt:443", a2.data(), a2.size(), 15, 15));
+    CHECK(c.size() == 2);
+    v = c.get("out/smgw/meter/emt:443", 20);
+    REQUIRE(v);
+    CHECK(v->len == 50);
+    CHECK(c.bytes_used() == 250);
+}
+
+TEST_CASE("the session cache is bounded: the oldest entry makes room, and its bytes are overwritten")
+{
+    session_cache c;
+    REQUIRE(c.reset(3, 1000000));
+    for (int i = 0; i < 1000; i++) {
+        bytes x = blob_of(static_cast<uint8_t>(i | 1), 1500);
+        REQUIRE(c.put("name-" + std::to_string(i), x.data(), x.size(), static_cast<uint64_t>(i), static_cast<uint64_t>(i)));
+        CHECK(c.size() <= 3);
+    }
+    CHECK(c.size() == 3);
+    CHECK(c.evicted() == 997);
+    CHECK(c.get("name-999", 1000));
+    CHECK(c.get("name-997", 1000));
+    CHECK(!c.get("name-996", 1000));
+    // Three live entries of 1500 bytes; everything else in the arena is zero.
+    size_t nonzero = 0;
+    for (size_t i = 0; i < c.arena_size(); i++)
+        nonzero += c.arena()[i] != 0;
+    CHECK(nonzero == 3 * 1500);
+    bytes big = blob_of(1, session_cache::SLOT_SIZE + 1);
+    CHECK(!c.put("too-big", big.data(), big.size(), 1000, 1000));
+}
+
+TEST_CASE("the session cache drops entries at their lifetime: on lookup, by sweep, and zeroes them")
+{
+    session_cache c;
+    REQUIRE(c.reset(8, 100));
+    bytes x = blob_of(0x55, 64);
+    REQUIRE(c.put("a", x.data(), x.size(), 0, 0));
+    REQUIRE(c.put("b", x.data(), x.size(), 50, 50));
+    CHECK(!c.put("stale", x.data(), x.size(), 0, 100)); // already as old as the lifetime
+    CHECK(c.next_expiry() == 100);
+    CHECK(c.get("a", 99));
+    CHECK(!c.get("a", 100));
+    CHECK(c.size() == 1);
+    CHECK(c.sweep(149) == 0);
+    CHECK(c.sweep(150) == 1);
+    CHECK(c.size() == 0);
+    CHECK(c.next_expiry() == UINT64_MAX);
+    CHECK(all_zero(c.arena(), c.arena_size()));
+}
+
+TEST_CASE("the session cache's memory is left out of core dumps and wiped in forked children")
+{
+    session_cache c;
+    REQUIRE(c.reset(2, 1000));
+    std::string flags = vm_flags(c.arena());
+    INFO(flags);
+    CHECK(flags.find(" dd") != std::string::npos);
+    CHECK(flags.find(" wf") != std::string::npos);
+    session_cache none;
+    REQUIRE(none.reset(0, 1000));
+    bytes x = blob_of(1, 10);
+    CHECK(!none.put("a", x.data(), x.size(), 0, 0));
+}
