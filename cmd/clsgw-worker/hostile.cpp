@@ -38,11 +38,19 @@ bool get_upstream(worker_context &ctx)
     return m && m->type == msg_type::upstream_ready;
 }
 
-// Another channel's session: what comes back for the shared "" key and for a name of its choosing.
+// The key a worker of another channel to the same target used to name its session by.
+bytes victim_key(const worker_context &ctx)
+{
+    std::string host = ctx.job.target ? ctx.job.target->host : "";
+    return bytes(host.begin(), host.end());
+}
+
+// Another channel's session, asked for by the key that channel's worker names it by.
 void steal(worker_context &ctx)
 {
     get_upstream(ctx);
     session_message q;
+    q.key = victim_key(ctx);
     ipc_send(CONTROL_FD, msg_type::session_request, encode_session_message(q));
     auto m = next_frame(CONTROL_FD, 5000);
     auto a = m && m->type == msg_type::session_answer ? decode_session_message(m->payload) : std::nullopt;
@@ -54,6 +62,7 @@ void plant(worker_context &ctx)
 {
     get_upstream(ctx);
     session_message offer;
+    offer.key = victim_key(ctx);
     offer.blob.assign(300, 0x5a);
     ipc_send(CONTROL_FD, msg_type::session_offer, encode_session_message(offer));
     log_warn("hostile: planted a session");

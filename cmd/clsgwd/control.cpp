@@ -295,6 +295,10 @@ std::string master::status_json() const
                    {"pid", signer_.pid},
                    {"key_id", signer_.key_id},
                    {"restarts", signer_.restarts}};
+    json sessions = {{"entries", sessions_.size()},
+                     {"capacity", sessions_.capacity()},
+                     {"bytes", sessions_.bytes_used()},
+                     {"evicted", sessions_.evicted()}};
     json status = {{"pid", getpid()},
                    {"uptime_s", (now - started_ms_) / 1000},
                    {"max_channels", cfg_.max_channels},
@@ -306,6 +310,7 @@ std::string master::status_json() const
                    {"channels", channels},
                    {"outcomes", outcomes},
                    {"signer", signer},
+                   {"sessions", sessions},
                    {"certificates", certs}};
     return status.dump();
 }
