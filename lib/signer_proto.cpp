@@ -14,6 +14,7 @@ const char *status_name(status s)
     case status::wrong_digest_length: return "wrong_digest_length";
     case status::quota_exceeded: return "quota_exceeded";
     case status::sign_failed: return "sign_failed";
+    case status::answer_unread: return "answer_unread";
     }
     return "unknown";
 }
@@ -93,7 +94,7 @@ std::optional<answer> decode_answer(const bytes &payload)
     answer a;
     uint16_t sig_len;
     memcpy(&a.seq, payload.data(), 4);
-    if (payload[4] > static_cast<uint8_t>(status::sign_failed))
+    if (payload[4] > static_cast<uint8_t>(status::answer_unread))
         return std::nullopt;
     a.st = static_cast<status>(payload[4]);
     memcpy(&sig_len, payload.data() + 5, 2);

@@ -19,6 +19,7 @@ enum class status : uint8_t {
     wrong_digest_length = 4,
     quota_exceeded = 5,
     sign_failed = 6,
+    answer_unread = 7, // a request came while an earlier answer was still unread
 };
 
 const char *status_name(status s);

@@ -4,7 +4,10 @@
  * the audit log. It cannot open files, create sockets, connect, exec or fork.
  */
 #include <linux/mman.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include <stddef.h>
 
@@ -15,6 +18,8 @@ const struct policy_rule signer_policy[] = {
     {"write", POLICY_ALLOW, 0, 0, "audit log lines and stderr"},
     {"sendmsg", POLICY_ALLOW, 0, 0, NULL},
     {"accept4", POLICY_ALLOW_ARG_EQ, 0, 3, "as a service of its own: the master connects to the socket on fd 3"},
+    {"getsockopt", POLICY_ALLOW_ARG_EQ, 2, SO_PEERCRED, "who connected to fd 3: only the master's uid is served"},
+    {"ioctl", POLICY_ALLOW_ARG_EQ, 1, SIOCOUTQ, "answers a session has not read yet"},
     {"recvmsg", POLICY_ALLOW, 0, 0, "requests, and session fds from the master"},
     {"sendto", POLICY_ALLOW, 0, 0, NULL},
     {"recvfrom", POLICY_ALLOW, 0, 0, NULL},

@@ -1,15 +1,22 @@
 // clsgw-signer: holds the device's private key, signs handshake digests for workers, audits
-// every operation. Started by clsgwd with its control socket on fd 3; per-channel sessions
-// arrive on that socket as passed fds. Never dies from what a session sends.
+// every operation. Started by clsgwd with its control socket on fd 3, or by clsgw-signer.socket
+// with a listening socket on fd 3 (clsgwd connects there); per-channel sessions arrive on the
+// control connection as passed fds. Never dies from what a session sends, and never waits for a
+// peer: every send and receive is non-blocking and each peer has a bounded queue.
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/sockios.h>
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
 #include <poll.h>
+#include <pwd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -17,10 +24,12 @@
 
 #include "../../lib/activation.hpp"
 #include "../../lib/audit.hpp"
+#include "../../lib/event_budget.hpp"
 #include "../../lib/fd.hpp"
 #include "../../lib/net.hpp"
 #include "../../lib/ipc.hpp"
 #include "../../lib/log.hpp"
+#include "../../lib/outbox.hpp"
 #include "../../lib/signer_proto.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
@@ -31,16 +40,36 @@ using namespace clsgw;
 namespace {
 
 constexpr int FIRST_FD = 3; // the control socket from clsgwd, or the listening socket from systemd
-// The connection to the master: fd 3 when clsgwd started us; an accepted connection when we
-// run as a service of our own; -1 while no master is connected.
-int g_control = FIRST_FD;
-bool g_service = false;
 constexpr int AUDIT_FD = 4;
+// What may wait for the master before it counts as not reading: log lines and signer_ready,
+// behind the kernel's own socket buffer (about 200 KiB) that is full by then.
+constexpr size_t MASTER_QUEUE_FRAMES = 64;
+constexpr size_t MASTER_QUEUE_BYTES = 64 * 1024;
+// A session gets at most three answers (two signatures, then a refusal ends it).
+constexpr size_t SESSION_QUEUE_FRAMES = 3;
+constexpr size_t SESSION_QUEUE_BYTES = 3 * (ipc_header_size + 7 + signer::MAX_SIG_LEN);
+// Control messages read per poll round, so that sessions are served between them.
+constexpr unsigned CONTROL_MESSAGES_PER_ROUND = 16;
+// An accept that fails for want of fds (which the session limit should prevent) pauses the
+// listener this long instead of spinning on it.
+constexpr uint64_t ACCEPT_PAUSE_MS = 1000;
+
+// The connection to the master: fd 3 when clsgwd started us; an accepted connection when we
+// run as a service of our own; -1 while no master is connected. Log lines travel on it too.
+struct master_link {
+    int fd = FIRST_FD;
+    outbox queue{MASTER_QUEUE_FRAMES, MASTER_QUEUE_BYTES};
+};
+master_link g_master;
+bool g_service = false;
 
 struct options {
     std::string key_path, certificate_path, audit_path;
     unsigned max_sessions = 64;
     log_level level = log_level::info;
+    std::vector<uid_t> master_uids; // empty: uid 0 only
+    unsigned refusals_per_window = 10;
+    uint64_t refusal_window_ms = 60 * 1000;
 };
 
 struct session {
@@ -48,6 +77,7 @@ struct session {
     uint64_t channel_id = 0;
     std::string channel_name, peer;
     unsigned signatures = 0;
+    outbox queue{SESSION_QUEUE_FRAMES, SESSION_QUEUE_BYTES};
 };
 
 // The key as an ECDSA context kept for the signer's life. mbedtls_pk_sign copies an EC key into
@@ -64,12 +94,15 @@ struct ecdsa_key {
 
 class signer_service {
 public:
-    signer_service(const options &o) : opt_(o) {}
+    signer_service(const options &o)
+        : opt_(o), refusals_(o.refusals_per_window, o.refusal_window_ms),
+          refused_peers_(o.refusals_per_window, o.refusal_window_ms)
+    {
+    }
     void load_identity();
     void open_audit_log();
     void confine();
     void run();
-    void accept_master(const bytes &ready);
 
 private:
     const options &opt_;
@@ -78,13 +111,30 @@ private:
     tls::rng rng_;
     uint8_t key_id_[signer::KEY_ID_LEN] = {};
     std::string key_id_hex_;
+    bytes ready_; // signer_ready's payload: the key id
     std::map<int, session> sessions_;
     audit::tail chain_; // where the audit log's hash chain stands
+    // Refused requests beyond the budget are counted by result, and summarised in one audit
+    // record when the budget's window ends; refused connections likewise in one log line.
+    event_budget refusals_;
+    std::map<std::string, uint64_t> unitemised_refusals_;
+    event_budget refused_peers_;
+    uint64_t unlogged_peers_ = 0;
+    uint64_t accept_paused_until_ms_ = 0;
 
+    void serve_control();
     void open_session(ipc_message &m);
-    void handle_session(session &s);
-    void answer(session &s, const signer::request *req, signer::status st, const bytes &sig, uint64_t started_us);
+    bool serve_request(session &s);
+    bool refuse(session &s, const signer::request *req, signer::status st, uint64_t started_us);
+    bool send_answer(session &s, const signer::request *req, signer::status st, const bytes &sig);
+    bool answer_unread(const session &s) const;
     void audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us);
+    void audit_line(const log_fields &f);
+    void summarise_refusals(uint64_t now);
+    void accept_connection();
+    bool master_connected();
+    void refuse_connection(std::string_view why, const ucred &peer);
+    int poll_timeout(uint64_t now) const;
 };
 
 // Start-up failures: reported through the master (which quotes them, e.g. to a refused
@@ -170,6 +220,15 @@ void signer_service::confine()
         die("sandbox", log_fields().add("error", err));
 }
 
+void signer_service::audit_line(const log_fields &f)
+{
+    std::string line = audit::seal(chain_, f.str()) + "\n";
+    // One write per record with O_APPEND: a record is never split or interleaved.
+    if (write(AUDIT_FD, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        log_error("audit log write failed", log_fields().add("error", errno_text(errno)));
+    fdatasync(AUDIT_FD);
+}
+
 void signer_service::audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us)
 {
     std::string digest = "-", md = "-";
@@ -191,66 +250,115 @@ void signer_service::audit(const session &s, const signer::request *req, signer:
         .add("digest_sha256", digest)
         .add("result", signer::status_name(st))
         .add("latency_us", latency_us);
-    std::string line = audit::seal(chain_, f.str()) + "\n";
-    // One write per record with O_APPEND: a record is never split or interleaved.
-    if (write(AUDIT_FD, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-        log_error("audit log write failed", log_fields().add("error", errno_text(errno)));
-    fdatasync(AUDIT_FD);
+    audit_line(f);
 }
 
-void signer_service::answer(session &s, const signer::request *req, signer::status st, const bytes &sig,
-                            uint64_t started_us)
+// Once the refusal budget's window has ended, the refusals it only counted become one audit
+// record (and one log line): a flood of refusals costs a bounded number of synced writes.
+void signer_service::summarise_refusals(uint64_t now)
+{
+    if (!unitemised_refusals_.empty() && now >= refusals_.window_end_ms()) {
+        uint64_t total = 0;
+        for (auto &[result, n] : unitemised_refusals_)
+            total += n;
+        log_fields f;
+        f.add("time", utc_timestamp()).add("key", key_id_hex_).add("result", "refusals_over_budget")
+            .add("refused", total);
+        for (auto &[result, n] : unitemised_refusals_)
+            f.add(result, n); // by result: unknown_key=3 malformed=2
+        audit_line(f);
+        log_warn("signer refusals over the audit budget, summarised in one record",
+                 log_fields().add("refused", total).add("budget", refusals_.per_window())
+                     .add("window_ms", refusals_.window_ms()));
+        unitemised_refusals_.clear();
+    }
+    if (unlogged_peers_ && now >= refused_peers_.window_end_ms()) {
+        log_warn("more connections refused than logged one by one", log_fields().add("refused", unlogged_peers_));
+        unlogged_peers_ = 0;
+    }
+}
+
+// Queues an answer; false when the session's queue is full (its worker does not read) or the
+// worker is gone. A signature's audit record is on disk before this is called.
+bool signer_service::send_answer(session &s, const signer::request *req, signer::status st, const bytes &sig)
 {
     signer::answer a;
     a.seq = req ? req->seq : 0;
     a.st = st;
     if (st == signer::status::ok)
         a.signature = sig;
-    // The record is on disk before the answer leaves: no signature is ever released unaudited.
-    audit(s, req, st, now_us() - started_us);
-    ipc_send(s.fd.get(), msg_type::sign_answer, signer::encode_answer(a));
-    if (st != signer::status::ok)
-        log_warn("signature refused", log_fields().add("channel", s.channel_id).add("name", s.channel_name)
-                                          .add("result", signer::status_name(st)));
+    switch (s.queue.push(s.fd.get(), msg_type::sign_answer, signer::encode_answer(a))) {
+    case outbox::result::sent:
+    case outbox::result::queued: return true;
+    case outbox::result::overflow:
+        log_warn("signer session closed: its worker does not read its answers",
+                 log_fields().add("channel", s.channel_id).add("name", s.channel_name));
+        return false;
+    case outbox::result::failed: return false;
+    }
+    return false;
 }
 
-void signer_service::handle_session(session &s)
+// An answer the worker has not read yet is still counted in our socket's send queue: a worker
+// asks, reads the answer, and only then asks again.
+bool signer_service::answer_unread(const session &s) const
+{
+    int unread = 0;
+    return s.queue.pending() || (ioctl(s.fd.get(), SIOCOUTQ, &unread) == 0 && unread > 0);
+}
+
+// A refused or malformed request ends its session: one audit record (or, beyond the refusal
+// budget, a count for the summary), the error answer if the socket takes it, then the close.
+// Returns false: the session is over.
+bool signer_service::refuse(session &s, const signer::request *req, signer::status st, uint64_t started_us)
+{
+    uint64_t now = now_ms();
+    summarise_refusals(now);
+    if (refusals_.take(now)) {
+        audit(s, req, st, now_us() - started_us);
+        log_warn("signature refused; session closed", log_fields().add("channel", s.channel_id)
+                                                          .add("name", s.channel_name)
+                                                          .add("result", signer::status_name(st)));
+    } else {
+        unitemised_refusals_[signer::status_name(st)]++;
+    }
+    send_answer(s, req, st, {});
+    return false;
+}
+
+// Serves one request of a session; false when the session is over (closed by its worker,
+// refused, or not reading its answers).
+bool signer_service::serve_request(session &s)
 {
     uint64_t started = now_us();
     ipc_recv_result r = ipc_recv(s.fd.get(), false);
     if (r.status == ipc_status::would_block)
-        return;
-    if (r.status == ipc_status::closed) {
-        sessions_.erase(s.fd.get());
-        return;
-    }
-    if (r.status != ipc_status::ok || r.message.type != msg_type::sign_request) {
-        answer(s, nullptr, signer::status::malformed, {}, started);
-        return;
-    }
-    auto req = signer::decode_request(r.message.payload);
-    if (!req) {
-        answer(s, nullptr, signer::status::malformed, {}, started);
-        return;
-    }
+        return true;
+    if (r.status == ipc_status::closed)
+        return false;
+    std::optional<signer::request> req;
+    if (r.status == ipc_status::ok && r.message.type == msg_type::sign_request)
+        req = signer::decode_request(r.message.payload);
+    if (!req)
+        return refuse(s, nullptr, signer::status::malformed, started);
     signer::status st = signer::validate_request(*req, key_id_);
     if (st == signer::status::ok && s.signatures >= signer::SIGNATURES_PER_SESSION)
         st = signer::status::quota_exceeded;
-    if (st != signer::status::ok) {
-        answer(s, &*req, st, {}, started);
-        return;
-    }
+    if (st == signer::status::ok && answer_unread(s))
+        st = signer::status::answer_unread;
+    if (st != signer::status::ok)
+        return refuse(s, &*req, st, started);
     s.signatures++;
     static const mbedtls_md_type_t md[] = {MBEDTLS_MD_NONE, MBEDTLS_MD_SHA256, MBEDTLS_MD_SHA384, MBEDTLS_MD_SHA512};
     unsigned char sig[MBEDTLS_ECDSA_MAX_LEN]; // what mbedtls_ecdsa_write_signature may write
     size_t sig_len = 0;
     int ret = mbedtls_ecdsa_write_signature(&signing_key_.ctx, md[req->digest_alg], req->hash, req->hash_len, sig,
                                             &sig_len, tls::rng::random, &rng_);
-    if (ret != 0 || sig_len > signer::MAX_SIG_LEN) {
-        answer(s, &*req, signer::status::sign_failed, {}, started);
-        return;
-    }
-    answer(s, &*req, signer::status::ok, bytes(sig, sig + sig_len), started);
+    if (ret != 0 || sig_len > signer::MAX_SIG_LEN)
+        return refuse(s, &*req, signer::status::sign_failed, started);
+    // The record is on disk before the answer leaves: no signature is ever released unaudited.
+    audit(s, &*req, signer::status::ok, now_us() - started);
+    return send_answer(s, &*req, signer::status::ok, bytes(sig, sig + sig_len));
 }
 
 void signer_service::open_session(ipc_message &m)
@@ -278,64 +386,192 @@ void signer_service::open_session(ipc_message &m)
     sessions_[fd] = std::move(s);
 }
 
-// As a service of our own: a master connected; it replaces an earlier one (whose sessions,
-// already passed to us, continue).
-void signer_service::accept_master(const bytes &ready)
+// Lets go of the master: it has gone, or it does not read what we send. In child mode this
+// ends the signer once its open sessions are done; as a service we wait for the next master.
+void drop_master(std::string_view why)
 {
-    int fd = accept4(FIRST_FD, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0)
+    if (g_master.fd < 0)
         return;
-    if (g_control >= 0)
-        close(g_control);
-    g_control = fd;
-    ipc_send(g_control, msg_type::signer_ready, ready);
-    log_info("master connected");
+    close(g_master.fd);
+    g_master.fd = -1;
+    g_master.queue.clear();
+    if (!why.empty())
+        log_error(why); // with no master connected, this goes to stderr
+}
+
+// Sends to the master without waiting; a master whose queue is full is cut off.
+void send_to_master(msg_type type, const bytes &payload)
+{
+    if (g_master.fd < 0)
+        return;
+    switch (g_master.queue.push(g_master.fd, type, payload)) {
+    case outbox::result::sent:
+    case outbox::result::queued: return;
+    case outbox::result::overflow:
+        drop_master("the master does not read the signer's messages; its connection is closed");
+        return;
+    case outbox::result::failed: drop_master(""); return;
+    }
+}
+
+// Reads what the master sent, a bounded number of messages per round.
+void signer_service::serve_control()
+{
+    for (unsigned i = 0; i < CONTROL_MESSAGES_PER_ROUND && g_master.fd >= 0; i++) {
+        ipc_recv_result r = ipc_recv(g_master.fd, true);
+        if (r.status == ipc_status::would_block)
+            return;
+        if (r.status == ipc_status::closed) {
+            drop_master("");
+            return;
+        }
+        if (r.status == ipc_status::ok && r.message.type == msg_type::session_open)
+            open_session(r.message);
+        else
+            log_error("unexpected message on the control socket", log_fields().add("error", r.error));
+    }
+}
+
+// True while a master is connected. A master that has hung up is let go here first (its last
+// session_open messages still served), so that its successor is not taken for a second one.
+bool signer_service::master_connected()
+{
+    if (g_master.fd < 0)
+        return false;
+    pollfd p{g_master.fd, POLLIN, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+        for (unsigned i = 0; i < 64 && g_master.fd >= 0; i++)
+            serve_control();
+        drop_master("");
+    }
+    return g_master.fd >= 0;
+}
+
+// One log line per refused connection, up to the budget; the rest are counted.
+void signer_service::refuse_connection(std::string_view why, const ucred &peer)
+{
+    uint64_t now = now_ms();
+    summarise_refusals(now);
+    if (!refused_peers_.take(now)) {
+        unlogged_peers_++;
+        return;
+    }
+    log_warn(why, log_fields().add("uid", static_cast<uint64_t>(peer.uid)).add("gid", static_cast<uint64_t>(peer.gid))
+                      .add("pid", static_cast<int64_t>(peer.pid)));
+}
+
+// As a service of our own: a connection to our socket. Only a process of an allowed uid may be
+// the master, and only one at a time; any other connection is closed at once, never served.
+void signer_service::accept_connection()
+{
+    unique_fd fd(accept4(FIRST_FD, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!fd) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            accept_paused_until_ms_ = now_ms() + ACCEPT_PAUSE_MS;
+            log_error("cannot accept a connection; pausing the listener",
+                      log_fields().add("error", errno_text(errno)).add("pause_ms", ACCEPT_PAUSE_MS));
+        }
+        return;
+    }
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || len != sizeof peer) {
+        log_error("cannot read a connection's peer credentials; closed", log_fields().add("error", errno_text(errno)));
+        return;
+    }
+    bool allowed = opt_.master_uids.empty()
+                       ? peer.uid == 0
+                       : std::find(opt_.master_uids.begin(), opt_.master_uids.end(), peer.uid) != opt_.master_uids.end();
+    if (!allowed) {
+        refuse_connection("connection refused: not a master uid (see --master-uid)", peer);
+        return;
+    }
+    if (master_connected()) {
+        // Told why, best effort: it is a master by its uid, and its operator will read this.
+        std::string line = "clsgw-signer serves one master at a time, and another one is connected";
+        bytes log(1 + line.size());
+        log[0] = static_cast<uint8_t>(log_level::error);
+        memcpy(log.data() + 1, line.data(), line.size());
+        outbox(0, 0).push(fd.get(), msg_type::log, log);
+        refuse_connection("connection refused: a master is already connected", peer);
+        return;
+    }
+    g_master.fd = fd.release();
+    g_master.queue.clear();
+    send_to_master(msg_type::signer_ready, ready_);
+    log_info("master connected", log_fields().add("uid", static_cast<uint64_t>(peer.uid))
+                                     .add("pid", static_cast<int64_t>(peer.pid)));
+}
+
+// Until the next summary is due or the paused listener resumes; -1: nothing timed.
+int signer_service::poll_timeout(uint64_t now) const
+{
+    uint64_t next = UINT64_MAX;
+    if (!unitemised_refusals_.empty())
+        next = std::min(next, refusals_.window_end_ms());
+    if (unlogged_peers_)
+        next = std::min(next, refused_peers_.window_end_ms());
+    if (accept_paused_until_ms_)
+        next = std::min(next, accept_paused_until_ms_);
+    if (next == UINT64_MAX)
+        return -1;
+    return next <= now ? 0 : static_cast<int>(std::min<uint64_t>(next - now, 60 * 60 * 1000));
 }
 
 void signer_service::run()
 {
     tlv_writer ready;
     ready.add(1, key_id_, sizeof key_id_);
-    if (!g_service && !ipc_send(g_control, msg_type::signer_ready, ready.data()))
-        fatal("cannot reach the master on fd 3");
+    ready_ = ready.data();
+    if (!g_service) {
+        send_to_master(msg_type::signer_ready, ready_);
+        if (g_master.fd < 0)
+            fatal("cannot reach the master on fd 3");
+    }
     log_info("signer ready", log_fields().add("key", key_id_hex_).add("mode", g_service ? "service" : "child"));
     std::vector<pollfd> fds;
-    bool draining = false; // the master let go of us (reload or stop): finish open sessions, then exit
-    while (g_service || !draining || !sessions_.empty()) {
+    // Without a master in child mode (it let go of us at a reload or stop, or was cut off): no
+    // new sessions; the open ones may still need their signatures, then we exit.
+    auto draining = [] { return !g_service && g_master.fd < 0; };
+    while (g_service || !draining() || !sessions_.empty()) {
+        uint64_t now = now_ms();
+        summarise_refusals(now);
+        if (accept_paused_until_ms_ && now >= accept_paused_until_ms_)
+            accept_paused_until_ms_ = 0;
         fds.clear();
-        fds.push_back({draining || g_control < 0 ? -1 : g_control, POLLIN, 0});
-        fds.push_back({g_service ? FIRST_FD : -1, POLLIN, 0});
+        short master_events = POLLIN | (g_master.queue.pending() ? POLLOUT : 0);
+        fds.push_back({g_master.fd, master_events, 0});
+        fds.push_back({g_service && !accept_paused_until_ms_ ? FIRST_FD : -1, POLLIN, 0});
         for (auto &[fd, s] : sessions_)
-            fds.push_back({fd, POLLIN, 0});
-        if (poll(fds.data(), fds.size(), -1) < 0) {
+            fds.push_back({fd, static_cast<short>(POLLIN | (s.queue.pending() ? POLLOUT : 0)), 0});
+        if (poll(fds.data(), fds.size(), poll_timeout(now)) < 0) {
             if (errno == EINTR)
                 continue;
             fatal("poll failed", log_fields().add("error", errno_text(errno)));
         }
+        // The master before the listener: a master that hung up is gone before its successor knocks.
+        if ((fds[0].revents & POLLOUT) && g_master.fd >= 0 && !g_master.queue.flush(g_master.fd))
+            drop_master("");
+        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && g_master.fd >= 0)
+            serve_control();
         if (fds[1].revents)
-            accept_master(ready.data());
-        if (fds[0].revents && g_control >= 0) {
-            ipc_recv_result r = ipc_recv(g_control, true);
-            if (r.status == ipc_status::closed && g_service) {
-                close(g_control); // the master went away; we stay for the next one
-                g_control = -1;
-                continue;
-            }
-            if (r.status == ipc_status::closed) {
-                draining = true; // no new sessions; the open ones may still need their signatures
-                continue;
-            }
-            if (r.status == ipc_status::ok && r.message.type == msg_type::session_open)
-                open_session(r.message);
-            else if (r.status != ipc_status::would_block)
-                log_error("unexpected message on the control socket", log_fields().add("error", r.error));
-        }
+            accept_connection();
+        // One request per session and round: a busy session cannot starve the others.
         for (size_t i = 2; i < fds.size(); i++) {
             auto it = sessions_.find(fds[i].fd);
-            if (fds[i].revents && it != sessions_.end())
-                handle_session(it->second);
+            if (!fds[i].revents || it == sessions_.end())
+                continue;
+            session &s = it->second;
+            bool keep = true;
+            if (fds[i].revents & POLLOUT)
+                keep = s.queue.flush(s.fd.get());
+            if (keep && (fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                keep = serve_request(s);
+            if (!keep)
+                sessions_.erase(it);
         }
     }
+    summarise_refusals(UINT64_MAX); // nothing counted leaves without its record
     // The master has gone or retired us; nothing to report to.
 }
 
@@ -345,19 +581,47 @@ void send_log_to_master(log_level level, const std::string &line)
     bytes payload(1 + n);
     payload[0] = static_cast<uint8_t>(level);
     memcpy(payload.data() + 1, line.data(), n);
-    if (g_control < 0 || !ipc_send(g_control, msg_type::log, payload)) {
-        std::string out = "clsgw-signer: " + line + "\n"; // no master to tell: stderr it is
-        ssize_t ignored = write(STDERR_FILENO, out.data(), out.size());
-        (void)ignored;
+    if (g_master.fd >= 0) {
+        send_to_master(msg_type::log, payload);
+        if (g_master.fd >= 0)
+            return;
     }
+    std::string out = "clsgw-signer: " + line + "\n"; // no master to tell: stderr it is
+    ssize_t ignored = write(STDERR_FILENO, out.data(), out.size());
+    (void)ignored;
 }
 
 void usage()
 {
-    fprintf(stderr, "usage: clsgw-signer --key FILE --certificate FILE --audit-log FILE [--max-sessions N] "
-                    "[--log-level LEVEL]\n"
+    fprintf(stderr, "usage: clsgw-signer --key FILE --certificate FILE --audit-log FILE [--max-sessions N]\n"
+                    "                    [--master-uid USER]... [--refusal-budget N/DURATION] [--log-level LEVEL]\n"
                     "(started by clsgwd with its control socket on fd 3, or by clsgw-signer.socket)\n");
     exit(2);
+}
+
+// A user name or a numeric uid.
+std::optional<uid_t> parse_user(const char *text)
+{
+    if (auto n = parse_uint(text, UINT32_MAX - 1))
+        return static_cast<uid_t>(*n);
+    if (const passwd *pw = getpwnam(text))
+        return pw->pw_uid;
+    return std::nullopt;
+}
+
+// "N/DURATION": N refusals audited one by one per DURATION, e.g. 10/1m.
+bool parse_refusal_budget(std::string_view text, options &o)
+{
+    size_t slash = text.find('/');
+    if (slash == std::string_view::npos)
+        return false;
+    auto n = parse_uint(text.substr(0, slash), 100000);
+    auto ms = parse_duration_ms(text.substr(slash + 1));
+    if (!n || !ms || *ms < 100 || *ms > 24 * 3600 * 1000)
+        return false;
+    o.refusals_per_window = static_cast<unsigned>(*n);
+    o.refusal_window_ms = *ms;
+    return true;
 }
 
 } // namespace
@@ -368,7 +632,8 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"key", required_argument, nullptr, 'k'},          {"certificate", required_argument, nullptr, 'c'},
         {"audit-log", required_argument, nullptr, 'a'},    {"max-sessions", required_argument, nullptr, 'm'},
-        {"log-level", required_argument, nullptr, 'l'},    {nullptr, 0, nullptr, 0},
+        {"log-level", required_argument, nullptr, 'l'},    {"master-uid", required_argument, nullptr, 'u'},
+        {"refusal-budget", required_argument, nullptr, 'r'}, {nullptr, 0, nullptr, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
@@ -390,6 +655,21 @@ int main(int argc, char **argv)
             o.level = *l;
             break;
         }
+        case 'u': {
+            auto uid = parse_user(optarg);
+            if (!uid || o.master_uids.size() >= 8) {
+                fprintf(stderr, "clsgw-signer: --master-uid %s: not a user (at most 8 may be named)\n", optarg);
+                exit(2);
+            }
+            o.master_uids.push_back(*uid);
+            break;
+        }
+        case 'r':
+            if (!parse_refusal_budget(optarg, o)) {
+                fprintf(stderr, "clsgw-signer: --refusal-budget %s: expected N/DURATION, e.g. 10/1m\n", optarg);
+                exit(2);
+            }
+            break;
         default: usage();
         }
     }
@@ -402,10 +682,12 @@ int main(int argc, char **argv)
         fatal("systemd must pass exactly one SOCK_SEQPACKET listening socket", log_fields().add("error", err));
     if (activated.size() == 1) {
         g_service = true; // clsgw-signer.socket: clsgwd connects to us
-        g_control = -1;
+        g_master.fd = -1;
         set_nonblocking(activated[0].fd.release(), true);
     } else if (fcntl(FIRST_FD, F_GETFD) < 0) {
         fatal("no control socket on fd 3: clsgw-signer is started by clsgwd or by clsgw-signer.socket");
+    } else {
+        set_nonblocking(FIRST_FD, true);
     }
     // Log lines go to the master, which owns the log target (and reopens it); fatal() still
     // writes to stderr, for start-up failures.

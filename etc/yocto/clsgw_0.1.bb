@@ -37,7 +37,7 @@ do_install() {
 }
 
 USERADD_PACKAGES = "${PN}"
-GROUPADD_PARAM:${PN} = "--system clsgw"
+GROUPADD_PARAM:${PN} = "--system clsgw; --system clsgw-signer-clients"
 USERADD_PARAM:${PN} = "--system --no-create-home --home-dir / --shell /sbin/nologin clsgw-worker; \
                        --system --no-create-home --home-dir / --shell /sbin/nologin --groups clsgw clsgw-signer"
 

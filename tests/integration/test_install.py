@@ -69,7 +69,8 @@ def test_make_install_produces_the_documented_tree(env):
 
 @runs_emulated
 def test_units_verify(env):
-    """systemd-analyze verify accepts clsgwd.service and a channel socket instance (with its address drop-in)"""
+    """systemd-analyze verify accepts clsgwd.service and a channel socket instance (with its address drop-in);
+    the signer's socket belongs to a group only clsgwd joins, and the signer serves only clsgwd's uid"""
     if not shutil.which("systemd-analyze"):
         raise AssertionError("systemd-analyze is missing (package systemd)")
     dest = install(env)
@@ -97,6 +98,18 @@ def test_units_verify(env):
         assert score and float(score.group(1)) <= limit, (unit, r.stdout[-500:])
     unit = open(os.path.join(units, "clsgwd.service")).read()
     assert "InaccessiblePaths=-/etc/clsgw/private" in unit, "the master's unit must not reach the key"
+    # the signer's socket has a group of its own, which only clsgwd joins (not clsgwctl's group
+    # clsgw), and the signer serves only clsgwd's uid
+    socket_unit = open(os.path.join(units, "clsgw-signer.socket")).read()
+    assert re.search(r"^SocketGroup=clsgw-signer-clients$", socket_unit, re.M), socket_unit
+    assert re.search(r"^SocketMode=0660$", socket_unit, re.M), socket_unit
+    assert re.search(r"^SupplementaryGroups=clsgw-signer-clients$", unit, re.M)
+    assert not re.search(r"^User=", unit, re.M), "clsgwd runs as root: the signer's --master-uid 0 names it"
+    signer_unit = open(os.path.join(units, "clsgw-signer.service")).read()
+    assert re.search(r"^ExecStart=.* --master-uid 0( |$)", signer_unit, re.M), signer_unit
+    sysusers = open(os.path.join(dest, "usr/lib/sysusers.d/clsgw.conf")).read()
+    assert re.search(r"^g clsgw-signer-clients -$", sysusers, re.M), sysusers
+    assert not re.search(r"^m \S+ clsgw-signer-clients$", sysusers, re.M), "nobody else joins the signer's group"
 
 
 @runs_emulated
@@ -133,3 +146,5 @@ def test_yocto_recipe_drives_the_makefile(env):
         assert os.path.exists(os.path.join(ROOT, "etc", "systemd", unit)), unit
     for user in ("clsgw-worker", "clsgw-signer"):
         assert user in recipe and user in open(os.path.join(ROOT, "etc", "sysusers.d", "clsgw.conf")).read()
+    groups = re.search(r'GROUPADD_PARAM:\$\{PN\} = "([^"]+)"', recipe).group(1)
+    assert [g.split()[-1] for g in groups.split(";")] == ["clsgw", "clsgw-signer-clients"], groups

@@ -1,19 +1,22 @@
-"""clsgw-signer driven directly over its real protocol: fd 3 control socket, per-channel sessions.
+"""clsgw-signer driven directly over its real protocol: fd 3 control socket (or its own listening
+socket, as clsgw-signer.socket runs it), per-channel sessions.
 
 The test plays the master (it opens sessions) and a hostile worker (it sends bad requests).
 """
 import hashlib
 import os
+import select
 import socket
 import struct
 import subprocess
+import time
 
 from harness import BIN, wait_until
 
-SIGNER_READY, SESSION_OPEN, SIGN_REQUEST, SIGN_ANSWER = 32, 33, 48, 49
+LOG, SIGNER_READY, SESSION_OPEN, SIGN_REQUEST, SIGN_ANSWER = 16, 32, 33, 48, 49
 SHA256, SHA384, SHA512 = 1, 2, 3
 STATUS = {0: "ok", 1: "malformed", 2: "unknown_key", 3: "unsupported_digest", 4: "wrong_digest_length",
-          5: "quota_exceeded", 6: "sign_failed"}
+          5: "quota_exceeded", 6: "sign_failed", 7: "answer_unread"}
 
 
 def frame(msg_type, payload):
@@ -24,22 +27,62 @@ def tlv(tag, value):
     return struct.pack("=HI", tag, len(value)) + value
 
 
+def signer_argv(env, *extra, audit_log="audit.log"):
+    return [os.path.join(BIN, "clsgw-signer"), "--key", env.path("device.key"), "--certificate", env.path("device.crt"),
+            "--audit-log", env.path(audit_log), *extra]
+
+
 class Signer:
-    def __init__(self, env):
+    """A signer and the test as its master: started with fd 3 (as clsgwd does), or connected to a
+    signer service's socket (control=...)."""
+
+    def __init__(self, env, extra=(), control=None):
         self.env = env
-        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        fd = theirs.fileno()
-        self.proc = env.start("signer", [os.path.join(BIN, "clsgw-signer"), "--key", env.path("device.key"),
-                                         "--certificate", env.path("device.crt"), "--audit-log", env.path("audit.log")],
-                              pass_fds=(fd, 3), preexec_fn=lambda: os.dup2(fd, 3))
-        theirs.close()
+        self.proc = None
+        if control is None:
+            self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            fd = theirs.fileno()
+            self.proc = env.start("signer", signer_argv(env, *extra), pass_fds=(fd, 3),
+                                  preexec_fn=lambda: os.dup2(fd, 3))
+            theirs.close()
+        else:
+            self.control = control
         self.control.settimeout(10)
-        ready = self.control.recv(1024)
-        msg_type, _, length = struct.unpack("=HHI", ready[:8])
-        assert msg_type == SIGNER_READY
-        tag, vlen = struct.unpack("=HI", ready[8:14])
-        self.key_id = ready[14:14 + vlen]
+        self.log_lines = []
+        msg_type, payload = self.next_control_frame()
+        assert msg_type == SIGNER_READY, msg_type
+        tag, vlen = struct.unpack("=HI", payload[:6])
+        self.key_id = payload[6:6 + vlen]
         self.next_channel = 1
+
+    def next_control_frame(self):
+        """The next frame from the signer that is not a log line (log lines are kept in log_lines)."""
+        while True:
+            data = self.control.recv(4096)
+            if not data:
+                return None, b""
+            msg_type, _, length = struct.unpack("=HHI", data[:8])
+            if msg_type != LOG:
+                return msg_type, data[8:]
+            self.log_lines.append(data[9:].decode(errors="replace"))
+
+    def wait_log(self, pattern, timeout=10):
+        """Reads the signer's log lines off the control connection until one contains pattern."""
+        deadline = time.monotonic() + timeout
+        while not any(pattern in line for line in self.log_lines):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"the signer never logged {pattern!r}; it logged {self.log_lines}")
+            self.control.settimeout(left)
+            try:
+                data = self.control.recv(4096)
+            except socket.timeout:
+                continue
+            if not data:
+                raise AssertionError(f"the signer closed the control connection; it logged {self.log_lines}")
+            if struct.unpack("=H", data[:2])[0] == LOG:
+                self.log_lines.append(data[9:].decode(errors="replace"))
+        return [line for line in self.log_lines if pattern in line][-1]
 
     def session(self, name="test"):
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -50,19 +93,52 @@ class Signer:
         mine.settimeout(10)
         return mine
 
-    def request(self, sock, digest, seq=1, alg=SHA256, hash_len=None, key_id=None):
+    def request_frame(self, digest, seq=1, alg=SHA256, hash_len=None, key_id=None):
         hl = len(digest) if hash_len is None else hash_len
         body = struct.pack("=IBB32s64s", seq, alg, hl, key_id or self.key_id, digest.ljust(64, b"\0"))
-        sock.send(frame(SIGN_REQUEST, body))
+        return frame(SIGN_REQUEST, body)
+
+    def request(self, sock, digest, **kw):
+        sock.send(self.request_frame(digest, **kw))
         return self.answer(sock)
 
     @staticmethod
     def answer(sock):
+        """(seq, status, signature); None when the signer has closed the session."""
         data = sock.recv(4096)
+        if not data:
+            return None
         msg_type, _, length = struct.unpack("=HHI", data[:8])
         assert msg_type == SIGN_ANSWER and length == len(data) - 8
         seq, status, sig_len = struct.unpack("=IBH", data[8:15])
         return seq, STATUS[status], data[15:15 + sig_len]
+
+
+def closed_by_the_signer(sock):
+    """True once the signer has closed the session: nothing more to read, and a request cannot go."""
+    sock.settimeout(5)
+    if sock.recv(4096) != b"":
+        return False
+    try:
+        sock.send(frame(SIGN_REQUEST, b"\0" * 102))
+    except (BrokenPipeError, ConnectionResetError):
+        return True
+    return False
+
+
+def start_service(env, *extra):
+    """clsgw-signer as clsgw-signer.socket runs it: systemd passes the listening socket on fd 3."""
+    path = env.path("signer.sock")
+    p = env.start("signer-service", ["systemd-socket-activate", "--seqpacket", "-l", path,
+                                     *signer_argv(env, *extra)])
+    p.wait_log("Listening on")
+    return p, path
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(path)
+    return s
 
 
 def spki_sha256(env):
@@ -97,7 +173,8 @@ def test_signer_key_id_is_the_sha256_of_the_public_key(env):
 
 
 def test_signer_signs_twice_and_refuses_a_third(env):
-    """one session gets at most two signatures; both verify with OpenSSL; the third is refused and audited"""
+    """one session gets at most two signatures; both verify with OpenSSL; the third is refused, audited and
+    ends the session"""
     signer = Signer(env)
     spki_sha256(env)
     s = signer.session("quota")
@@ -108,6 +185,7 @@ def test_signer_signs_twice_and_refuses_a_third(env):
     assert (seq, st) == (12, "ok") and verify_with_openssl(env, digests[1], sig)
     seq, st, sig = signer.request(s, digests[2], seq=13)
     assert (seq, st, sig) == (13, "quota_exceeded", b"")
+    assert closed_by_the_signer(s)
     lines = audit(env)  # written before each answer was sent
     assert len(lines) == 3, lines
     assert [l.split("result=")[1].split()[0] for l in lines] == ["ok", "ok", "quota_exceeded"]
@@ -119,27 +197,199 @@ def test_signer_signs_twice_and_refuses_a_third(env):
 
 
 def test_signer_refuses_bad_requests_and_stays_up(env):
-    """unknown key, unsupported digest, wrong digest length, malformed and oversize frames get error answers"""
+    """unknown key, unsupported digest, wrong digest length, malformed and oversize frames each get their
+    error answer and end their session; the signer stays up and serves new sessions"""
     signer = Signer(env)
-    s = signer.session("hostile")
     d32 = hashlib.sha256(b"x").digest()
-    assert signer.request(s, d32, key_id=b"\1" * 32)[1] == "unknown_key"
-    assert signer.request(s, d32, alg=9)[1] == "unsupported_digest"
-    assert signer.request(s, d32, alg=SHA384)[1] == "wrong_digest_length"
-    assert signer.request(s, d32, hash_len=200)[1] == "wrong_digest_length"
-    s.send(frame(SIGN_REQUEST, b"short"))
-    assert Signer.answer(s)[1] == "malformed"
-    s.send(b"\x01\x02\x03")
-    assert Signer.answer(s)[1] == "malformed"
-    s.send(frame(SIGN_REQUEST, b"\0" * (70 * 1024)))
-    assert Signer.answer(s)[1] == "malformed"
-    s.send(frame(7777, b""))
-    assert Signer.answer(s)[1] == "malformed"
-    # none of that counted against the quota, and the signer still serves
-    assert signer.request(s, d32, seq=5)[1] == "ok"
+    bad = [(signer.request_frame(d32, key_id=b"\1" * 32), "unknown_key"),
+           (signer.request_frame(d32, alg=9), "unsupported_digest"),
+           (signer.request_frame(d32, alg=SHA384), "wrong_digest_length"),
+           (signer.request_frame(d32, hash_len=200), "wrong_digest_length"),
+           (frame(SIGN_REQUEST, b"short"), "malformed"),
+           (b"\x01\x02\x03", "malformed"),
+           (frame(SIGN_REQUEST, b"\0" * (70 * 1024)), "malformed"),
+           (frame(7777, b""), "malformed")]
+    for data, expected in bad:
+        s = signer.session("hostile")
+        s.send(data)
+        assert Signer.answer(s)[1] == expected
+        assert closed_by_the_signer(s)
+    # the signer still serves, with a full quota for each new session
+    assert signer.request(signer.session(), d32, seq=5)[1] == "ok"
     assert signer.request(signer.session(), hashlib.sha512(b"y").digest(), alg=SHA512)[1] == "ok"
     assert signer.proc.alive()
-    assert len(audit(env)) == 10
+    results = [l.split("result=")[1].split()[0] for l in audit(env)]
+    assert results == [e for _, e in bad] + ["ok", "ok"], results
+
+
+def test_signer_session_ends_at_its_first_refused_request(env):
+    """a session whose request is refused gets one audit line and its error answer, then the signer closes
+    it: a further request gets nothing and writes nothing"""
+    signer = Signer(env)
+    s = signer.session("refused")
+    d32 = hashlib.sha256(b"x").digest()
+    assert signer.request(s, d32, seq=7, key_id=b"\2" * 32)[:2] == (7, "unknown_key")
+    assert closed_by_the_signer(s)  # the further request cannot even be sent
+    lines = audit(env)
+    assert len(lines) == 1 and "name=refused" in lines[0] and "result=unknown_key" in lines[0], lines
+    # a malformed frame in the middle of a good session ends it as well
+    s = signer.session("malformed")
+    assert signer.request(s, d32, seq=1)[1] == "ok"
+    s.send(b"\x01\x02\x03")
+    assert Signer.answer(s)[1] == "malformed"
+    assert closed_by_the_signer(s)
+    assert [l.split("result=")[1].split()[0] for l in audit(env)] == ["unknown_key", "ok", "malformed"]
+
+
+def test_signer_cuts_off_a_session_that_floods_without_reading(env):
+    """a worker that sends requests without reading the answers has its session closed (one signature,
+    then one refusal: answer_unread); meanwhile another session gets its signature at once"""
+    signer = Signer(env)
+    flood = signer.session("flood")
+    flood.setblocking(False)
+    request = signer.request_frame(hashlib.sha256(b"flood").digest())
+    sent, closed = 0, False
+    while sent < 2000 and not closed:  # until the signer closes the session, or stops reading it
+        try:
+            flood.send(request)
+            sent += 1
+        except BlockingIOError:
+            if not select.select([], [flood], [], 1.0)[1]:
+                break
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+    other = signer.session("other")
+    other.settimeout(5)
+    started = time.monotonic()
+    assert signer.request(other, hashlib.sha256(b"other").digest())[1] == "ok"
+    assert time.monotonic() - started < 2
+    assert closed, f"the signer kept reading the flooding session ({sent} requests)"
+    # what the flooder gets: its one signature, the refusal, the end
+    flood.setblocking(True)
+    flood.settimeout(5)
+    answers = []
+    while True:
+        try:
+            a = Signer.answer(flood)
+        except ConnectionResetError:  # the signer closed with requests of ours unread
+            continue
+        if a is None:
+            break
+        answers.append(a[1])
+    assert answers == ["ok", "answer_unread"], answers
+    flood_lines = [l for l in audit(env) if "name=flood" in l]
+    assert [l.split("result=")[1].split()[0] for l in flood_lines] == ["ok", "answer_unread"]
+
+
+def test_signer_refusal_flood_keeps_the_audit_log_bounded(env):
+    """beyond the refusal budget (here 5 per 3s) refusals are counted, not written one by one, and become
+    one chained summary record when the window ends; every refused session still gets its answer"""
+    signer = Signer(env, extra=("--refusal-budget", "5/3s"))
+    d32 = hashlib.sha256(b"x").digest()
+    started = time.monotonic()
+    for i in range(60):
+        s = signer.session(f"bad{i}")
+        assert signer.request(s, d32, key_id=b"\3" * 32)[1] == "unknown_key"
+        assert Signer.answer(s) is None
+        s.close()
+    assert time.monotonic() - started < 3, "the flood took longer than one budget window"
+    lines = audit(env)
+    assert len(lines) == 5 and all("result=unknown_key" in l for l in lines), f"{len(lines)} audit lines"
+    summary = wait_until(lambda: [l for l in audit(env) if "result=refusals_over_budget" in l], 10,
+                         "the summary record")
+    assert "refused=55" in summary[0] and "unknown_key=55" in summary[0], summary
+    assert len(audit(env)) == 6
+    assert "6 records, chain intact" in env.ctl("audit", "verify", env.path("audit.log")).stdout
+    signer.wait_log("signer refusals over the audit budget")
+    assert signer.request(signer.session(), d32)[1] == "ok"
+
+
+def test_signer_cuts_off_a_master_that_does_not_read(env):
+    """a master that does not read the signer's messages is cut off (logged) instead of blocking the
+    signer: the open session still gets its signature, then the signer (in child mode) exits"""
+    signer = Signer(env, extra=("--max-sessions", "1"))
+    kept = signer.session("kept")
+    signer.control.setblocking(False)
+    # every session over the limit is refused with a log line to the master, who never reads them
+    deadline = time.monotonic() + 20
+    cut_off = False
+    while time.monotonic() < deadline and not cut_off:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        payload = tlv(1, struct.pack("=Q", 99)) + tlv(2, b"extra") + tlv(3, b"127.0.0.1:9")
+        try:
+            socket.send_fds(signer.control, [frame(SESSION_OPEN, payload)], [theirs.fileno()])
+        except BlockingIOError:
+            select.select([], [signer.control], [], 0.5)
+        except (BrokenPipeError, ConnectionResetError):
+            cut_off = True
+        finally:
+            mine.close()
+            theirs.close()
+        cut_off = cut_off or bool(signer.proc.lines("does not read the signer's messages"))
+    signer.proc.wait_log("the master does not read the signer's messages; its connection is closed")
+    assert signer.request(kept, hashlib.sha256(b"kept").digest())[1] == "ok"
+    kept.close()
+    wait_until(lambda: signer.proc.proc.poll() is not None, 10, "the signer to exit")
+    assert signer.proc.proc.returncode == 0
+
+
+def connect_as_nobody(path):
+    """Forks a child that becomes uid/gid 65534, connects to path and reports what it got first
+    (b"closed" for a close without a word); returns (its pid, that report)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.connect(path)
+            s.settimeout(5)
+            data = s.recv(4096)
+            os.write(w, data or b"closed")
+        except BaseException as e:
+            os.write(w, repr(e).encode())
+        os._exit(0)
+    os.close(w)
+    out = b""
+    while chunk := os.read(r, 4096):
+        out += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return pid, out
+
+
+def test_signer_service_serves_only_the_master_uid(env):
+    """as its own service the signer refuses a connection from another uid at once (one log line with its
+    uid, gid and pid; no signer_ready), and the master keeps its connection and its signatures"""
+    _, path = start_service(env)
+    master = Signer(env, control=connect(path))
+    os.chmod(env.dir, 0o711)  # as if nobody were in the socket's group
+    os.chmod(path, 0o666)
+    intruder, out = connect_as_nobody(path)
+    assert out == b"closed", f"a process of uid 65534 was served: {out}"
+    line = master.wait_log("connection refused: not a master uid")
+    assert f"uid=65534 gid=65534 pid={intruder}" in line, line
+    assert master.request(master.session("after"), hashlib.sha256(b"a").digest())[1] == "ok"
+    assert [l for l in audit(env) if "name=after" in l and "result=ok" in l]
+
+
+def test_signer_service_refuses_a_second_master(env):
+    """while a master is connected, a second connection (even of the master's uid) is told why and closed;
+    the first master keeps working; once it has gone, the next master is served"""
+    _, path = start_service(env)
+    first = Signer(env, control=connect(path))
+    second = connect(path)
+    second.settimeout(5)
+    data = second.recv(4096)
+    assert struct.unpack("=H", data[:2])[0] == LOG and b"serves one master at a time" in data, data
+    assert second.recv(4096) == b""
+    first.wait_log(f"connection refused: a master is already connected uid=0 gid=0 pid={os.getpid()}")
+    assert first.request(first.session("first"), hashlib.sha256(b"1").digest())[1] == "ok"
+    first.control.close()
+    third = Signer(env, control=connect(path))  # the signer_ready proves it is served
+    assert third.request(third.session("third"), hashlib.sha256(b"3").digest())[1] == "ok"
 
 
 def test_signer_exits_when_the_master_goes_away(env):
