@@ -1320,6 +1320,10 @@ std::string master::reload()
     // a child signer is replaced by one that has loaded the new key.
     bool keep_signer = !next.signer_socket.empty() && next.signer_socket == cfg_.signer_socket && signer_.ready;
     if (!keep_signer) {
+        // The signer service serves one master connection at a time: a connection to it that is
+        // not ready (it is being replaced) makes way for the new one.
+        if (signer_.external && next.signer_socket == cfg_.signer_socket)
+            signer_.control.reset();
         signer_process fresh_signer = spawn_signer(next);
         if (fresh_signer.down() || !wait_signer_ready(fresh_signer, error))
             return refuse("signer: " + error);

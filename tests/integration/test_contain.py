@@ -234,3 +234,35 @@ def test_a_worker_cannot_forge_the_masters_log_lines(env):
     assert "\\x0achannel closed id=998" in quoted, quoted
     forged = [l for l in env.clsgwd.output().splitlines() if "channel closed id=99" in l and "worker msg=" not in l]
     assert not forged, forged
+
+
+def test_a_worker_flooding_the_signer_loses_its_session_and_others_are_signed(env):
+    """a hostile worker sends thousands of sign requests on its signer session and reads no answer: the
+    signer ends that session, and a channel opened meanwhile is signed in its normal time"""
+    smgw = free_port()
+    s_server(env, smgw, 1)
+    ports = outbound_gateway(env, smgw, ["meter", "hostile-flood-signer"])
+    app = open_hostile(ports, "hostile-flood-signer")
+    env.clsgwd.wait_log(r"hostile: flooded the signer")
+    started = time.monotonic()
+    assert reverse_through(ports["meter"]) == b"enal\n"
+    assert time.monotonic() - started < 3.0
+    line = env.clsgwd.wait_log(r"channel closed id=\d+ name=meter ")
+    assert "outcome=ok" in line and "resumed=no" in line, line
+    app.close()
+    signed = [l for l in env.audit_lines() if "result=ok" in l]
+    assert len([l for l in signed if "name=meter" in l]) == 1, signed
+    assert len([l for l in signed if "name=hostile-flood-signer" in l]) <= 2, signed
+
+
+def test_a_signer_session_ends_at_its_first_refusal(env):
+    """a hostile worker sends a refused request (an unknown key id), then a valid one on the same session:
+    the valid one is never signed"""
+    smgw = free_port()
+    ports = outbound_gateway(env, smgw, ["hostile-signer-after-refusal"])
+    app = open_hostile(ports, "hostile-signer-after-refusal")
+    line = env.clsgwd.wait_log(r"hostile: signer after a refusal")
+    app.close()
+    assert "second=none" in line, line
+    audit = [l for l in env.audit_lines() if "name=hostile-signer-after-refusal" in l]
+    assert not [l for l in audit if "result=ok" in l], audit
