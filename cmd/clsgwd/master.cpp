@@ -108,7 +108,8 @@ std::optional<std::pair<log_level, std::string>> worker_log_line(const bytes &p)
 // Overwrites a buffer that held a TLS session before it is freed.
 void wipe(bytes &b)
 {
-    explicit_bzero(b.data(), b.size());
+    if (!b.empty())
+        explicit_bzero(b.data(), b.size());
     b.clear();
 }
 
