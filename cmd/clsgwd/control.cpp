@@ -146,8 +146,13 @@ std::string master::run_command(const std::string &line)
     }
     if (w[0] == "check" && w.size() == 1)
         return check();
-    if (w[0] == "reopen-logs" && w.size() == 1)
-        return log_reopen() ? "ok\n" : "error: cannot reopen the log file: " + errno_text(errno) + "\n";
+    if (w[0] == "reopen-logs" && w.size() == 1) {
+        std::string why;
+        if (log_reopen(&why))
+            return "ok\n";
+        log_error("cannot reopen the log file; logging on to the one open", log_fields().add("error", why));
+        return "error: cannot reopen the log file: " + why + "\n";
+    }
     return "error: unknown command '" + line.substr(0, 80) + "' (status, check, reload, log-level, reopen-logs)\n";
 }
 

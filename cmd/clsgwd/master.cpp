@@ -992,10 +992,12 @@ void master::on_signal()
         case SIGTERM: begin_stop("SIGTERM"); break;
         case SIGINT: begin_stop("SIGINT"); break;
         case SIGHUP: reload(); break;
-        case SIGUSR1:
-            if (!log_reopen())
-                log_error("cannot reopen the log file", log_fields().add("error", errno_text(errno)));
+        case SIGUSR1: {
+            std::string why;
+            if (!log_reopen(&why))
+                log_error("cannot reopen the log file; logging on to the one open", log_fields().add("error", why));
             break;
+        }
         }
     }
 }
@@ -1236,8 +1238,9 @@ std::string master::reload()
     server_sessions_.clear();
     channel_levels_.clear();
     log_set_threshold(cfg_.level);
-    if (!log_set_target(cfg_.target, cfg_.log_file))
-        log_error("cannot open the new log file; logging to stderr", log_fields().add("path", cfg_.log_file));
+    std::string why;
+    if (!log_set_target(cfg_.target, cfg_.log_file, &why))
+        log_error("cannot open the new log file; logging on as before", log_fields().add("error", why));
     watch_certificates();
     retire_spares();
     log_info("reloaded", log_fields().add("channels", cfg_.channels.size()).add("listeners", listeners_.size())
