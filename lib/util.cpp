@@ -153,7 +153,8 @@ std::vector<std::string> split_list(std::string_view s)
 unique_fd open_log_file(const std::string &path, mode_t mode, std::string &error)
 {
     // O_NONBLOCK: opening a FIFO for writing would otherwise wait for a reader.
-    unique_fd fd(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode));
+    const int flags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    unique_fd fd(open(path.c_str(), flags, mode));
     int err = errno;
     struct stat st;
     bool seen = fd ? fstat(fd.get(), &st) == 0 : lstat(path.c_str(), &st) == 0;

@@ -132,9 +132,9 @@ TEST_CASE("a private key open to group or others is named with the fix")
     chmod(path, 0400);
     CHECK(private_key_mode_problem(path) == "");
     chmod(path, 0640);
-    CHECK(private_key_mode_problem(path) == std::string("key ") + path +
-                                               " is accessible to group or others (mode 0640); make it private: chmod 0600 " +
-                                               path);
+    std::string p = path;
+    CHECK(private_key_mode_problem(p) ==
+          "key " + p + " is accessible to group or others (mode 0640); make it private: chmod 0600 " + p);
     chmod(path, 0602);
     CHECK(private_key_mode_problem(path).find("(mode 0602)") != std::string::npos);
     unlink(path);
