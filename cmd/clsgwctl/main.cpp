@@ -190,14 +190,17 @@ bool ask_clsgwd(const std::string &socket_path, const std::string &command, std:
     }
     memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval limit{10, 0}; // the send limit also bounds a connect that waits in a full backlog
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    }
     if (fd < 0 || connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
         answer = "error: cannot reach clsgwd at " + socket_path + ": " + errno_text(errno) + "\n";
         if (fd >= 0)
             close(fd);
         return false;
     }
-    timeval limit{10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
     std::string line = command + "\n";
     bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
     char buf[8192];

@@ -1,6 +1,7 @@
 #include "environment.hpp"
 
 #include <mbedtls/x509_crt.h>
+#include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -105,6 +106,9 @@ checked check_environment(const config &cfg, std::vector<config_error> &errors)
     }
     if (cfg.target == log_target::file)
         check_log_path(cfg, cfg.log_file, 0, "log_file", errors);
+    if (!cfg.control_group.empty() && !getgrnam(cfg.control_group.c_str()))
+        errors.push_back(
+            {cfg.file, cfg.control_group_line, "control_group '" + cfg.control_group + "' does not exist"});
     struct stat st;
     if (stat(cfg.file.c_str(), &st) == 0 && (st.st_mode & S_IWOTH))
         c.warnings.push_back("configuration file " + cfg.file + " is writable by others; chmod o-w " + cfg.file);

@@ -180,7 +180,7 @@ void master::setup_signals()
     signal(SIGPIPE, SIG_IGN);
 }
 
-signer_process master::spawn_signer(const config &cfg)
+signer_process master::spawn_signer(const config &cfg, const std::string &program)
 {
     signer_process s;
     if (!cfg.signer_socket.empty()) {
@@ -210,7 +210,7 @@ signer_process master::spawn_signer(const config &cfg)
         return s;
     }
     if (pid == 0)
-        exec_child(paths_.signer, {theirs.get()},
+        exec_child(program, {theirs.get()},
                    {"clsgw-signer", "--key", cfg.key.path, "--certificate", cfg.certificate.path, "--audit-log",
                     cfg.audit_log.path, "--max-sessions", std::to_string(cfg.max_channels + 16), "--log-level",
                     log_level_name(cfg.level)},
@@ -226,7 +226,7 @@ void master::start_signer()
     unsigned restarts = signer_.restarts;
     uint64_t backoff = signer_.backoff_ms;
     bool ever_ready = signer_.ever_ready;
-    signer_ = spawn_signer(cfg_);
+    signer_ = spawn_signer(cfg_, paths_.signer);
     signer_.restarts = restarts;
     signer_.backoff_ms = backoff;
     signer_.ever_ready = ever_ready;
@@ -236,38 +236,34 @@ void master::start_signer()
     }
 }
 
-// Waits (bounded by signer_timeout) for a new signer to load its key and prove it matches the
-// certificate; its log lines pass through meanwhile. False with the reason otherwise.
-bool master::wait_signer_ready(signer_process &s, std::string &why)
+// A reload's new signer: its log lines pass through (the last one is the reason should it
+// fail); once it has loaded the key and proved it matches the certificate, the reload commits.
+void master::on_reload_signer_message()
 {
-    uint64_t deadline = now_ms() + cfg_.signer_timeout_ms;
-    while (s.control && now_ms() < deadline) {
-        pollfd p{s.control.get(), POLLIN, 0};
-        if (poll(&p, 1, static_cast<int>(deadline - now_ms())) <= 0)
-            continue;
-        ipc_recv_result r = ipc_recv(s.control.get(), false);
-        if (r.status == ipc_status::closed)
-            break;
-        const bytes &payload = r.message.payload;
-        if (r.status != ipc_status::ok)
-            continue;
-        if (r.message.type == msg_type::log && !payload.empty() && valid_log_level(payload[0])) {
-            why = sanitize(payload.data() + 1, payload.size() - 1);
-            log_raw(static_cast<log_level>(payload[0]), why);
-        } else if (r.message.type == msg_type::signer_ready) {
-            tlv_reader t;
-            std::string err;
-            auto id = t.parse(payload, err) ? t.raw(1, 32) : std::nullopt;
-            s.key_id = id ? hex(*id) : "?";
-            s.ready = s.ever_ready = true;
-            return true;
-        }
+    signer_process &s = reload_->signer;
+    ipc_recv_result r = ipc_recv(s.control.get(), false);
+    const bytes &payload = r.message.payload;
+    if (r.status == ipc_status::would_block)
+        return;
+    if (r.status == ipc_status::closed)
+        return refuse_reload("signer: " + (reload_->signer_said.empty()
+                                               ? "the new signer did not start (key unreadable, or not matching "
+                                                 "the certificate: see its message)"
+                                               : reload_->signer_said));
+    if (r.status != ipc_status::ok)
+        return;
+    if (r.message.type == msg_type::log && !payload.empty() && valid_log_level(payload[0]) && payload.size() <= 1025) {
+        reload_->signer_said = sanitize(payload.data() + 1, payload.size() - 1);
+        log_raw(static_cast<log_level>(payload[0]), reload_->signer_said);
+    } else if (r.message.type == msg_type::signer_ready) {
+        tlv_reader t;
+        std::string err;
+        auto id = t.parse(payload, err) ? t.raw(1, 32) : std::nullopt;
+        s.key_id = id ? hex(*id) : "?";
+        s.ready = s.ever_ready = true;
+        commit_reload(*reload_);
+        reload_.reset();
     }
-    if (why.empty())
-        why = "the new signer did not start (key unreadable, or not matching the certificate: see its message)";
-    if (s.pid > 0)
-        kill(s.pid, SIGKILL);
-    return false;
 }
 
 void master::on_signer_message()
@@ -950,6 +946,10 @@ void master::reap()
             signer_exited(status);
             continue;
         }
+        if (reload_ && pid == reload_->signer.pid) {
+            reload_->signer.pid = -1; // its closed socket ends the reload
+            continue;
+        }
         auto retired = std::find(retired_signers_.begin(), retired_signers_.end(), pid);
         if (retired != retired_signers_.end()) {
             retired_signers_.erase(retired);
@@ -976,6 +976,8 @@ void master::begin_stop(const char *why)
         return;
     stopping_ = true;
     stop_deadline_ms_ = now_ms() + cfg_.shutdown_timeout_ms;
+    if (reload_)
+        refuse_reload("clsgwd is stopping");
     listeners_.clear();
     retire_spares();
     sd_notify_state("STOPPING=1");
@@ -1018,6 +1020,7 @@ void master::check_deadlines()
         start_signer();
     if (!failures_.empty())
         flush_suppressed();
+    check_control_deadlines();
 }
 
 int master::poll_timeout() const
@@ -1040,6 +1043,7 @@ int master::poll_timeout() const
     if (watchdog_interval_ms_)
         next = std::min(next, watchdog_next_ms_);
     next = std::min(next, next_suppressed_flush());
+    next = std::min(next, next_control_deadline());
     if (status_due_ms_)
         next = std::min(next, status_due_ms_); // a changed status waits at most a second
     return next <= now ? 0 : static_cast<int>(next - now);
@@ -1082,7 +1086,8 @@ int master::run()
     open_control_socket();
     watch_certificates();
     start_signer();
-    enum kind { SIGNALS, SIGNER, LISTENER, WORKER, UPSTREAM, CONTROL, SPARE };
+    enum kind { SIGNALS, SIGNER, LISTENER, WORKER, UPSTREAM, CONTROL, SPARE, CONTROL_CLIENT, CONTROL_PROBE,
+                RELOAD_SIGNER };
     struct slot {
         kind k;
         uint64_t id;
@@ -1099,9 +1104,23 @@ int master::run()
             fds.push_back({signer_.control.get(), POLLIN, 0});
             slots.push_back({SIGNER, 0});
         }
-        if (control_) {
+        if (control_ && control_accepting()) {
             fds.push_back({control_.get(), POLLIN, 0});
             slots.push_back({CONTROL, 0});
+        }
+        for (const auto &[id, c] : control_clients_) {
+            if (short events = c.poll_events()) {
+                fds.push_back({c.fd.get(), events, 0});
+                slots.push_back({CONTROL_CLIENT, id});
+            }
+            if (c.probe) {
+                fds.push_back({c.probe.get(), POLLIN, 0});
+                slots.push_back({CONTROL_PROBE, id});
+            }
+        }
+        if (reload_ && reload_->signer.control) {
+            fds.push_back({reload_->signer.control.get(), POLLIN, 0});
+            slots.push_back({RELOAD_SIGNER, 0});
         }
         if (accepting())
             for (size_t i = 0; i < listeners_.size(); i++) {
@@ -1149,6 +1168,12 @@ int master::run()
                     finish_upstream(ch->second);
                 break;
             case CONTROL: on_control_connection(); break;
+            case CONTROL_CLIENT: on_control_client(slots[i].id); break;
+            case CONTROL_PROBE: on_control_probe(slots[i].id); break;
+            case RELOAD_SIGNER:
+                if (reload_ && reload_->signer.control)
+                    on_reload_signer_message();
+                break;
             case SPARE:
                 for (auto &sp : spares_)
                     if (sp.pid == static_cast<pid_t>(slots[i].id) && sp.control)
@@ -1186,15 +1211,18 @@ int master::run()
     return 0;
 }
 
-std::string master::reload()
+void master::reload()
 {
+    if (reload_) { // a newer request: the file may have changed again since
+        log_info("reload started over", log_fields().add("config", cfg_.file));
+        if (reload_->signer.pid > 0) {
+            kill(reload_->signer.pid, SIGKILL);
+            retired_signers_.push_back(reload_->signer.pid);
+        }
+        reload_.reset();
+    }
     sd_notify_state("RELOADING=1");
     log_info("reloading", log_fields().add("config", cfg_.file));
-    auto refuse = [&](const std::string &why) {
-        log_error("reload refused; the running configuration stays", log_fields().add("reason", why));
-        sd_notify_state("READY=1");
-        return why;
-    };
     config_result loaded = load_config(cfg_.file);
     std::vector<config_error> errors = loaded.errors;
     checked env;
@@ -1204,34 +1232,49 @@ std::string master::reload()
         std::string all;
         for (const auto &e : errors)
             all += (all.empty() ? "" : "; ") + e.to_string();
-        return refuse(all);
+        return refuse_reload(all);
     }
-    config next = std::move(*loaded.value);
-    std::vector<listener> listeners;
+    for (const auto &w : env.warnings)
+        log_warn(w);
+    pending_reload r;
+    r.next = std::move(*loaded.value);
     std::string error;
-    if (!build_listeners(next, listeners, error))
-        return refuse(error);
-    paths_ = env.paths;
+    if (!build_listeners(r.next, r.listeners, error))
+        return refuse_reload(error);
+    r.paths = env.paths;
+    r.certificate_pem = env.certificate_pem;
+    r.trust_pems = env.trust_pems;
+    r.uid = env.uid;
+    r.gid = env.gid;
     // A signer service keeps its connection (its key changes with a restart of that service);
     // a child signer is replaced by one that has loaded the new key.
-    bool keep_signer = !next.signer_socket.empty() && next.signer_socket == cfg_.signer_socket && signer_.ready;
-    if (!keep_signer) {
-        signer_process fresh_signer = spawn_signer(next);
-        if (fresh_signer.down() || !wait_signer_ready(fresh_signer, error))
-            return refuse("signer: " + error);
-        // Commit. Running channels keep the settings, trust and signer session they started with.
+    bool keep_signer = !r.next.signer_socket.empty() && r.next.signer_socket == cfg_.signer_socket && signer_.ready;
+    if (keep_signer)
+        return commit_reload(r);
+    r.signer = spawn_signer(r.next, r.paths.signer);
+    if (r.signer.down())
+        return refuse_reload("signer: the new signer could not be started");
+    r.deadline_ms = now_ms() + cfg_.signer_timeout_ms;
+    reload_ = std::move(r); // on_reload_signer_message commits it
+}
+
+// Running channels keep the settings, trust and signer session they started with.
+void master::commit_reload(pending_reload &r)
+{
+    if (r.signer.ready) {
         if (signer_.control && !signer_.external)
             retired_signers_.push_back(signer_.pid);
-        fresh_signer.restarts = signer_.restarts;
-        signer_ = std::move(fresh_signer);
+        r.signer.restarts = signer_.restarts;
+        signer_ = std::move(r.signer);
     }
     size_t before = listeners_.size();
-    listeners_ = std::move(listeners);
-    cfg_ = std::move(next);
-    certificate_pem_ = env.certificate_pem;
-    trust_pems_ = env.trust_pems;
-    worker_uid_ = env.uid;
-    worker_gid_ = env.gid;
+    listeners_ = std::move(r.listeners);
+    cfg_ = std::move(r.next);
+    paths_ = r.paths;
+    certificate_pem_ = r.certificate_pem;
+    trust_pems_ = r.trust_pems;
+    worker_uid_ = r.uid;
+    worker_gid_ = r.gid;
     smgw_blocked_until_ms_ = 0; // the SMGW (or its address) may have changed
     smgw_backoff_ms_ = SMGW_BACKOFF_FIRST_MS;
     client_sessions_.clear(); // sessions were authenticated against the old trust
@@ -1246,7 +1289,20 @@ std::string master::reload()
     log_info("reloaded", log_fields().add("channels", cfg_.channels.size()).add("listeners", listeners_.size())
                              .add("listeners_before", before).add("key", signer_.key_id));
     sd_notify_state("READY=1");
-    return "";
+    answer_reload_waiters("");
+}
+
+// Nothing of the running configuration has changed; a new signer that was started is ended.
+void master::refuse_reload(const std::string &why)
+{
+    if (reload_ && reload_->signer.pid > 0) {
+        kill(reload_->signer.pid, SIGKILL);
+        retired_signers_.push_back(reload_->signer.pid);
+    }
+    reload_.reset();
+    log_error("reload refused; the running configuration stays", log_fields().add("reason", why));
+    sd_notify_state("READY=1");
+    answer_reload_waiters(why);
 }
 
 } // namespace clsgw

@@ -6,7 +6,7 @@ import stat
 import struct
 import subprocess
 
-from harness import BIN, free_port, program, socks5_connect, wait_until
+from harness import BIN, SkipTest, children_of, free_port, proc_name, program, socks5_connect, wait_until
 
 EMT, EMT_PORT = "emt.example", 4443
 
@@ -131,3 +131,154 @@ def test_a_configuration_writable_by_others_gets_a_warning(env):
     assert env.clsgwd.lines(f"warn {warning}")
     os.chmod(cfg, 0o644)
     assert "warning" not in config_check(cfg).stderr
+
+
+def silent_control_connections(env, n):
+    """n connections to the control socket that never send a byte."""
+    out = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(env.path("control.sock"))
+        out.append(s)
+    return out
+
+
+def timed(action):
+    import time
+    started = time.monotonic()
+    value = action()
+    return value, time.monotonic() - started
+
+
+def test_silent_control_connections_hold_up_neither_channels_nor_clsgwctl(env):
+    """with five silent connections on the control socket, a new channel opens and clsgwctl status answers in
+    well under a second"""
+    cfg, port = gateway_config(env)
+    env.start_clsgwd(cfg)
+    silent = silent_control_connections(env, 5)
+
+    def open_channel():
+        s, rep = socks5_connect(port, EMT, EMT_PORT)
+        s.sendall(b"ping")
+        return rep, s.recv(4)
+
+    (rep, echoed), took = timed(open_channel)
+    assert rep == 0 and echoed == b"ping"
+    assert took < 1.0, f"a channel took {took:.1f}s to open behind silent control connections"
+    status, took = timed(lambda: env.clsgwctl("status", "--json"))
+    assert took < 1.0, f"clsgwctl status took {took:.1f}s behind silent control connections"
+    # each is closed at the documented default, which the log names
+    wait_until(lambda: len(env.clsgwd.lines("control connection closed: no command within control_timeout "
+                                            r"uid=0 control_timeout=2s")) == 5, 5, "the silent connections' end")
+    assert all(s.recv(1) == b"" for s in silent)
+
+
+def test_control_connections_are_capped_and_the_next_waits_its_turn(env):
+    """sixteen silent control connections fill the cap; clsgwctl waits in the backlog and is answered once
+    control_timeout has ended one of them"""
+    cfg, _ = gateway_config(env, {"control_timeout": "1s"})
+    env.start_clsgwd(cfg)
+    silent = silent_control_connections(env, 16)
+    env.clsgwd.wait_log("control connections at their limit; new ones wait in the listen backlog max=16")
+    r, took = timed(lambda: env.clsgwctl("status", "--json"))
+    assert r.returncode == 0 and took < 3.0, took
+    assert len(env.clsgwd.lines("control connection closed: no command within control_timeout")) >= 1
+    for s in silent:
+        s.close()
+
+
+def as_user(uid, gid, groups=()):
+    return {"user": uid, "group": gid, "extra_groups": list(groups)}
+
+
+def clsgwctl_as(env, who, *args):
+    return subprocess.run([os.path.join(BIN, "clsgwctl"), "-s", env.path("control.sock"), *args],
+                          capture_output=True, text=True, timeout=30, **who)
+
+
+def test_control_socket_admits_root_and_its_group_and_refuses_other_users(env):
+    """the control socket is 0660 and belongs to control_group; members of that group (primary or supplementary)
+    may use clsgwctl; another user is stopped by the mode, and, where a wrong mode lets it connect, by its
+    credentials"""
+    import grp
+    import pwd
+    if os.geteuid() != 0:
+        raise SkipTest("changing users needs root")
+    cfg, _ = gateway_config(env, {"control_group": "nogroup"})
+    env.start_clsgwd(cfg)
+    sock = env.path("control.sock")
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    st = os.stat(sock)
+    assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == nogroup, (oct(st.st_mode), st.st_gid)
+    os.chmod(env.dir, 0o711)  # let the other users reach the socket's folder
+    nobody = pwd.getpwnam("nobody")
+    daemon = pwd.getpwnam("daemon")
+    assert nobody.pw_gid == nogroup and daemon.pw_gid != nogroup
+    assert clsgwctl_as(env, as_user(nobody.pw_uid, nogroup), "status").returncode == 0
+    assert clsgwctl_as(env, as_user(daemon.pw_uid, daemon.pw_gid, [nogroup]), "status").returncode == 0
+    r = clsgwctl_as(env, as_user(daemon.pw_uid, daemon.pw_gid), "status")
+    assert r.returncode == 1 and "Permission denied" in r.stderr, r.stderr
+    os.chmod(sock, 0o666)  # a wrong mode must not be all that stands between a user and clsgwd
+    r = clsgwctl_as(env, as_user(daemon.pw_uid, daemon.pw_gid), "status")
+    assert r.returncode == 1 and f"uid {daemon.pw_uid} may not use clsgwd (root, uid 0 or group nogroup may)" in r.stderr, \
+        r.stderr
+    env.clsgwd.wait_log(rf"control connection refused: .* uid={daemon.pw_uid} group=nogroup")
+    r = clsgwctl_as(env, as_user(daemon.pw_uid, daemon.pw_gid), "reload")
+    assert r.returncode == 1 and not env.clsgwd.lines("reloading")
+
+
+def test_check_waiting_for_a_stopped_signer_holds_up_nothing(env):
+    """clsgwctl check while the signer is stopped: status still answers at once, and check reports the silent
+    signer after signer_timeout"""
+    import signal
+    cfg, _ = gateway_config(env, {"signer_timeout": "2s"})
+    env.start_clsgwd(cfg)
+    signer = [p for p in children_of(env.clsgwd.pid) if proc_name(p) == "clsgw-signer"][0]
+    os.kill(signer, signal.SIGSTOP)
+    try:
+        check = subprocess.Popen([os.path.join(BIN, "clsgwctl"), "-s", env.path("control.sock"), "check"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env.clsgwd.wait_log(r"control command uid=0 command=check")
+        r, took = timed(lambda: env.clsgwctl("status", "--json"))
+        assert took < 1.0, f"clsgwctl status took {took:.1f}s while a check waited for the signer"
+        assert check.poll() is None, "status must be answered while the check still waits for the signer"
+        out, err = check.communicate(timeout=10)
+        assert check.returncode == 1 and "signer: no answer within signer_timeout (2s)" in err + out, (out, err)
+        assert "is valid" in err + out
+    finally:
+        os.kill(signer, signal.SIGCONT)
+    assert env.clsgwctl("check").returncode == 0
+
+
+def test_reload_waiting_for_its_new_signer_holds_up_nothing(env):
+    """clsgwctl reload while the new signer has not yet loaded its key: channels open and status answers meanwhile;
+    the reload is answered once the new signer is ready"""
+    fifo = env.path("signer-gate")
+    os.mkfifo(fifo)
+    gate = env.path("gated-signer")
+    with open(gate, "w") as f:  # the signer starts once the test writes a line to the FIFO
+        f.write(f"#!/bin/sh\nread go < {fifo}\nexec {os.path.join(BIN, 'clsgw-signer')} \"$@\"\n")
+    os.chmod(gate, 0o755)
+    cfg, port = gateway_config(env, {"signer_path": gate, "signer_timeout": "20s"})
+    env.start_clsgwd(cfg, wait_ready=False)
+
+    def let_a_signer_start():
+        with open(fifo, "w") as f:
+            f.write("go\n")
+
+    let_a_signer_start()
+    env.clsgwd.wait_log("clsgwd ready")
+    reload = subprocess.Popen([os.path.join(BIN, "clsgwctl"), "-s", env.path("control.sock"), "reload"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env.clsgwd.wait_log("reloading")
+    s, rep = socks5_connect(port, EMT, EMT_PORT)
+    s.sendall(b"during the reload")
+    assert rep == 0 and s.recv(17) == b"during the reload"
+    r, took = timed(lambda: env.clsgwctl("status", "--json"))
+    assert took < 1.0, f"clsgwctl status took {took:.1f}s while a reload waited for its signer"
+    assert reload.poll() is None, "the reload must wait for its signer"
+    let_a_signer_start()
+    out, err = reload.communicate(timeout=10)
+    assert reload.returncode == 0, (out, err)
+    env.clsgwd.wait_log("reloaded channels=1 ")
+    s.close()
