@@ -202,13 +202,17 @@ bool ask_clsgwd(const std::string &socket_path, const std::string &command, std:
         return false;
     }
     std::string line = command + "\n";
-    bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    // A refusal may come, and the connection close, before the command is sent: read it anyway.
+    bool sent = send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size());
+    int send_error = errno;
     char buf[8192];
     ssize_t n;
-    while (ok && (n = read(fd, buf, sizeof buf)) > 0)
+    while ((n = read(fd, buf, sizeof buf)) > 0)
         answer.append(buf, static_cast<size_t>(n));
     close(fd);
-    return ok && answer.rfind("ok\n", 0) == 0;
+    if (!sent && answer.empty())
+        answer = "error: cannot send the command to clsgwd: " + errno_text(send_error) + "\n";
+    return answer.rfind("ok\n", 0) == 0;
 }
 
 std::string human_bytes(uint64_t n)
