@@ -147,8 +147,11 @@ void master::on_control_connection()
     while (control_accepting()) {
         unique_fd conn(accept4(control_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!conn) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                accept_paused_until_ms_ = now_ms() + 1000; // the channels' accept says so in the log
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                accept_paused_until_ms_ = now_ms() + 1000; // channels and control connections alike
+                log_warn("out of file descriptors or memory; pausing accept for 1s",
+                         log_fields().add("error", errno_text(errno)));
+            }
             return;
         }
         uid_t uid = static_cast<uid_t>(-1);
