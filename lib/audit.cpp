@@ -60,9 +60,10 @@ tail read_tail(const std::string &path)
 {
     tail t;
     t.chain = genesis();
-    unique_fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // As the signer opens it for appending: not through a symbolic link, not a FIFO.
+    unique_fd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     struct stat st;
-    if (!fd || fstat(fd.get(), &st) != 0 || st.st_size == 0)
+    if (!fd || fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
         return t;
     off_t from = st.st_size > 65536 ? st.st_size - 65536 : 0;
     std::string buf(static_cast<size_t>(st.st_size - from), '\0');

@@ -275,6 +275,13 @@ void interpreter::global(const ini_entry &e)
         if (e.value.empty() || e.value.size() > 100)
             return error(e.line, "control_socket: a path of 1 to 100 characters");
         cfg_.control_socket = resolve(e.value);
+    } else if (e.key == "control_group") {
+        if (e.value.empty())
+            return error(e.line, "control_group: empty");
+        cfg_.control_group = e.value;
+        cfg_.control_group_line = e.line;
+    } else if (e.key == "control_timeout") {
+        duration(e, cfg_.control_timeout_ms, 60 * 1000, false);
     } else if (e.key == "resumption") {
         if (e.value != "yes" && e.value != "no")
             return error(e.line, "resumption: expected yes or no");

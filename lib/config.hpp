@@ -80,6 +80,9 @@ struct config {
     log_target target = log_target::stderr_stream;
     std::string log_file;
     std::string control_socket = "/run/clsgw/control.sock";
+    std::string control_group; // owns the control socket; empty: clsgwd's own group
+    int control_group_line = 0;
+    uint64_t control_timeout_ms = 2 * 1000; // for a clsgwctl command to arrive, and for its answer to leave
     bool resumption = true;
     // TLS sessions clsgwd keeps for resumption, outbound and inbound together; each takes at most
     // 8 KiB (about 2 KiB with a brainpool certificate), in memory left out of core dumps.

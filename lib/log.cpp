@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "fd.hpp"
 #include "util.hpp"
 
 namespace clsgw {
@@ -49,10 +50,7 @@ void stderr_sink(log_level level, const std::string &line)
 
 int syslog_priority(log_level level) { return level == log_level::trace ? LOG_DEBUG : static_cast<int>(level); }
 
-int open_log_file(const std::string &path)
-{
-    return open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-}
+constexpr mode_t LOG_FILE_MODE = 0640;
 
 } // namespace
 
@@ -116,15 +114,19 @@ void log_init(std::string_view program, log_level threshold)
     state().journal = getenv("JOURNAL_STREAM") != nullptr;
 }
 
-bool log_set_target(log_target target, const std::string &file)
+bool log_set_target(log_target target, const std::string &file, std::string *error)
 {
     if (target == log_target::file) {
-        int fd = open_log_file(file);
-        if (fd < 0)
+        std::string why;
+        unique_fd fd = open_log_file(file, LOG_FILE_MODE, why);
+        if (!fd) {
+            if (error)
+                *error = why;
             return false;
+        }
         if (state().file_fd >= 0)
             close(state().file_fd);
-        state().file_fd = fd;
+        state().file_fd = fd.release();
         state().file = file;
         state().journal = false;
     } else if (target == log_target::syslog) {
@@ -134,15 +136,18 @@ bool log_set_target(log_target target, const std::string &file)
     return true;
 }
 
-bool log_reopen()
+bool log_reopen(std::string *error)
 {
     if (state().target != log_target::file)
         return true;
-    int fd = open_log_file(state().file);
-    if (fd < 0)
-        return false;
-    dup2(fd, state().file_fd); // the old fd number now names the new file, atomically
-    close(fd);
+    std::string why;
+    unique_fd fd = open_log_file(state().file, LOG_FILE_MODE, why);
+    if (!fd) {
+        if (error)
+            *error = why;
+        return false; // the old file keeps the lines meanwhile
+    }
+    dup2(fd.get(), state().file_fd); // the old fd number now names the new file, atomically
     return true;
 }
 

@@ -43,10 +43,12 @@ void log_init(std::string_view program, log_level threshold);
 
 enum class log_target { stderr_stream, syslog, file };
 // Sends lines to syslog (facility daemon) or appends them to a file instead of stderr.
-// For a file, returns false with errno when it cannot be opened.
-bool log_set_target(log_target target, const std::string &file = std::string());
-// Reopens the log file (after logrotate moved it); a no-op for other targets.
-bool log_reopen();
+// For a file, returns false with the reason in *error when it cannot be opened: a symbolic
+// link, a FIFO or anything else but a regular file of one name is refused (open_log_file).
+bool log_set_target(log_target target, const std::string &file = std::string(), std::string *error = nullptr);
+// Reopens the log file (after logrotate moved it); a no-op for other targets. On failure the
+// lines keep going to the file that was open.
+bool log_reopen(std::string *error = nullptr);
 void log_set_threshold(log_level threshold);
 log_level log_threshold();
 // Replaces the default stderr sink (the signer sends its lines to the master instead).

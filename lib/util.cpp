@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -147,6 +148,43 @@ std::vector<std::string> split_list(std::string_view s)
         start = end + 1;
     }
     return out;
+}
+
+unique_fd open_log_file(const std::string &path, mode_t mode, std::string &error)
+{
+    // O_NONBLOCK: opening a FIFO for writing would otherwise wait for a reader.
+    const int flags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    unique_fd fd(open(path.c_str(), flags, mode));
+    int err = errno;
+    struct stat st;
+    bool seen = fd ? fstat(fd.get(), &st) == 0 : lstat(path.c_str(), &st) == 0;
+    if (!fd && !seen) {
+        error = path + ": " + errno_text(err);
+        return unique_fd();
+    }
+    if (S_ISLNK(st.st_mode))
+        error = path + " is a symbolic link; name the file itself";
+    else if (!S_ISREG(st.st_mode))
+        error = path + " is not a regular file";
+    else if (st.st_nlink > 1)
+        error = path + " has " + std::to_string(st.st_nlink) + " hard links; it must have no other name";
+    else if (!fd)
+        error = path + ": " + errno_text(err);
+    else if (fcntl(fd.get(), F_SETFL, O_APPEND) != 0)
+        error = path + ": " + errno_text(errno);
+    else
+        return fd;
+    return unique_fd();
+}
+
+std::string private_key_mode_problem(const std::string &path)
+{
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0)
+        return ""; // a missing or unreadable key is reported by whoever reads it
+    char mode[8];
+    snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return "key " + path + " is accessible to group or others (mode " + mode + "); make it private: chmod 0600 " + path;
 }
 
 std::optional<std::string> read_file(const std::string &path, size_t max_size)

@@ -1,11 +1,15 @@
 // Small helpers shared by every program: durations, hex, clocks, errno text.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "fd.hpp"
 
 namespace clsgw {
 
@@ -35,6 +39,15 @@ std::vector<std::string> split_list(std::string_view s);
 
 // Reads a whole file (bounded); nullopt and errno set on failure or when over max_size.
 std::optional<std::string> read_file(const std::string &path, size_t max_size);
+
+// Opens a log or audit file for appending, creating it with `mode` when missing, the way a root
+// process may in a folder others can write to: never through a symbolic link, and only a
+// regular file with no other name (no FIFO, device or hard link to a file elsewhere). An
+// invalid fd and `error` (naming the path) otherwise.
+unique_fd open_log_file(const std::string &path, mode_t mode, std::string &error);
+
+// "" when a private key file can be read by its owner alone; else what is wrong and the fix.
+std::string private_key_mode_problem(const std::string &path);
 
 // Quotes a log field value when it contains spaces, quotes or control bytes.
 std::string log_quote(std::string_view value);

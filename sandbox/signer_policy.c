@@ -37,6 +37,7 @@ const struct policy_rule signer_policy[] = {
     {"mprotect", POLICY_ALLOW_ARG_NOBITS, 2, PROT_EXEC, "malloc arenas; never executable"},
     {"madvise", POLICY_ALLOW_ARG_EQ, 2, MADV_DONTNEED, "free() returning memory"},
     {"madvise", POLICY_ALLOW_ARG_EQ, 2, MADV_FREE, "free() returning memory"},
+    {"restart_syscall", POLICY_ALLOW, 0, 0, "SIGSTOP/SIGCONT resume a waiting poll() this way (x86_64)"},
     {"exit", POLICY_ALLOW, 0, 0, NULL},
     {"exit_group", POLICY_ALLOW, 0, 0, NULL},
     {"rt_sigprocmask", POLICY_ALLOW, 0, 0, "abort()"},

@@ -43,6 +43,9 @@ const struct policy_rule worker_policy[] = {
     {"mprotect", POLICY_ALLOW_ARG_NOBITS, 2, PROT_EXEC, "malloc arenas; never executable"},
     {"madvise", POLICY_ALLOW_ARG_EQ, 2, MADV_DONTNEED, "free() returning memory"},
     {"madvise", POLICY_ALLOW_ARG_EQ, 2, MADV_FREE, "free() returning memory"},
+    /* SIGSTOP then SIGCONT (a debugger, the cgroup freezer) resumes a poll() that was waiting
+     * with restart_syscall on x86_64; aarch64's ppoll is re-entered as itself */
+    {"restart_syscall", POLICY_ALLOW, 0, 0, "a stopped and continued poll() resumes"},
     /* ending, and abort() so that a failed assertion is reported as SIGABRT, not SIGSYS */
     {"exit", POLICY_ALLOW, 0, 0, NULL},
     {"exit_group", POLICY_ALLOW, 0, 0, NULL},

@@ -147,6 +147,9 @@ private:
 
 void signer_service::load_identity()
 {
+    std::string loose = private_key_mode_problem(opt_.key_path);
+    if (!loose.empty())
+        die("refusing the private key", log_fields().add("error", loose));
     auto pem = read_file(opt_.key_path, 64 * 1024);
     if (!pem)
         die("cannot read the private key", log_fields().add("path", opt_.key_path).add("error", errno_text(errno)));
@@ -196,9 +199,10 @@ void signer_service::open_audit_log()
                   "(clsgwctl audit verify will show where)", log_fields().add("path", opt_.audit_path));
         chain_ = audit::tail{0, audit::genesis(), true};
     }
-    unique_fd fd(open(opt_.audit_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+    std::string why;
+    unique_fd fd = open_log_file(opt_.audit_path, 0640, why);
     if (!fd)
-        die("cannot open the audit log", log_fields().add("path", opt_.audit_path).add("error", errno_text(errno)));
+        die("cannot open the audit log", log_fields().add("path", opt_.audit_path).add("error", why));
     if (fd.get() == AUDIT_FD)
         fd.release(); // already in place: fd 4 is the audit log from now on
     else if (dup2(fd.get(), AUDIT_FD) != AUDIT_FD)

@@ -190,22 +190,29 @@ bool ask_clsgwd(const std::string &socket_path, const std::string &command, std:
     }
     memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval limit{10, 0}; // the send limit also bounds a connect that waits in a full backlog
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    }
     if (fd < 0 || connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
         answer = "error: cannot reach clsgwd at " + socket_path + ": " + errno_text(errno) + "\n";
         if (fd >= 0)
             close(fd);
         return false;
     }
-    timeval limit{10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
     std::string line = command + "\n";
-    bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    // A refusal may come, and the connection close, before the command is sent: read it anyway.
+    bool sent = send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size());
+    int send_error = errno;
     char buf[8192];
     ssize_t n;
-    while (ok && (n = read(fd, buf, sizeof buf)) > 0)
+    while ((n = read(fd, buf, sizeof buf)) > 0)
         answer.append(buf, static_cast<size_t>(n));
     close(fd);
-    return ok && answer.rfind("ok\n", 0) == 0;
+    if (!sent && answer.empty())
+        answer = "error: cannot send the command to clsgwd: " + errno_text(send_error) + "\n";
+    return answer.rfind("ok\n", 0) == 0;
 }
 
 std::string human_bytes(uint64_t n)

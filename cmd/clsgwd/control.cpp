@@ -1,5 +1,9 @@
 // clsgwctl's side of the master: a local stream socket, one command per connection, one
-// answer ("ok" or "error: ...", then the body). Bounded: 512 bytes in, 1 s to send it.
+// answer ("ok" or "error: ...", then the body). Served inside the master's poll loop and never
+// waited on: at most CONTROL_CLIENTS_MAX connections at once, 512 bytes in, control_timeout for
+// the command to arrive and again for the answer to leave. `check` and `reload` are answered
+// when the signer has answered, or signer_timeout has passed.
+#include <grp.h>
 #include <mbedtls/x509_crt.h>
 #include <nlohmann/json.hpp>
 #include <poll.h>
@@ -26,6 +30,8 @@ namespace clsgw {
 namespace {
 
 constexpr size_t COMMAND_MAX = 512;
+constexpr size_t CONTROL_CLIENTS_MAX = 16; // more wait in the listen backlog
+constexpr int CONTROL_BACKLOG = 8;
 
 std::vector<std::string> words(const std::string &line)
 {
@@ -48,25 +54,33 @@ int64_t unix_time(const mbedtls_x509_time &t)
     return static_cast<int64_t>(timegm(&tm));
 }
 
-bool read_command(int fd, std::string &line)
+std::string group_name(gid_t gid)
 {
-    char buf[COMMAND_MAX];
-    size_t have = 0;
-    while (have < sizeof buf) {
-        ssize_t n = read(fd, buf + have, sizeof buf - have);
-        if (n <= 0)
-            return false;
-        have += static_cast<size_t>(n);
-        if (const void *newline = memchr(buf, '\n', have)) {
-            line.assign(buf, static_cast<size_t>(static_cast<const char *>(newline) - buf));
-            return true;
+    const struct group *g = getgrgid(gid);
+    return g ? g->gr_name : std::to_string(gid);
+}
+
+// The peer's supplementary groups (SO_PEERGROUPS), as they were when it connected.
+std::vector<gid_t> peer_groups(int fd)
+{
+    std::vector<gid_t> groups(64);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+            groups.resize(len / sizeof(gid_t));
+            return groups;
         }
+        if (errno != ERANGE)
+            break;
+        groups.resize(len / sizeof(gid_t) + 1); // len now says how many there are
     }
-    return false;
+    return {};
 }
 
 } // namespace
 
+// The socket is 0660 and belongs to control_group (default: our own group), so that the file
+// mode admits root, our user and that group; the peer's credentials are checked again at accept.
 void master::open_control_socket()
 {
     const std::string &path = cfg_.control_socket;
@@ -79,111 +93,218 @@ void master::open_control_socket()
     if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(path.c_str()); // left by an earlier clsgwd that did not stop cleanly
     unique_fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    mode_t old = umask(0117); // the socket is created 0660: root and the clsgw group
-    bool ok = fd && bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0 && listen(fd.get(), 8) == 0;
+    mode_t old = umask(0117); // the socket is created 0660
+    bool ok = fd && bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0 &&
+              listen(fd.get(), CONTROL_BACKLOG) == 0;
     umask(old);
     if (!ok) {
         log_warn("control socket unavailable: clsgwctl cannot reach clsgwd",
                  log_fields().add("path", path).add("error", errno_text(errno)));
         return;
     }
+    control_gid_ = getegid();
+    const struct group *g = cfg_.control_group.empty() ? nullptr : getgrnam(cfg_.control_group.c_str());
+    if (g && lchown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) == 0)
+        control_gid_ = g->gr_gid;
+    else if (!cfg_.control_group.empty())
+        log_error("cannot give the control socket to control_group; only root and clsgwd's own group can use it",
+                  log_fields().add("path", path).add("control_group", cfg_.control_group)
+                      .add("error", g ? errno_text(errno) : "no such group"));
+    log_debug("control socket", log_fields().add("path", path).add("group", group_name(control_gid_)));
     control_ = std::move(fd);
+}
+
+// Below the cap the socket is polled; at it new connections wait in the listen backlog (and
+// during an accept pause for want of fds, as the channels' listeners do).
+bool master::control_accepting()
+{
+    bool full = control_clients_.size() >= CONTROL_CLIENTS_MAX;
+    if (full && !control_full_logged_)
+        log_warn("control connections at their limit; new ones wait in the listen backlog",
+                 log_fields().add("max", static_cast<uint64_t>(CONTROL_CLIENTS_MAX)));
+    control_full_logged_ = full;
+    return !full && now_ms() >= accept_paused_until_ms_;
+}
+
+// Root, our own user and members of the socket's group (primary or supplementary).
+bool master::control_peer_allowed(int fd, uid_t &uid) const
+{
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return false;
+    uid = cred.uid;
+    if (cred.uid == 0 || cred.uid == geteuid() || cred.gid == control_gid_)
+        return true;
+    for (gid_t g : peer_groups(fd))
+        if (g == control_gid_)
+            return true;
+    return false;
 }
 
 void master::on_control_connection()
 {
-    for (;;) {
-        unique_fd conn(accept4(control_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (!conn)
+    while (control_accepting()) {
+        unique_fd conn(accept4(control_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!conn) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                accept_paused_until_ms_ = now_ms() + 1000; // channels and control connections alike
+                log_warn("out of file descriptors or memory; pausing accept for 1s",
+                         log_fields().add("error", errno_text(errno)));
+            }
             return;
-        ucred cred{};
-        socklen_t len = sizeof cred;
-        timeval limit{1, 0};
-        setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-        setsockopt(conn.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-        std::string line, answer;
-        if (getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
-            continue;
-        if (!read_command(conn.get(), line))
-            answer = "error: expected one command line of at most 512 bytes\n";
-        else
-            answer = run_command(line);
-        log_debug("control command", log_fields().add("uid", static_cast<uint64_t>(cred.uid)).add("command", line));
-        size_t done = 0;
-        while (done < answer.size()) {
-            ssize_t n = send(conn.get(), answer.data() + done, answer.size() - done, MSG_NOSIGNAL);
-            if (n <= 0)
-                break;
-            done += static_cast<size_t>(n);
         }
+        uid_t uid = static_cast<uid_t>(-1);
+        if (!control_peer_allowed(conn.get(), uid)) {
+            std::string who = "root, uid " + std::to_string(geteuid()) + " or group " + group_name(control_gid_);
+            std::string no = "error: uid " + std::to_string(uid) + " may not use clsgwd (" + who + " may)\n";
+            ssize_t ignored = send(conn.get(), no.data(), no.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)ignored;
+            log_warn("control connection refused: not root, clsgwd's user or a member of the control group",
+                     log_fields().add("uid", static_cast<uint64_t>(uid)).add("group", group_name(control_gid_)));
+            continue;
+        }
+        control_client c;
+        c.id = ++next_control_id_;
+        c.fd = std::move(conn);
+        c.uid = uid;
+        c.deadline_ms = now_ms() + cfg_.control_timeout_ms;
+        control_clients_.emplace(c.id, std::move(c));
     }
 }
 
-std::string master::run_command(const std::string &line)
+// Reads the command line, or sends the answer, as far as the socket allows without waiting.
+void master::on_control_client(uint64_t id)
+{
+    auto it = control_clients_.find(id);
+    if (it == control_clients_.end())
+        return;
+    control_client &c = it->second;
+    if (!c.answer.empty()) {
+        ssize_t n = send(c.fd.get(), c.answer.data() + c.sent, c.answer.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n > 0)
+            c.sent += static_cast<size_t>(n);
+        if (n <= 0 || c.sent == c.answer.size())
+            control_clients_.erase(it);
+        return;
+    }
+    if (c.waiting)
+        return;
+    char buf[COMMAND_MAX];
+    ssize_t n = recv(c.fd.get(), buf, COMMAND_MAX - c.received.size(), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        control_clients_.erase(it); // gone before its command was complete
+        return;
+    }
+    c.received.append(buf, static_cast<size_t>(n));
+    size_t newline = c.received.find('\n');
+    if (newline == std::string::npos) {
+        if (c.received.size() >= COMMAND_MAX)
+            answer_control(c, "error: expected one command line of at most 512 bytes\n");
+        return;
+    }
+    std::string line = c.received.substr(0, newline);
+    log_debug("control command", log_fields().add("uid", static_cast<uint64_t>(c.uid)).add("command", line));
+    run_command(c, line);
+}
+
+// The answer leaves as the socket takes it, within control_timeout.
+void master::answer_control(control_client &c, const std::string &answer)
+{
+    c.waiting = false;
+    c.answer = answer;
+    c.sent = 0;
+    c.deadline_ms = now_ms() + cfg_.control_timeout_ms;
+}
+
+void master::run_command(control_client &c, const std::string &line)
 {
     auto w = words(line);
     if (w.empty())
-        return "error: empty command\n";
+        return answer_control(c, "error: empty command\n");
     if (w[0] == "status" && w.size() == 1)
-        return "ok\n" + status_json() + "\n";
-    if (w[0] == "log-level" && (w.size() == 2 || w.size() == 3)) {
-        auto level = parse_log_level(w[1]);
-        if (!level)
-            return "error: log level '" + w[1] + "': expected error, warn, info, debug or trace\n";
-        if (w.size() == 3) {
-            if (!cfg_.find_channel(w[2]))
-                return "error: no channel named '" + w[2] + "'\n";
-            channel_levels_[w[2]] = *level;
-        } else {
-            log_set_threshold(*level);
-        }
-        log_info("log level changed", log_fields().add("level", w[1]).add("channel", w.size() == 3 ? w[2] : "*"));
-        return "ok\n";
-    }
+        return answer_control(c, "ok\n" + status_json() + "\n");
+    if (w[0] == "log-level" && (w.size() == 2 || w.size() == 3))
+        return answer_control(c, log_level_command(w));
     if (w[0] == "reload" && w.size() == 1) {
-        std::string why = reload();
-        return why.empty() ? "ok\n" : "error: reload refused, the running configuration stays: " + why + "\n";
+        c.waiting = true;
+        c.deadline_ms = UINT64_MAX; // the reload answers by signer_timeout at the latest
+        reload_waiters_.push_back(c.id);
+        return reload();
     }
     if (w[0] == "check" && w.size() == 1)
-        return check();
-    if (w[0] == "reopen-logs" && w.size() == 1)
-        return log_reopen() ? "ok\n" : "error: cannot reopen the log file: " + errno_text(errno) + "\n";
-    return "error: unknown command '" + line.substr(0, 80) + "' (status, check, reload, log-level, reopen-logs)\n";
+        return begin_check(c);
+    if (w[0] == "reopen-logs" && w.size() == 1) {
+        std::string why;
+        if (log_reopen(&why))
+            return answer_control(c, "ok\n");
+        log_error("cannot reopen the log file; logging on to the one open", log_fields().add("error", why));
+        return answer_control(c, "error: cannot reopen the log file: " + why + "\n");
+    }
+    answer_control(c, "error: unknown command '" + line.substr(0, 80) +
+                          "' (status, check, reload, log-level, reopen-logs)\n");
 }
 
-// The configuration file as `clsgwd -t` sees it now, a signature made by the running signer and
-// verified against our certificate, and certificates close to expiry.
-std::string master::check()
+std::string master::log_level_command(const std::vector<std::string> &w)
 {
-    std::string report, problems;
+    auto level = parse_log_level(w[1]);
+    if (!level)
+        return "error: log level '" + w[1] + "': expected error, warn, info, debug or trace\n";
+    if (w.size() == 3) {
+        if (!cfg_.find_channel(w[2]))
+            return "error: no channel named '" + w[2] + "'\n";
+        channel_levels_[w[2]] = *level;
+    } else {
+        log_set_threshold(*level);
+    }
+    log_info("log level changed", log_fields().add("level", w[1]).add("channel", w.size() == 3 ? w[2] : "*"));
+    return "ok\n";
+}
+
+// A reload is done: committed (why empty) or refused. Every clsgwctl reload waiting hears it.
+void master::answer_reload_waiters(const std::string &why)
+{
+    for (uint64_t id : reload_waiters_) {
+        auto it = control_clients_.find(id);
+        if (it != control_clients_.end())
+            answer_control(it->second, why.empty() ? "ok\n"
+                                                   : "error: reload refused, the running configuration stays: " +
+                                                         why + "\n");
+    }
+    reload_waiters_.clear();
+}
+
+// clsgwctl check: the configuration file as `clsgwd -t` sees it now, then a signature made by
+// the running signer and verified against our certificate (end_check), and certificates close
+// to expiry.
+void master::begin_check(control_client &c)
+{
     config_result loaded = load_config(cfg_.file);
     std::vector<config_error> errors = loaded.errors;
+    checked env;
     if (loaded.value)
-        check_environment(*loaded.value, errors);
+        env = check_environment(*loaded.value, errors);
     for (const auto &e : errors)
-        problems += "config: " + e.to_string() + "\n";
+        c.problems += "config: " + e.to_string() + "\n";
+    for (const auto &warning : env.warnings)
+        c.problems += "warning: config: " + warning + "\n";
     if (errors.empty())
-        report += "config: " + cfg_.file + " is valid\n";
+        c.report += "config: " + cfg_.file + " is valid\n";
+    c.failed = !errors.empty();
     std::string why;
-    bool signed_ok = test_signature(why);
-    if (signed_ok)
-        report += "signer: test signature verified against " + cfg_.certificate.path + "\n";
-    else
-        problems += "signer: " + why + "\n";
-    int64_t wall = static_cast<int64_t>(time(nullptr));
-    for (const auto &c : certificates_) {
-        int64_t days = (c.not_after - wall) / 86400;
-        std::string line = c.role + " certificate '" + c.subject + "' expires in " + std::to_string(days) + " days\n";
-        if (days < 30)
-            problems += "warning: " + line;
-        else
-            report += line;
-    }
-    bool failed = !errors.empty() || !signed_ok;
-    return (failed ? "error: check failed\n" : "ok\n") + report + problems;
+    if (!send_test_signature(c, why))
+        return end_check(c, false, why);
+    c.waiting = true;
+    c.deadline_ms = now_ms() + cfg_.signer_timeout_ms;
 }
 
-bool master::test_signature(std::string &why)
+// Opens a signer session of the check's own and sends one request; the answer comes to
+// on_control_probe.
+bool master::send_test_signature(control_client &c, std::string &why)
 {
     if (!signer_.ready || !signer_.control) {
         why = "not ready";
@@ -196,7 +317,7 @@ bool master::test_signature(std::string &why)
     }
     tlv_writer session;
     session.add_u64(1, 0).add(2, "clsgwctl-check").add(3, "local");
-    if (!ipc_send(signer_.control.get(), msg_type::session_open, session.data(), theirs.get())) {
+    if (!ipc_send_nowait(signer_.control.get(), msg_type::session_open, session.data(), theirs.get())) {
         why = "cannot open a session: " + errno_text(errno);
         return false;
     }
@@ -210,23 +331,92 @@ bool master::test_signature(std::string &why)
     req.digest_alg = static_cast<uint8_t>(signer::digest::sha256);
     req.hash_len = 32;
     tls::rng::random(&rng, req.hash, 32);
-    ipc_send(mine.get(), msg_type::sign_request, signer::encode_request(req));
-    pollfd p{mine.get(), POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(cfg_.signer_timeout_ms)) != 1) {
-        why = "no answer within signer_timeout";
+    if (!ipc_send_nowait(mine.get(), msg_type::sign_request, signer::encode_request(req))) {
+        why = "cannot send the request: " + errno_text(errno);
         return false;
     }
-    ipc_recv_result r = ipc_recv(mine.get(), false);
-    auto a = r.status == ipc_status::ok ? signer::decode_answer(r.message.payload) : std::nullopt;
-    if (!a || a->st != signer::status::ok) {
-        why = a ? std::string("refused: ") + signer::status_name(a->st) : "bad answer";
-        return false;
-    }
-    if (mbedtls_pk_verify(&cert.get()->pk, MBEDTLS_MD_SHA256, req.hash, 32, a->signature.data(), a->signature.size()) != 0) {
-        why = "the signature does not verify with the certificate's public key";
-        return false;
-    }
+    c.probe = std::move(mine);
+    c.probe_hash.assign(req.hash, req.hash + 32);
     return true;
+}
+
+void master::on_control_probe(uint64_t id)
+{
+    auto it = control_clients_.find(id);
+    if (it == control_clients_.end() || !it->second.probe)
+        return;
+    control_client &c = it->second;
+    ipc_recv_result r = ipc_recv(c.probe.get(), false);
+    if (r.status == ipc_status::would_block)
+        return;
+    auto a = r.status == ipc_status::ok ? signer::decode_answer(r.message.payload) : std::nullopt;
+    if (!a || a->seq != 1 || a->st != signer::status::ok)
+        return end_check(c, false, a ? std::string("refused: ") + signer::status_name(a->st) : "bad answer");
+    tls::cert_list cert;
+    std::string why;
+    if (!cert.parse_pem(certificate_pem_, why))
+        return end_check(c, false, why);
+    if (mbedtls_pk_verify(&cert.get()->pk, MBEDTLS_MD_SHA256, c.probe_hash.data(), c.probe_hash.size(),
+                          a->signature.data(), a->signature.size()) != 0)
+        return end_check(c, false, "the signature does not verify with the certificate's public key");
+    end_check(c, true, "");
+}
+
+void master::end_check(control_client &c, bool signed_ok, const std::string &why)
+{
+    c.probe.reset(); // its session ends with it
+    if (signed_ok)
+        c.report += "signer: test signature verified against " + cfg_.certificate.path + "\n";
+    else
+        c.problems += "signer: " + why + "\n";
+    int64_t wall = static_cast<int64_t>(time(nullptr));
+    for (const auto &cert : certificates_) {
+        int64_t days = (cert.not_after - wall) / 86400;
+        std::string line =
+            cert.role + " certificate '" + cert.subject + "' expires in " + std::to_string(days) + " days\n";
+        if (days < 30)
+            c.problems += "warning: " + line;
+        else
+            c.report += line;
+    }
+    bool failed = c.failed || !signed_ok;
+    answer_control(c, (failed ? "error: check failed\n" : "ok\n") + c.report + c.problems);
+}
+
+// Control connections past their deadline, a check whose signer is silent, and a reload whose
+// new signer is.
+void master::check_control_deadlines()
+{
+    uint64_t now = now_ms();
+    for (auto it = control_clients_.begin(); it != control_clients_.end();) {
+        control_client &c = it->second;
+        if (now < c.deadline_ms) {
+            ++it;
+            continue;
+        }
+        if (c.probe) {
+            end_check(c, false, "no answer within signer_timeout (" + format_duration_ms(cfg_.signer_timeout_ms) + ")");
+            ++it;
+            continue;
+        }
+        log_warn(c.answer.empty() ? "control connection closed: no command within control_timeout"
+                                  : "control connection closed: its answer was not taken within control_timeout",
+                 log_fields().add("uid", static_cast<uint64_t>(c.uid))
+                     .add("control_timeout", format_duration_ms(cfg_.control_timeout_ms)));
+        it = control_clients_.erase(it);
+    }
+    if (reload_ && now >= reload_->deadline_ms)
+        refuse_reload("signer: the new signer was not ready within signer_timeout (" +
+                      format_duration_ms(cfg_.signer_timeout_ms) + ")" +
+                      (reload_->signer_said.empty() ? "" : ": " + reload_->signer_said));
+}
+
+uint64_t master::next_control_deadline() const
+{
+    uint64_t next = reload_ ? reload_->deadline_ms : UINT64_MAX;
+    for (const auto &[id, c] : control_clients_)
+        next = std::min(next, c.deadline_ms);
+    return next;
 }
 
 void master::count_outcome(const std::string &outcome, const std::string &reason) { outcomes_[outcome + "/" + reason]++; }

@@ -1,7 +1,9 @@
 #include "environment.hpp"
 
 #include <mbedtls/x509_crt.h>
+#include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -65,6 +67,20 @@ void check_pem(const config &cfg, const config_path &p, const char *what, std::s
     out = *text;
 }
 
+// Log and audit files are opened without following a symbolic link and only when regular
+// (open_log_file); a configuration that names anything else is refused before the start.
+void check_log_path(const config &cfg, const std::string &path, int line, const char *what,
+                    std::vector<config_error> &errors)
+{
+    struct stat st;
+    if (path.empty() || lstat(path.c_str(), &st) != 0)
+        return; // created at the start, or its open says why not
+    if (S_ISLNK(st.st_mode))
+        errors.push_back({cfg.file, line, std::string(what) + " " + path + " is a symbolic link; name the file itself"});
+    else if (!S_ISREG(st.st_mode))
+        errors.push_back({cfg.file, line, std::string(what) + " " + path + " is not a regular file"});
+}
+
 } // namespace
 
 checked check_environment(const config &cfg, std::vector<config_error> &errors)
@@ -80,8 +96,22 @@ checked check_environment(const config &cfg, std::vector<config_error> &errors)
     for (const auto &t : trusts)
         if (!c.trust_pems.count(t.path))
             check_pem(cfg, t, "trust", c.trust_pems[t.path], errors);
-    if (cfg.signer_socket.empty() && access(cfg.key.path.c_str(), F_OK) != 0 && errno == ENOENT)
-        errors.push_back({cfg.file, cfg.key.line, "key " + cfg.key.path + ": no such file"});
+    if (cfg.signer_socket.empty()) { // clsgwd starts the signer with this key and audit log
+        std::string loose = private_key_mode_problem(cfg.key.path);
+        if (access(cfg.key.path.c_str(), F_OK) != 0 && errno == ENOENT)
+            errors.push_back({cfg.file, cfg.key.line, "key " + cfg.key.path + ": no such file"});
+        else if (!loose.empty())
+            errors.push_back({cfg.file, cfg.key.line, loose});
+        check_log_path(cfg, cfg.audit_log.path, cfg.audit_log.line, "audit_log", errors);
+    }
+    if (cfg.target == log_target::file)
+        check_log_path(cfg, cfg.log_file, 0, "log_file", errors);
+    if (!cfg.control_group.empty() && !getgrnam(cfg.control_group.c_str()))
+        errors.push_back(
+            {cfg.file, cfg.control_group_line, "control_group '" + cfg.control_group + "' does not exist"});
+    struct stat st;
+    if (stat(cfg.file.c_str(), &st) == 0 && (st.st_mode & S_IWOTH))
+        c.warnings.push_back("configuration file " + cfg.file + " is writable by others; chmod o-w " + cfg.file);
     if (geteuid() == 0) {
         struct passwd *pw = getpwnam(cfg.worker_user.c_str());
         if (!pw)

@@ -1,5 +1,5 @@
-// What `clsgwd -t` and a reload check beyond the syntax: the files the configuration names,
-// the worker user, the helper programs.
+// What `clsgwd -t` and a reload check beyond the syntax: the files the configuration names
+// (and their modes), the worker user, the helper programs.
 #pragma once
 
 #include <map>
@@ -16,6 +16,7 @@ struct checked {
     std::map<std::string, std::string> trust_pems; // by path
     long uid = -1, gid = -1;
     master_paths paths;
+    std::vector<std::string> warnings; // worth fixing, but no reason to refuse the configuration
 };
 
 checked check_environment(const config &cfg, std::vector<config_error> &errors);

@@ -59,14 +59,19 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test_only) {
+        for (const auto &w : env.warnings)
+            fprintf(stderr, "clsgwd: warning: %s\n", w.c_str());
         printf("clsgwd: configuration %s is valid (%zu channel(s))\n", file.c_str(), loaded.value->channels.size());
         return 0;
     }
 
     config cfg = std::move(*loaded.value);
     log_init("clsgwd", cfg.level);
-    if (!log_set_target(cfg.target, cfg.log_file))
-        fatal("cannot open the log file", log_fields().add("path", cfg.log_file).add("error", errno_text(errno)));
+    std::string why;
+    if (!log_set_target(cfg.target, cfg.log_file, &why))
+        fatal("cannot open the log file", log_fields().add("path", cfg.log_file).add("error", why));
+    for (const auto &w : env.warnings)
+        log_warn(w);
     master m(std::move(cfg), env.paths, env.certificate_pem, env.trust_pems, env.uid, env.gid);
     std::string err;
     if (!m.open_listeners(err))

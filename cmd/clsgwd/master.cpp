@@ -197,7 +197,7 @@ void master::setup_signals()
     signal(SIGPIPE, SIG_IGN);
 }
 
-signer_process master::spawn_signer(const config &cfg)
+signer_process master::spawn_signer(const config &cfg, const std::string &program)
 {
     signer_process s;
     if (!cfg.signer_socket.empty()) {
@@ -227,7 +227,7 @@ signer_process master::spawn_signer(const config &cfg)
         return s;
     }
     if (pid == 0)
-        exec_child(paths_.signer, {theirs.get()},
+        exec_child(program, {theirs.get()},
                    {"clsgw-signer", "--key", cfg.key.path, "--certificate", cfg.certificate.path, "--audit-log",
                     cfg.audit_log.path, "--max-sessions", std::to_string(cfg.max_channels + 16), "--log-level",
                     log_level_name(cfg.level)},
@@ -243,7 +243,7 @@ void master::start_signer()
     unsigned restarts = signer_.restarts;
     uint64_t backoff = signer_.backoff_ms;
     bool ever_ready = signer_.ever_ready;
-    signer_ = spawn_signer(cfg_);
+    signer_ = spawn_signer(cfg_, paths_.signer);
     signer_.restarts = restarts;
     signer_.backoff_ms = backoff;
     signer_.ever_ready = ever_ready;
@@ -253,38 +253,34 @@ void master::start_signer()
     }
 }
 
-// Waits (bounded by signer_timeout) for a new signer to load its key and prove it matches the
-// certificate; its log lines pass through meanwhile. False with the reason otherwise.
-bool master::wait_signer_ready(signer_process &s, std::string &why)
+// A reload's new signer: its log lines pass through (the last one is the reason should it
+// fail); once it has loaded the key and proved it matches the certificate, the reload commits.
+void master::on_reload_signer_message()
 {
-    uint64_t deadline = now_ms() + cfg_.signer_timeout_ms;
-    while (s.control && now_ms() < deadline) {
-        pollfd p{s.control.get(), POLLIN, 0};
-        if (poll(&p, 1, static_cast<int>(deadline - now_ms())) <= 0)
-            continue;
-        ipc_recv_result r = ipc_recv(s.control.get(), false);
-        if (r.status == ipc_status::closed)
-            break;
-        const bytes &payload = r.message.payload;
-        if (r.status != ipc_status::ok)
-            continue;
-        if (r.message.type == msg_type::log && !payload.empty() && valid_log_level(payload[0])) {
-            why = sanitize(payload.data() + 1, payload.size() - 1);
-            log_raw(static_cast<log_level>(payload[0]), why);
-        } else if (r.message.type == msg_type::signer_ready) {
-            tlv_reader t;
-            std::string err;
-            auto id = t.parse(payload, err) ? t.raw(1, 32) : std::nullopt;
-            s.key_id = id ? hex(*id) : "?";
-            s.ready = s.ever_ready = true;
-            return true;
-        }
+    signer_process &s = reload_->signer;
+    ipc_recv_result r = ipc_recv(s.control.get(), false);
+    const bytes &payload = r.message.payload;
+    if (r.status == ipc_status::would_block)
+        return;
+    if (r.status == ipc_status::closed)
+        return refuse_reload("signer: " + (reload_->signer_said.empty()
+                                               ? "the new signer did not start (key unreadable, or not matching "
+                                                 "the certificate: see its message)"
+                                               : reload_->signer_said));
+    if (r.status != ipc_status::ok)
+        return;
+    if (r.message.type == msg_type::log && !payload.empty() && valid_log_level(payload[0]) && payload.size() <= 1025) {
+        reload_->signer_said = sanitize(payload.data() + 1, payload.size() - 1);
+        log_raw(static_cast<log_level>(payload[0]), reload_->signer_said);
+    } else if (r.message.type == msg_type::signer_ready) {
+        tlv_reader t;
+        std::string err;
+        auto id = t.parse(payload, err) ? t.raw(1, 32) : std::nullopt;
+        s.key_id = id ? hex(*id) : "?";
+        s.ready = s.ever_ready = true;
+        commit_reload(*reload_);
+        reload_.reset();
     }
-    if (why.empty())
-        why = "the new signer did not start (key unreadable, or not matching the certificate: see its message)";
-    if (s.pid > 0)
-        kill(s.pid, SIGKILL);
-    return false;
 }
 
 void master::on_signer_message()
@@ -618,6 +614,15 @@ void master::han_keepalive(int fd) const
                   static_cast<int>(cfg_.keepalive_probes));
 }
 
+// Every violation is logged with what it was; the channel's line then says worker_protocol_violation.
+void master::protocol_violation(channel &ch, const std::string &what)
+{
+    if (ch.kill_reason.empty())
+        log_warn("worker broke the IPC protocol; killed",
+                 log_fields().add("channel", ch.id).add("name", ch.cfg.name).add("error", what));
+    kill_worker(ch, "worker_protocol_violation");
+}
+
 void master::kill_worker(channel &ch, const std::string &reason)
 {
     if (ch.kill_reason.empty())
@@ -635,16 +640,14 @@ void master::on_worker_message(channel &ch)
         return;
     }
     if (r.status != ipc_status::ok) {
-        log_warn("worker broke the IPC protocol; killed",
-                 log_fields().add("channel", ch.id).add("name", ch.cfg.name).add("error", r.error));
-        return kill_worker(ch, "worker_protocol_violation");
+        return protocol_violation(ch, r.error);
     }
     const bytes &p = r.message.payload;
     switch (r.message.type) {
     case msg_type::log: {
         auto line = worker_log_line(p);
         if (!line)
-            return kill_worker(ch, "worker_protocol_violation");
+            return protocol_violation(ch, "malformed log record");
         if (++ch.log_lines > WORKER_LOG_LINES_MAX)
             return;
         auto level = channel_levels_.find(ch.cfg.name);
@@ -659,7 +662,7 @@ void master::on_worker_message(channel &ch)
     case msg_type::established: {
         auto info = decode_established(p);
         if (!info || !ch.upstream_requested || ch.established)
-            return kill_worker(ch, "worker_protocol_violation");
+            return protocol_violation(ch, "established out of order or malformed");
         ch.established = true;
         ch.live = *info;
         return;
@@ -667,7 +670,7 @@ void master::on_worker_message(channel &ch)
     case msg_type::progress: {
         auto bytes_moved = decode_progress(p);
         if (!bytes_moved || !ch.established)
-            return kill_worker(ch, "worker_protocol_violation");
+            return protocol_violation(ch, "progress before established or malformed");
         ch.live.bytes_up = bytes_moved->first;
         ch.live.bytes_down = bytes_moved->second;
         return;
@@ -676,7 +679,7 @@ void master::on_worker_message(channel &ch)
         std::string err;
         auto res = decode_result(p, err);
         if (!res)
-            return kill_worker(ch, "worker_protocol_violation");
+            return protocol_violation(ch, "malformed result");
         ch.result = std::move(res);
         return;
     }
@@ -686,7 +689,7 @@ void master::on_worker_message(channel &ch)
     case msg_type::session_lookup:
         return on_session_message(ch, r.message.type, p);
     default:
-        return kill_worker(ch, "worker_protocol_violation");
+        return protocol_violation(ch, "unexpected message type");
     }
 }
 
@@ -748,7 +751,7 @@ void master::on_session_message(channel &ch, msg_type type, const bytes &payload
     bool outbound = ch.cfg.direction == channel_direction::outbound;
     bool client_side = type == msg_type::session_request || type == msg_type::session_offer;
     if (!m || outbound != client_side)
-        return kill_worker(ch, "worker_protocol_violation");
+        return protocol_violation(ch, "malformed session message or one for the other direction");
     struct wipe_on_exit {
         session_message &m;
         ~wipe_on_exit()
@@ -759,7 +762,7 @@ void master::on_session_message(channel &ch, msg_type type, const bytes &payload
     } guard{*m};
     if (outbound) {
         if (!m->key.empty() || !ch.target)
-            return kill_worker(ch, "worker_protocol_violation"); // the scope is ours to name, and known only once checked
+            return protocol_violation(ch, "session message with a key of its own or before its target was checked");
         if (type == msg_type::session_request)
             return answer_session(ch, client_scope(ch));
     } else {
@@ -767,21 +770,21 @@ void master::on_session_message(channel &ch, msg_type type, const bytes &payload
         bool candidate = std::any_of(ch.candidates.begin(), ch.candidates.end(),
                                      [&](const channel_config &c) { return c.name == name; });
         if (m->key.empty() || m->key.size() > 32)
-            return kill_worker(ch, "worker_protocol_violation");
+            return protocol_violation(ch, "session id missing or too long");
         if (type == msg_type::session_lookup) {
             if (!candidate || ch.upstream_requested)
-                return kill_worker(ch, "worker_protocol_violation");
+                return protocol_violation(ch, "session lookup for a channel not its own, or after its choice");
             ch.resumed_channel = name; // the channel it then asks for must be this one
             return answer_session(ch, server_scope(ch, name, m->key));
         }
         // A store comes after the worker chose its channel: the one whose trust it checked.
         if (!ch.upstream_requested || !m->channel.empty())
-            return kill_worker(ch, "worker_protocol_violation");
+            return protocol_violation(ch, "session stored before the channel was chosen");
     }
     if (!cfg_.resumption || m->blob.empty())
         return;
     if (m->age_ms > cfg_.handshake_timeout_ms + HANDSHAKE_GRACE_MS)
-        return kill_worker(ch, "worker_protocol_violation"); // older than any handshake can be
+        return protocol_violation(ch, "session older than any handshake can be");
     std::string key = outbound ? client_scope(ch) : server_scope(ch, ch.cfg.name, m->key);
     if (!sessions_.put(key, m->blob.data(), m->blob.size(), now_ms() - m->age_ms, now_ms()))
         log_debug("TLS session not kept", log_fields().add("channel", ch.id).add("bytes", m->blob.size()));
@@ -811,7 +814,7 @@ void master::start_upstream(channel &ch, const bytes &choice)
     const sock_address *to = nullptr;
     if (ch.cfg.direction == channel_direction::outbound) {
         if (!check_target(ch, choice))
-            return kill_worker(ch, "worker_protocol_violation");
+            return protocol_violation(ch, "a target its channel does not allow");
         if (!ch.target)
             ch.target = ch.cfg.target;
         if (now_ms() < smgw_blocked_until_ms_)
@@ -822,7 +825,7 @@ void master::start_upstream(channel &ch, const bytes &choice)
         auto chosen = std::find_if(ch.candidates.begin(), ch.candidates.end(),
                                    [&](const channel_config &c) { return c.name == name; });
         if (chosen == ch.candidates.end() || (!ch.resumed_channel.empty() && ch.resumed_channel != name))
-            return kill_worker(ch, "worker_protocol_violation");
+            return protocol_violation(ch, "a channel not its own, or not the one it resumed");
         ch.cfg = *chosen;
         to = &*ch.cfg.forward;
     }
@@ -1050,6 +1053,10 @@ void master::reap()
             signer_exited(status);
             continue;
         }
+        if (reload_ && pid == reload_->signer.pid) {
+            reload_->signer.pid = -1; // its closed socket ends the reload
+            continue;
+        }
         auto retired = std::find(retired_signers_.begin(), retired_signers_.end(), pid);
         if (retired != retired_signers_.end()) {
             retired_signers_.erase(retired);
@@ -1076,6 +1083,8 @@ void master::begin_stop(const char *why)
         return;
     stopping_ = true;
     stop_deadline_ms_ = now_ms() + cfg_.shutdown_timeout_ms;
+    if (reload_)
+        refuse_reload("clsgwd is stopping");
     listeners_.clear();
     retire_spares();
     sd_notify_state("STOPPING=1");
@@ -1092,10 +1101,12 @@ void master::on_signal()
         case SIGTERM: begin_stop("SIGTERM"); break;
         case SIGINT: begin_stop("SIGINT"); break;
         case SIGHUP: reload(); break;
-        case SIGUSR1:
-            if (!log_reopen())
-                log_error("cannot reopen the log file", log_fields().add("error", errno_text(errno)));
+        case SIGUSR1: {
+            std::string why;
+            if (!log_reopen(&why))
+                log_error("cannot reopen the log file; logging on to the one open", log_fields().add("error", why));
             break;
+        }
         }
     }
 }
@@ -1121,6 +1132,7 @@ void master::check_deadlines()
         flush_suppressed();
     if (now >= sessions_.next_expiry())
         sessions_.sweep(now); // a session's secret does not outlive max_session_lifetime
+    check_control_deadlines();
 }
 
 int master::poll_timeout() const
@@ -1144,6 +1156,7 @@ int master::poll_timeout() const
         next = std::min(next, watchdog_next_ms_);
     next = std::min(next, next_suppressed_flush());
     next = std::min(next, sessions_.next_expiry());
+    next = std::min(next, next_control_deadline());
     if (status_due_ms_)
         next = std::min(next, status_due_ms_); // a changed status waits at most a second
     return next <= now ? 0 : static_cast<int>(next - now);
@@ -1187,7 +1200,8 @@ int master::run()
     open_control_socket();
     watch_certificates();
     start_signer();
-    enum kind { SIGNALS, SIGNER, LISTENER, WORKER, UPSTREAM, CONTROL, SPARE };
+    enum kind { SIGNALS, SIGNER, LISTENER, WORKER, UPSTREAM, CONTROL, SPARE, CONTROL_CLIENT, CONTROL_PROBE,
+                RELOAD_SIGNER };
     struct slot {
         kind k;
         uint64_t id;
@@ -1204,9 +1218,23 @@ int master::run()
             fds.push_back({signer_.control.get(), POLLIN, 0});
             slots.push_back({SIGNER, 0});
         }
-        if (control_) {
+        if (control_ && control_accepting()) {
             fds.push_back({control_.get(), POLLIN, 0});
             slots.push_back({CONTROL, 0});
+        }
+        for (const auto &[id, c] : control_clients_) {
+            if (short events = c.poll_events()) {
+                fds.push_back({c.fd.get(), events, 0});
+                slots.push_back({CONTROL_CLIENT, id});
+            }
+            if (c.probe) {
+                fds.push_back({c.probe.get(), POLLIN, 0});
+                slots.push_back({CONTROL_PROBE, id});
+            }
+        }
+        if (reload_ && reload_->signer.control) {
+            fds.push_back({reload_->signer.control.get(), POLLIN, 0});
+            slots.push_back({RELOAD_SIGNER, 0});
         }
         if (accepting())
             for (size_t i = 0; i < listeners_.size(); i++) {
@@ -1254,6 +1282,12 @@ int master::run()
                     finish_upstream(ch->second);
                 break;
             case CONTROL: on_control_connection(); break;
+            case CONTROL_CLIENT: on_control_client(slots[i].id); break;
+            case CONTROL_PROBE: on_control_probe(slots[i].id); break;
+            case RELOAD_SIGNER:
+                if (reload_ && reload_->signer.control)
+                    on_reload_signer_message();
+                break;
             case SPARE:
                 for (auto &sp : spares_)
                     if (sp.pid == static_cast<pid_t>(slots[i].id) && sp.control)
@@ -1291,15 +1325,18 @@ int master::run()
     return 0;
 }
 
-std::string master::reload()
+void master::reload()
 {
+    if (reload_) { // a newer request: the file may have changed again since
+        log_info("reload started over", log_fields().add("config", cfg_.file));
+        if (reload_->signer.pid > 0) {
+            kill(reload_->signer.pid, SIGKILL);
+            retired_signers_.push_back(reload_->signer.pid);
+        }
+        reload_.reset();
+    }
     sd_notify_state("RELOADING=1");
     log_info("reloading", log_fields().add("config", cfg_.file));
-    auto refuse = [&](const std::string &why) {
-        log_error("reload refused; the running configuration stays", log_fields().add("reason", why));
-        sd_notify_state("READY=1");
-        return why;
-    };
     config_result loaded = load_config(cfg_.file);
     std::vector<config_error> errors = loaded.errors;
     checked env;
@@ -1309,52 +1346,81 @@ std::string master::reload()
         std::string all;
         for (const auto &e : errors)
             all += (all.empty() ? "" : "; ") + e.to_string();
-        return refuse(all);
+        return refuse_reload(all);
     }
-    config next = std::move(*loaded.value);
-    std::vector<listener> listeners;
+    for (const auto &w : env.warnings)
+        log_warn(w);
+    pending_reload r;
+    r.next = std::move(*loaded.value);
     std::string error;
-    if (!build_listeners(next, listeners, error))
-        return refuse(error);
-    paths_ = env.paths;
+    if (!build_listeners(r.next, r.listeners, error))
+        return refuse_reload(error);
+    r.paths = env.paths;
+    r.certificate_pem = env.certificate_pem;
+    r.trust_pems = env.trust_pems;
+    r.uid = env.uid;
+    r.gid = env.gid;
     // A signer service keeps its connection (its key changes with a restart of that service);
     // a child signer is replaced by one that has loaded the new key.
-    bool keep_signer = !next.signer_socket.empty() && next.signer_socket == cfg_.signer_socket && signer_.ready;
-    if (!keep_signer) {
-        // The signer service serves one master connection at a time: a connection to it that is
-        // not ready (it is being replaced) makes way for the new one.
-        if (signer_.external && next.signer_socket == cfg_.signer_socket)
-            signer_.control.reset();
-        signer_process fresh_signer = spawn_signer(next);
-        if (fresh_signer.down() || !wait_signer_ready(fresh_signer, error))
-            return refuse("signer: " + error);
-        // Commit. Running channels keep the settings, trust and signer session they started with.
+    bool keep_signer = !r.next.signer_socket.empty() && r.next.signer_socket == cfg_.signer_socket && signer_.ready;
+    if (keep_signer)
+        return commit_reload(r);
+    // The signer service serves one master connection at a time: a connection to it that is not
+    // ready (it is being replaced) makes way for the new one.
+    if (signer_.external && r.next.signer_socket == cfg_.signer_socket)
+        signer_.control.reset();
+    r.signer = spawn_signer(r.next, r.paths.signer);
+    if (r.signer.down())
+        return refuse_reload("signer: the new signer could not be started");
+    r.deadline_ms = now_ms() + cfg_.signer_timeout_ms;
+    reload_ = std::move(r); // on_reload_signer_message commits it
+}
+
+// Running channels keep the settings, trust and signer session they started with.
+void master::commit_reload(pending_reload &r)
+{
+    if (r.signer.ready) {
         if (signer_.control && !signer_.external)
             retired_signers_.push_back(signer_.pid);
-        fresh_signer.restarts = signer_.restarts;
-        signer_ = std::move(fresh_signer);
+        r.signer.restarts = signer_.restarts;
+        signer_ = std::move(r.signer);
     }
     size_t before = listeners_.size();
-    listeners_ = std::move(listeners);
-    cfg_ = std::move(next);
-    certificate_pem_ = env.certificate_pem;
-    trust_pems_ = env.trust_pems;
-    worker_uid_ = env.uid;
-    worker_gid_ = env.gid;
+    listeners_ = std::move(r.listeners);
+    cfg_ = std::move(r.next);
+    paths_ = r.paths;
+    certificate_pem_ = r.certificate_pem;
+    trust_pems_ = r.trust_pems;
+    worker_uid_ = r.uid;
+    worker_gid_ = r.gid;
     smgw_blocked_until_ms_ = 0; // the SMGW (or its address) may have changed
     smgw_backoff_ms_ = SMGW_BACKOFF_FIRST_MS;
     smgw_failed_channels_ = 0;
     reset_session_cache(); // sessions were authenticated against the old trust
     channel_levels_.clear();
     log_set_threshold(cfg_.level);
-    if (!log_set_target(cfg_.target, cfg_.log_file))
-        log_error("cannot open the new log file; logging to stderr", log_fields().add("path", cfg_.log_file));
+    std::string why;
+    if (!log_set_target(cfg_.target, cfg_.log_file, &why))
+        log_error("cannot open the new log file; logging on as before", log_fields().add("error", why));
     watch_certificates();
     retire_spares();
     log_info("reloaded", log_fields().add("channels", cfg_.channels.size()).add("listeners", listeners_.size())
                              .add("listeners_before", before).add("key", signer_.key_id));
     sd_notify_state("READY=1");
-    return "";
+    answer_reload_waiters("");
+}
+
+// Nothing of the running configuration has changed; a new signer that was started is ended.
+void master::refuse_reload(const std::string &why)
+{
+    if (reload_ && reload_->signer.pid > 0) {
+        kill(reload_->signer.pid, SIGKILL);
+        retired_signers_.push_back(reload_->signer.pid);
+    }
+    reload_.reset();
+    log_error("reload refused; the running configuration stays", log_fields().add("reason", why));
+    sd_notify_state("READY=1");
+    answer_reload_waiters(why);
 }
 
 } // namespace clsgw

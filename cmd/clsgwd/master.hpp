@@ -2,6 +2,7 @@
 // workers' behalf, supervises the signer. It never parses bytes from the network.
 #pragma once
 
+#include <poll.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -84,10 +85,45 @@ struct signer_process {
     bool down() const { return external ? !control : pid < 0; }
 };
 
+// A clsgwctl connection: one command line in (at most 512 bytes), one answer out, each within
+// control_timeout. `check` and `reload` wait for the signer without holding up the loop.
+struct control_client {
+    uint64_t id = 0;
+    unique_fd fd;
+    uid_t uid = 0;
+    std::string received; // until its newline
+    std::string answer;   // set: being sent
+    size_t sent = 0;
+    uint64_t deadline_ms = 0;
+    bool waiting = false; // for a check's test signature or for a reload
+    // check: a test signature on a signer session of its own, and the report so far
+    unique_fd probe;
+    bytes probe_hash;
+    std::string report, problems;
+    bool failed = false;
+    short poll_events() const { return !answer.empty() ? POLLOUT : waiting ? 0 : POLLIN; }
+};
+
+// A reload waiting for its new signer to prove its key: committed when the signer says it is
+// ready, refused when it fails or signer_timeout passes. Listeners and certificates are
+// prepared; nothing of the running configuration has changed yet.
+struct pending_reload {
+    config next;
+    std::vector<listener> listeners;
+    master_paths paths;
+    std::string certificate_pem;
+    std::map<std::string, std::string> trust_pems;
+    long uid = -1, gid = -1;
+    signer_process signer; // unset when the running signer stays (a signer service)
+    uint64_t deadline_ms = 0;
+    std::string signer_said; // its last log line: the reason when it fails
+};
+
 class master {
 public:
-    // Re-reads the configuration file; keeps everything as it was on any error. "" on success.
-    std::string reload();
+    // Re-reads the configuration file; keeps everything as it was on any error. Done at once,
+    // or when the new signer is ready (commit_reload); a reload under way is started over.
+    void reload();
     master(config cfg, master_paths paths, std::string certificate_pem, std::map<std::string, std::string> trust_pems,
            long worker_uid, long worker_gid);
     // Takes activated sockets and binds the rest; false with a message on error.
@@ -115,6 +151,12 @@ private:
     bool announced_ready_ = false;
     session_cache sessions_; // keyed by a scope the master derives (client_scope, server_scope)
     unique_fd control_;                                      // clsgwctl's socket
+    gid_t control_gid_ = 0;                                  // its group, whose members may use it
+    std::map<uint64_t, control_client> control_clients_;
+    uint64_t next_control_id_ = 0;
+    bool control_full_logged_ = false;
+    std::optional<pending_reload> reload_;
+    std::vector<uint64_t> reload_waiters_; // control clients answered when the reload is done
     uint64_t started_ms_ = 0;
     uint64_t accepted_total_ = 0;
     std::map<std::string, uint64_t> outcomes_; // "outcome/reason" -> count since start
@@ -167,8 +209,10 @@ private:
 
     void setup_signals();
     void start_signer();
-    signer_process spawn_signer(const config &cfg);
-    bool wait_signer_ready(signer_process &s, std::string &why);
+    signer_process spawn_signer(const config &cfg, const std::string &program);
+    void on_reload_signer_message();
+    void commit_reload(pending_reload &r);
+    void refuse_reload(const std::string &why);
     bool build_listeners(const config &cfg, std::vector<listener> &out, std::string &error);
     void on_signer_message();
     void on_signal();
@@ -191,6 +235,7 @@ private:
     void finish_upstream(channel &ch);
     void fail_upstream(channel &ch, const std::string &reason);
     void kill_worker(channel &ch, const std::string &reason);
+    void protocol_violation(channel &ch, const std::string &what);
     void han_keepalive(int fd) const;
     void check_deadlines();
     void begin_stop(const char *why);
@@ -200,11 +245,21 @@ private:
     worker_job make_job(const channel &ch) const;
     // control.cpp: clsgwctl's commands
     void open_control_socket();
+    bool control_accepting();
     void on_control_connection();
-    std::string run_command(const std::string &line);
+    bool control_peer_allowed(int fd, uid_t &uid) const;
+    void on_control_client(uint64_t id);
+    void answer_control(control_client &c, const std::string &answer);
+    void run_command(control_client &c, const std::string &line);
+    std::string log_level_command(const std::vector<std::string> &w);
+    void answer_reload_waiters(const std::string &why);
     std::string status_json() const;
-    std::string check();
-    bool test_signature(std::string &why);
+    void begin_check(control_client &c);
+    bool send_test_signature(control_client &c, std::string &why);
+    void on_control_probe(uint64_t id);
+    void end_check(control_client &c, bool signed_ok, const std::string &signer_line);
+    void check_control_deadlines();
+    uint64_t next_control_deadline() const;
     void watch_certificates();
     void count_outcome(const std::string &outcome, const std::string &reason);
 };

@@ -1,10 +1,11 @@
 """Sandbox facts of a live worker, read from /proc, and forbidden calls that must kill."""
+import json
 import os
 import pwd
 import socket
 
-from harness import (TEST_BIN, SkipTest, channel_worker, children_of, echoed_socks5_channel, free_port, proc_name,
-                     proc_status, recv_all, socks5_connect, wait_until)
+from harness import (TEST_BIN, SkipTest, channel_pids, channel_worker, children_of, echoed_socks5_channel, free_port,
+                     proc_name, proc_status, recv_all, recv_exact, socks5_connect, wait_until)
 
 EMT, EMT_PORT = "emt.example", 4443
 
@@ -111,3 +112,46 @@ def test_private_key_never_appears_in_a_worker(env):
     assert memory_contains(signer, needle), "the scan must find the key where it is"
     assert not memory_contains(worker, needle), "the private key must never be inside a worker"
     s.close()
+
+
+def proc_state(pid):
+    """The one-letter state of pid from /proc/PID/stat ("T": stopped), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def stop_and_continue(pid):
+    """SIGSTOP, wait until the kernel shows the process stopped, SIGCONT, wait until it runs or sleeps again."""
+    import signal
+    os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: proc_state(pid) == "T", 5, f"pid {pid} to stop")
+    os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: proc_state(pid) not in ("T", "t"), 5, f"pid {pid} to continue")
+
+
+def test_stop_and_continue_leave_a_worker_a_spare_and_the_signer_alive(env):
+    """SIGSTOP then SIGCONT to an idle channel's worker, a spare and the signer: each lives on and serves
+    (a debugger or the cgroup freezer does the same; the interrupted poll resumes through restart_syscall)"""
+    from test_spares import pool_full
+    port = gateway(env)
+    s = echoed_socks5_channel(port, EMT, EMT_PORT)
+    worker = channel_worker(env)
+    spares = pool_full(env)
+    signer = json.loads(env.clsgwctl("status", "--json").stdout)["signer"]["pid"]
+    assert signer > 0 and proc_name(signer) == "clsgw-signer"
+    for pid in (worker, spares[0], signer):
+        stop_and_continue(pid)
+    s.sendall(b"after SIGCONT")
+    assert recv_exact(s, 13) == b"after SIGCONT", "the stopped worker's channel must still carry data"
+    audited = len(env.audit_lines())
+    second = echoed_socks5_channel(port, EMT, EMT_PORT, b"new channel")
+    assert channel_pids(env)[1] == spares[0], "the oldest spare, stopped and continued, serves the next channel"
+    assert len(env.audit_lines()) == audited + 1, "the signer signed for the new channel"
+    assert json.loads(env.clsgwctl("status", "--json").stdout)["signer"]["pid"] == signer
+    assert all(proc_state(p) not in (None, "Z") for p in (worker, spares[0], signer))
+    assert not env.clsgwd.lines("SIGSYS|sandbox violation|signer exited|spare worker ended")
+    s.close()
+    second.close()

@@ -97,6 +97,21 @@ TEST_CASE("spare_workers takes 0 to 64")
     }
 }
 
+TEST_CASE("the control socket's timeout defaults to 2s and takes 1ms to 60s; its group is a name")
+{
+    config_result r = parse_config(base, "x.ini");
+    REQUIRE(r.errors.empty());
+    CHECK(r.value->control_timeout_ms == 2000);
+    CHECK(r.value->control_group.empty());
+    r = parse_config(replace(base, "max_channels = 8", "control_timeout = 500ms\ncontrol_group = clsgw"), "x.ini");
+    REQUIRE(r.errors.empty());
+    CHECK(r.value->control_timeout_ms == 500);
+    CHECK(r.value->control_group == "clsgw");
+    expect_error(replace(base, "max_channels = 8", "control_timeout = 0s"), "control_timeout", "must be greater than 0");
+    expect_error(replace(base, "max_channels = 8", "control_timeout = 2m"), "control_timeout", "above the maximum of");
+    expect_error(replace(base, "max_channels = 8", "control_group ="), "control_group", "control_group: empty");
+}
+
 TEST_CASE("IPv6 listen addresses are written in brackets")
 {
     config_result r = parse_config(replace(base, "listen = 127.0.0.1:7000", "listen = [::1]:7000"), "x.ini");

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -7,7 +8,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <seccomp.h>
 #include <set>
@@ -23,8 +26,10 @@ namespace {
 // and an emulated program cannot load a filter: these cases are reported as skipped there.
 bool emulated() { return getenv("CLSGW_EMULATED") != nullptr; }
 
-// Runs body in a child under the worker policy; returns the wait status.
-int run_confined(const std::function<int()> &body)
+// Runs body in a child under a policy (the worker's unless told); returns the wait status.
+// started, when given, runs in the parent meanwhile with the child's pid.
+int run_confined(const std::function<int()> &body, const policy_rule *policy = worker_policy,
+                 const std::function<void(pid_t)> &started = nullptr)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -33,14 +38,58 @@ int run_confined(const std::function<int()> &body)
         limits.highest_fd = 6;
         std::string err = sandbox_prepare(2, limits);
         if (err.empty())
-            err = sandbox_lockdown(worker_policy, -1, -1);
+            err = sandbox_lockdown(policy, -1, -1);
         if (!err.empty())
             _exit(100);
         _exit(body());
     }
+    if (started)
+        started(pid);
     int status = 0;
     waitpid(pid, &status, 0);
     return status;
+}
+
+// A field of /proc/PID/stat (after the command name): 0 is the state letter.
+std::string proc_stat_field(pid_t pid, size_t index)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::istringstream rest(text.substr(text.rfind(')') + 1));
+    std::string field;
+    for (size_t i = 0; i <= index && rest >> field; i++) {
+    }
+    return field;
+}
+
+bool confined(pid_t pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("Seccomp:", 0) == 0)
+            return line.find('2') != std::string::npos;
+    return false;
+}
+
+// Polls cond every 10 ms for at most 5 s.
+bool wait_for(const std::function<bool()> &cond)
+{
+    for (int i = 0; i < 500; i++) {
+        if (cond())
+            return true;
+        poll(nullptr, 0, 10);
+    }
+    return false;
+}
+
+// Stops a confined child once it sleeps in poll(), waits until the kernel shows it stopped, and
+// continues it: what a debugger or the cgroup freezer does.
+void stop_and_continue(pid_t pid)
+{
+    CHECK(wait_for([pid] { return confined(pid) && proc_stat_field(pid, 0) == "S"; }));
+    kill(pid, SIGSTOP);
+    CHECK(wait_for([pid] { return proc_stat_field(pid, 0) == "T"; }));
+    kill(pid, SIGCONT);
 }
 
 } // namespace
@@ -90,6 +139,16 @@ TEST_CASE("abort() in a confined worker is reported as SIGABRT, not as a sandbox
     });
     REQUIRE(WIFSIGNALED(s));
     CHECK(WTERMSIG(s) == SIGABRT);
+}
+
+TEST_CASE("a confined worker or signer stopped and continued inside poll() lives on" * doctest::skip(emulated()))
+{
+    for (const policy_rule *policy : {worker_policy, signer_policy}) {
+        CAPTURE(policy == worker_policy ? "worker" : "signer");
+        int s = run_confined([] { return poll(nullptr, 0, 1500) == 0 ? 0 : 1; }, policy, stop_and_continue);
+        CHECK_MESSAGE(WIFEXITED(s), "killed by signal ", WIFSIGNALED(s) ? WTERMSIG(s) : 0);
+        CHECK(s == 0); // exited with 0
+    }
 }
 
 TEST_CASE("both policies build for x86_64 and aarch64" * doctest::skip(emulated()))
@@ -159,6 +218,7 @@ TEST_CASE("the worker policy means the same on x86_64 and aarch64: ppoll allowed
                                       "execve", "execveat", "clone", "clone3", "fork", "vfork", "ptrace", "kill",
                                       "mount", "setuid"})
             CHECK_MESSAGE(rules.count(forbidden) == 0, forbidden);
+        CHECK(rules["restart_syscall"] == std::set<std::string>{"ALLOW"}); // SIGSTOP/SIGCONT during poll()
         CHECK(rules["sendmsg"].count("ALLOW")); // argument-filtered: control and signer fds only
         CHECK(rules["recvmsg"].count("ALLOW"));
     }
@@ -192,6 +252,7 @@ TEST_CASE("the signer policy allows accept4 only on fd 3 and never sockets, exec
         CHECK(def == "KILL_PROCESS");
         CHECK(rules["accept4"].count("ALLOW"));
         CHECK(rules["ppoll"].count("ALLOW"));
+        CHECK(rules["restart_syscall"] == std::set<std::string>{"ALLOW"});
         for (const char *forbidden : {"open", "openat", "socket", "connect", "execve", "clone", "fork", "ptrace"})
             CHECK_MESSAGE(rules.count(forbidden) == 0, forbidden);
     }

@@ -5,8 +5,13 @@
 #include "../../lib/util.hpp"
 
 #include <mbedtls/ctr_drbg.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 using namespace clsgw;
 
@@ -68,4 +73,69 @@ TEST_CASE("the DRBG seeds from the kernel and two generators never agree")
     REQUIRE(mbedtls_ctr_drbg_reseed(a.drbg(), nullptr, 0) == 0);
     REQUIRE(clsgw::tls::rng::random(&a, y, sizeof y) == 0);
     CHECK(memcmp(x, y, sizeof x) != 0);
+}
+
+namespace {
+
+std::string contents(const std::string &path)
+{
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+} // namespace
+
+TEST_CASE("a log file is opened only when it is a regular file of one name, never through a symlink")
+{
+    char dir_template[] = "/tmp/clsgw-unit-log-XXXXXX";
+    REQUIRE(mkdtemp(dir_template));
+    std::string dir = dir_template, victim = dir + "/victim", error;
+    { std::ofstream(victim) << "precious\n"; }
+
+    unique_fd fd = open_log_file(dir + "/new.log", 0640, error);
+    REQUIRE(fd);
+    CHECK(write(fd.get(), "line\n", 5) == 5);
+    struct stat st;
+    REQUIRE(stat((dir + "/new.log").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777 & ~0640) == 0);
+
+    REQUIRE(symlink(victim.c_str(), (dir + "/link.log").c_str()) == 0);
+    CHECK_FALSE(open_log_file(dir + "/link.log", 0640, error));
+    CHECK(error == dir + "/link.log is a symbolic link; name the file itself");
+    REQUIRE(symlink((dir + "/nowhere").c_str(), (dir + "/dangling.log").c_str()) == 0);
+    CHECK_FALSE(open_log_file(dir + "/dangling.log", 0640, error));
+    CHECK(error.find("is a symbolic link") != std::string::npos);
+    CHECK(access((dir + "/nowhere").c_str(), F_OK) != 0); // not created through the link
+
+    REQUIRE(mkfifo((dir + "/fifo.log").c_str(), 0600) == 0); // no reader: a blocking open would hang
+    CHECK_FALSE(open_log_file(dir + "/fifo.log", 0640, error));
+    CHECK(error == dir + "/fifo.log is not a regular file");
+    CHECK_FALSE(open_log_file(dir, 0640, error));
+
+    REQUIRE(link(victim.c_str(), (dir + "/hard.log").c_str()) == 0);
+    CHECK_FALSE(open_log_file(dir + "/hard.log", 0640, error));
+    CHECK(error == dir + "/hard.log has 2 hard links; it must have no other name");
+    CHECK(contents(victim) == "precious\n");
+
+    for (const char *name : {"new.log", "link.log", "dangling.log", "fifo.log", "hard.log", "victim"})
+        unlink((dir + "/" + name).c_str());
+    rmdir(dir.c_str());
+}
+
+TEST_CASE("a private key open to group or others is named with the fix")
+{
+    char path[] = "/tmp/clsgw-unit-key-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    CHECK(private_key_mode_problem(path) == ""); // mkstemp makes it 0600
+    chmod(path, 0400);
+    CHECK(private_key_mode_problem(path) == "");
+    chmod(path, 0640);
+    std::string p = path;
+    CHECK(private_key_mode_problem(p) ==
+          "key " + p + " is accessible to group or others (mode 0640); make it private: chmod 0600 " + p);
+    chmod(path, 0602);
+    CHECK(private_key_mode_problem(path).find("(mode 0602)") != std::string::npos);
+    unlink(path);
 }
