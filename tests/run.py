@@ -41,8 +41,9 @@ def run_unit(build, results, emulator):
     results["skipped"] += skipped
     print(f"unit: {passed} passed, {failed} failed (doctest, {m.group(1)} cases)")
     if skipped:
-        print(f"SKIP unit: {skipped} seccomp cases: libseccomp cannot query the kernel's filter actions from an "
-              f"emulated program and qemu-user cannot load a filter (they run in the native make check)")
+        print(f"SKIP unit: {skipped} cases that need the kernel's own view of the program: libseccomp cannot query "
+              f"the kernel's filter actions from an emulated program, qemu-user cannot load a filter, and its "
+              f"/proc/self/smaps shows the emulator's mappings (they run in the native make check)")
 
 
 def main():
