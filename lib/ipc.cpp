@@ -111,10 +111,12 @@ bool send_frame(int socket, msg_type type, const bytes &payload, int fd_to_pass,
     }
     for (;;) {
         ssize_t n = sendmsg(socket, &mh, MSG_NOSIGNAL | flags);
-        if (n >= 0)
-            return static_cast<size_t>(n) == frame->size();
-        if (errno != EINTR)
-            return false;
+        if (n < 0 && errno == EINTR)
+            continue;
+        int saved = errno;
+        explicit_bzero(frame->data(), frame->size()); // frames may carry TLS sessions
+        errno = saved;
+        return n >= 0 && static_cast<size_t>(n) == frame->size();
     }
 }
 
@@ -265,6 +267,16 @@ std::optional<std::string> tlv_reader::str(uint16_t tag, size_t max_len) const
     if (it == fields_.end() || it->second.size() > max_len)
         return std::nullopt;
     return it->second;
+}
+
+std::optional<std::string> tlv_reader::text(uint16_t tag, size_t max_len) const
+{
+    auto s = str(tag, max_len);
+    if (s)
+        for (unsigned char c : *s)
+            if (c < 0x20 || c > 0x7e)
+                return std::nullopt;
+    return s;
 }
 
 std::optional<uint64_t> tlv_reader::u64(uint16_t tag) const

@@ -80,6 +80,8 @@ public:
     tlv_writer &add(uint16_t tag, std::string_view s) { return add(tag, s.data(), s.size()); }
     tlv_writer &add_u64(uint16_t tag, uint64_t v);
     const bytes &data() const { return out_; }
+    void reserve(size_t n) { out_.reserve(n); }
+    bytes take() { return std::move(out_); } // without a copy left behind (records may hold secrets)
 
 private:
     bytes out_;
@@ -96,6 +98,8 @@ public:
     bool has(uint16_t tag) const { return fields_.count(tag) != 0; }
     size_t count() const { return fields_.size(); }
     std::optional<std::string> str(uint16_t tag, size_t max_len) const;
+    // Like str, but only printable ASCII (0x20-0x7e): text that is shown or logged as it is.
+    std::optional<std::string> text(uint16_t tag, size_t max_len) const;
     std::optional<uint64_t> u64(uint16_t tag) const;
     std::optional<bytes> raw(uint16_t tag, size_t max_len) const;
 

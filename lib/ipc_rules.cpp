@@ -21,8 +21,9 @@ const ipc_rule RULES[] = {
     {msg_type::upstream_failed,  "upstream_failed", role_master,               role_worker,               64,                         ipc_rule::no_fd,          1},
     {msg_type::session_answer,   "session_answer",  role_master,               role_worker,               SESSION_MESSAGE_MAX,        ipc_rule::no_fd,          1},
     {msg_type::handover,         "handover",        role_master,               role_worker,               0,                          ipc_rule::fd_required,    1},
-    // Not counted: never answered, and the master prints at most WORKER_LOG_LINES_MAX a channel.
-    {msg_type::log,              "log",             role_worker | role_signer, role_master,               2048,                       ipc_rule::no_fd,          0},
+    // Never answered; the master prints at most WORKER_LOG_LINES_MAX a channel, and ends a worker
+    // that sends more than this many.
+    {msg_type::log,              "log",             role_worker | role_signer, role_master,               2048,                       ipc_rule::no_fd,          1000},
     {msg_type::upstream_request, "upstream_request",role_worker,               role_master,               512,                        ipc_rule::no_fd,          1},
     {msg_type::established,      "established",     role_worker,               role_master,               2048,                       ipc_rule::no_fd,          1},
     {msg_type::result,           "result",          role_worker,               role_master,               4096,                       ipc_rule::no_fd,          1},
@@ -30,7 +31,8 @@ const ipc_rule RULES[] = {
     {msg_type::session_offer,    "session_offer",   role_worker,               role_master,               SESSION_MESSAGE_MAX,        ipc_rule::no_fd,          1},
     {msg_type::session_store,    "session_store",   role_worker,               role_master,               SESSION_MESSAGE_MAX,        ipc_rule::no_fd,          1},
     {msg_type::session_lookup,   "session_lookup",  role_worker,               role_master,               512,                        ipc_rule::no_fd,          1},
-    // Not counted: never answered, sent at most once a second.
+    // Not counted (a channel may live 48 h): never answered, and the master holds it to once a
+    // second (a burst of PROGRESS_BURST allowed).
     {msg_type::progress,         "progress",        role_worker,               role_master,               64,                         ipc_rule::no_fd,          0},
     {msg_type::signer_ready,     "signer_ready",    role_signer,               role_master,               1024,                       ipc_rule::no_fd,          1},
     // Not counted: one per channel on the master's connection; the signer bounds its sessions.

@@ -205,8 +205,9 @@ std::optional<worker_result> decode_result(const bytes &payload, std::string &er
         return std::nullopt;
     worker_result res;
     auto oc = r.u64(R_OUTCOME);
-    auto reason = r.str(R_REASON, 64), target = r.str(R_TARGET, 300), version = r.str(R_VERSION, 32),
-         suite = r.str(R_SUITE, 80), group = r.str(R_GROUP, 32), fp = r.str(R_FINGERPRINT, 64);
+    // Shown in status and the log as they are: printable ASCII only, else the record is refused.
+    auto reason = r.text(R_REASON, 64), target = r.text(R_TARGET, 300), version = r.text(R_VERSION, 32),
+         suite = r.text(R_SUITE, 80), group = r.text(R_GROUP, 32), fp = r.text(R_FINGERPRINT, 64);
     auto up = r.u64(R_BYTES_UP), down = r.u64(R_BYTES_DOWN), hs = r.u64(R_HANDSHAKE_MS), dur = r.u64(R_DURATION_MS);
     auto resumed = r.u64(R_RESUMED), wait = r.u64(R_SMGW_WAIT_US), signer = r.u64(R_SIGNER_US);
     if (!wait || !signer || !resumed || *resumed > 1 || !oc || *oc > 2 || !reason || !target || !version || !suite || !group || !fp || !up || !down || !hs || !dur) {
@@ -243,7 +244,7 @@ std::optional<channel_progress> decode_established(const bytes &payload)
     std::string err;
     if (!r.parse(payload, err))
         return std::nullopt;
-    auto target = r.str(1, 300), suite = r.str(2, 80), group = r.str(3, 32);
+    auto target = r.text(1, 300), suite = r.text(2, 80), group = r.text(3, 32);
     auto resumed = r.u64(4);
     if (!target || !suite || !group || !resumed || *resumed > 1)
         return std::nullopt;
@@ -277,10 +278,11 @@ std::optional<std::pair<uint64_t, uint64_t>> decode_progress(const bytes &payloa
 bytes encode_session_message(const session_message &m)
 {
     tlv_writer w;
+    w.reserve(4 * 6 + m.key.size() + m.blob.size() + sizeof m.age_ms + m.channel.size()); // one buffer, no copies
     w.add(1, m.key.data(), m.key.size()).add(2, m.blob.data(), m.blob.size()).add_u64(3, m.age_ms);
     if (!m.channel.empty())
         w.add(4, m.channel.data(), m.channel.size());
-    return w.data();
+    return w.take();
 }
 
 std::optional<session_message> decode_session_message(const bytes &payload)
@@ -296,7 +298,7 @@ std::optional<session_message> decode_session_message(const bytes &payload)
         return std::nullopt;
     session_message m;
     m.key = *key;
-    m.blob = *blob;
+    m.blob = std::move(*blob);
     m.age_ms = *age;
     m.channel = *channel;
     return m;

@@ -20,10 +20,11 @@ void session_cache::unmap()
     free_.clear();
 }
 
-bool session_cache::reset(size_t capacity, uint64_t lifetime_ms)
+bool session_cache::reset(size_t capacity, uint64_t lifetime_ms, size_t group_max)
 {
     unmap();
     lifetime_ms_ = lifetime_ms;
+    group_max_ = group_max;
     evicted_ = 0;
     if (capacity == 0)
         return true;
@@ -47,28 +48,44 @@ void session_cache::drop(std::map<std::string, entry>::iterator it)
 {
     explicit_bzero(arena_ + it->second.slot * SLOT_SIZE, it->second.len);
     free_.push_back(it->second.slot);
+    if (--group_size_[it->second.group] == 0)
+        group_size_.erase(it->second.group);
     entries_.erase(it);
 }
 
-bool session_cache::put(const std::string &key, const uint8_t *blob, size_t len, uint64_t created_ms, uint64_t now_ms)
+// The oldest entry (of one group, or of all), which makes room for a newer one.
+void session_cache::drop_oldest(const std::string *group)
+{
+    auto oldest = entries_.end();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+        if ((!group || it->second.group == *group) &&
+            (oldest == entries_.end() || it->second.created_ms < oldest->second.created_ms))
+            oldest = it;
+    if (oldest == entries_.end())
+        return;
+    drop(oldest);
+    evicted_++;
+}
+
+bool session_cache::put(const std::string &key, const std::string &group, const uint8_t *blob, size_t len,
+                        uint64_t created_ms, uint64_t now_ms)
 {
     if (!arena_ || len == 0 || len > SLOT_SIZE || now_ms - created_ms >= lifetime_ms_)
         return false;
     erase(key);
+    auto in_group = group_size_.find(group);
+    if (in_group != group_size_.end() && in_group->second >= std::max<size_t>(group_max_, 1))
+        drop_oldest(&group);
     if (free_.empty()) {
         sweep(now_ms);
-        if (free_.empty()) {
-            auto oldest = std::min_element(entries_.begin(), entries_.end(), [](const auto &a, const auto &b) {
-                return a.second.created_ms < b.second.created_ms;
-            });
-            drop(oldest);
-            evicted_++;
-        }
+        if (free_.empty())
+            drop_oldest(nullptr);
     }
     size_t slot = free_.back();
     free_.pop_back();
     memcpy(arena_ + slot * SLOT_SIZE, blob, len);
-    entries_.emplace(key, entry{slot, len, created_ms});
+    entries_.emplace(key, entry{slot, len, created_ms, group});
+    group_size_[group]++;
     return true;
 }
 

@@ -4,7 +4,9 @@
 // - Its key is a scope that the master derives from its configuration alone (see master.cpp:
 //   client_scope and server_scope); nothing a worker sends widens it.
 // - Bounded: at most `capacity` entries of at most SLOT_SIZE bytes each, in one mapping made at
-//   reset(); when full, the oldest entry makes room.
+//   reset(); when full, the oldest entry makes room. Each entry belongs to a group (its channel),
+//   and a group holds at most `group_max` entries, its own oldest making room: one channel's apps
+//   cannot push every other channel's sessions out.
 // - Entries die at `lifetime_ms` after their full handshake (max_session_lifetime), checked on
 //   every lookup and by sweep(), which the master calls when next_expiry() is due.
 // - Every byte of a dropped entry is overwritten; the mapping is left out of core dumps
@@ -32,10 +34,11 @@ public:
 
     // Drops every entry and makes room for `capacity` (0: keeps nothing). False when the mapping
     // cannot be made (the cache then keeps nothing).
-    bool reset(size_t capacity, uint64_t lifetime_ms);
+    bool reset(size_t capacity, uint64_t lifetime_ms, size_t group_max);
     // Keeps a copy of blob under key, replacing an entry of the same key. False when it does not
     // fit a slot or the cache keeps nothing.
-    bool put(const std::string &key, const uint8_t *blob, size_t len, uint64_t created_ms, uint64_t now_ms);
+    bool put(const std::string &key, const std::string &group, const uint8_t *blob, size_t len, uint64_t created_ms,
+             uint64_t now_ms);
     struct view {
         const uint8_t *data;
         size_t len;
@@ -63,13 +66,17 @@ private:
         size_t slot;
         size_t len;
         uint64_t created_ms;
+        std::string group;
     };
     void drop(std::map<std::string, entry>::iterator it);
+    void drop_oldest(const std::string *group);
     void unmap();
 
     uint8_t *arena_ = nullptr;
     size_t capacity_ = 0;
     uint64_t lifetime_ms_ = 0;
+    size_t group_max_ = 0;
+    std::map<std::string, size_t> group_size_;
     uint64_t evicted_ = 0;
     std::map<std::string, entry> entries_;
     std::vector<size_t> free_;

@@ -168,6 +168,9 @@ unique_fd open_log_file(const std::string &path, mode_t mode, std::string &error
         error = path + " is not a regular file";
     else if (st.st_nlink > 1)
         error = path + " has " + std::to_string(st.st_nlink) + " hard links; it must have no other name";
+    else if (st.st_uid != geteuid()) // one made beforehand by a user of the folder stays theirs to read and rewrite
+        error = path + " belongs to uid " + std::to_string(st.st_uid) + ", not to this process's uid " +
+                std::to_string(geteuid());
     else if (!fd)
         error = path + ": " + errno_text(err);
     else if (fcntl(fd.get(), F_SETFL, O_APPEND) != 0)

@@ -45,32 +45,45 @@ bytes victim_key(const worker_context &ctx)
     return bytes(host.begin(), host.end());
 }
 
-// Another channel's session, asked for by the key that channel's worker names it by.
-void steal(worker_context &ctx)
+// Asks for a session and says how many bytes came back (0 also when no answer came).
+void ask(const bytes &key)
 {
-    get_upstream(ctx);
     session_message q;
-    q.key = victim_key(ctx);
+    q.key = key;
     ipc_send(CONTROL_FD, msg_type::session_request, encode_session_message(q));
     auto m = next_frame(CONTROL_FD, 5000);
     auto a = m && m->type == msg_type::session_answer ? decode_session_message(m->payload) : std::nullopt;
-    log_warn("hostile: session answer", log_fields().add("bytes", a ? a->blob.size() : 0));
+    log_warn("hostile: session answer", log_fields().add("key", key.empty() ? "none" : "victim's")
+                                            .add("bytes", a ? a->blob.size() : 0));
 }
 
-// A session of its own making, offered as if a full handshake had made it.
-void plant(worker_context &ctx)
+// Another channel's session: asked for as an honest worker asks (the master names the scope),
+// then by the key the other channel's worker used to name it by.
+void steal(worker_context &ctx)
+{
+    get_upstream(ctx);
+    ask(bytes());
+    ask(victim_key(ctx));
+}
+
+// A session of its own making, offered as if a full handshake had made it: as an honest worker
+// offers one, or under the key the other channel's worker used to name its session by.
+void plant(worker_context &ctx, bool as_victim)
 {
     get_upstream(ctx);
     session_message offer;
-    offer.key = victim_key(ctx);
+    if (as_victim)
+        offer.key = victim_key(ctx);
     offer.blob.assign(300, 0x5a);
     ipc_send(CONTROL_FD, msg_type::session_offer, encode_session_message(offer));
     log_warn("hostile: planted a session");
 }
 
-// Requests the master must answer, sent without ever reading an answer.
-void flood_master(worker_context &)
+// Requests the master must answer, sent without ever reading an answer (after the upstream, so
+// that the first one is a valid request).
+void flood_master(worker_context &ctx)
 {
+    get_upstream(ctx);
     session_message q;
     bytes frame = encode_session_message(q);
     unsigned sent = 0;
@@ -134,6 +147,30 @@ void forge_log(worker_context &)
     ipc_send(CONTROL_FD, msg_type::log, raw);
 }
 
+// Bytes that are not text where the master shows text (status, the log): the target it reports.
+void not_text(worker_context &ctx)
+{
+    get_upstream(ctx);
+    worker_result r;
+    r.target = "\xff\xfe.example:443";
+    r.cipher_suite = "x";
+    r.group = "y";
+    ipc_send(CONTROL_FD, msg_type::established, encode_established(r));
+    log_warn("hostile: sent a target that is not text");
+}
+
+// A session offered long after the handshake began: after the operator reloaded a new trust.
+void late_offer(worker_context &ctx)
+{
+    get_upstream(ctx);
+    pollfd p{CONTROL_FD, POLLIN, 0};
+    poll(&p, 1, 3000); // the master sends nothing now: this is the wait across the reload
+    session_message offer;
+    offer.blob.assign(300, 0x5a);
+    ipc_send(CONTROL_FD, msg_type::session_offer, encode_session_message(offer));
+    log_warn("hostile: offered a session after waiting");
+}
+
 } // namespace
 
 bool test_hook_hostile(worker_context &ctx)
@@ -148,7 +185,9 @@ bool test_hook_hostile(worker_context &ctx)
     if (attack == "steal")
         steal(ctx);
     else if (attack == "plant")
-        plant(ctx);
+        plant(ctx, false);
+    else if (attack == "plant-as-victim")
+        plant(ctx, true);
     else if (attack == "flood-master")
         flood_master(ctx);
     else if (attack == "flood-signer")
@@ -157,6 +196,10 @@ bool test_hook_hostile(worker_context &ctx)
         signer_after_refusal(ctx);
     else if (attack == "smgw-failure")
         fake_smgw_failure(ctx);
+    else if (attack == "not-text")
+        not_text(ctx);
+    else if (attack == "late-offer")
+        late_offer(ctx);
     else if (attack == "forge-log")
         forge_log(ctx);
     else

@@ -7,7 +7,10 @@
 #include <mbedtls/ssl_internal.h>
 #include <strings.h>
 
+#include <algorithm>
+
 #include "../../lib/ipc.hpp"
+#include "../../lib/net.hpp"
 #include "../../lib/relay.hpp"
 #include "worker.hpp"
 
@@ -20,7 +23,8 @@ struct route_choice {
     tls_session *t = nullptr;
     int chosen = -1;
     int fallback = -1; // the default route
-    std::string server_name;
+    std::string server_name; // printable: as the SMGW sent it, or with '?' for bytes a name cannot hold
+    bool invalid_name = false;
     bytes new_session; // a full handshake's session, stored once the channel is chosen
 };
 
@@ -35,7 +39,17 @@ void choose(route_choice &c, int index)
 int on_server_name(void *arg, mbedtls_ssl_context *, const unsigned char *name, size_t len)
 {
     auto &c = *static_cast<route_choice *>(arg);
-    c.server_name.assign(reinterpret_cast<const char *>(name), len);
+    c.server_name.assign(reinterpret_cast<const char *>(name), std::min<size_t>(len, 255));
+    if (!valid_dns_name(c.server_name) || len > 255) {
+        // RFC 6066: a host name. Anything else picks no channel, not even the default one, and
+        // reaches the logs and status only with its odd bytes replaced.
+        for (auto &ch : c.server_name)
+            if (static_cast<unsigned char>(ch) < 0x21 || static_cast<unsigned char>(ch) > 0x7e)
+                ch = '?';
+        c.invalid_name = true;
+        c.chosen = -1;
+        return -1;
+    }
     const auto &routes = c.ctx->job.routes;
     for (size_t i = 0; i < routes.size(); i++)
         if (!routes[i].server_name.empty() && strcasecmp(routes[i].server_name.c_str(), c.server_name.c_str()) == 0) {
@@ -127,8 +141,9 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
     if (h.ret != 0) {
         bool unknown = h.ret == UNKNOWN_SERVER_NAME || (!c.server_name.empty() && c.chosen < 0);
         ctx.result.result = unknown ? outcome::refused : outcome::failed;
-        ctx.result.reason = unknown ? "unknown_server_name"
-                                    : tls::handshake_reason(&t.ssl, h.ret);
+        ctx.result.reason = c.invalid_name ? "invalid_server_name"
+                            : unknown      ? "unknown_server_name"
+                                           : tls::handshake_reason(&t.ssl, h.ret);
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("server_name", c.server_name.empty() ? "-" : c.server_name)
                      .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));

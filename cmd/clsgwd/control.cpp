@@ -209,7 +209,12 @@ void master::on_control_client(uint64_t id)
     }
     std::string line = c.received.substr(0, newline);
     log_debug("control command", log_fields().add("uid", static_cast<uint64_t>(c.uid)).add("command", line));
-    run_command(c, line);
+    try {
+        run_command(c, line);
+    } catch (const std::exception &e) { // a command never takes clsgwd down with it
+        log_error("control command failed", log_fields().add("command", line).add("error", e.what()));
+        answer_control(c, "error: internal error\n");
+    }
 }
 
 // The answer leaves as the socket takes it, within control_timeout.
@@ -419,7 +424,15 @@ uint64_t master::next_control_deadline() const
     return next;
 }
 
-void master::count_outcome(const std::string &outcome, const std::string &reason) { outcomes_[outcome + "/" + reason]++; }
+// Reasons come from workers too: past OUTCOME_KEYS_MAX distinct ones, new ones count as "other".
+void master::count_outcome(const std::string &outcome, const std::string &reason)
+{
+    constexpr size_t OUTCOME_KEYS_MAX = 256;
+    std::string key = outcome + "/" + reason;
+    if (outcomes_.size() >= OUTCOME_KEYS_MAX && !outcomes_.count(key))
+        key = outcome + "/other";
+    outcomes_[key]++;
+}
 
 void master::watch_certificates()
 {
@@ -502,7 +515,9 @@ std::string master::status_json() const
                    {"signer", signer},
                    {"sessions", sessions},
                    {"certificates", certs}};
-    return status.dump();
+    // Every string in it comes from the configuration or was checked as printable on its way in;
+    // anything else would be replaced, never thrown about.
+    return status.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 } // namespace clsgw

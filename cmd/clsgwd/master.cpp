@@ -441,6 +441,7 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
     if (cc.direction == channel_direction::inbound)
         han_keepalive(connection.get()); // the HAN side of an inbound channel
     ch.started_ms = now_ms();
+    ch.cache_generation = cache_generation_;
     ch.handshake_deadline_ms = ch.started_ms + cfg_.handshake_timeout_ms + HANDSHAKE_GRACE_MS;
     unique_fd signer_end, worker_signer_end;
     if (!ipc_socketpair(signer_end, worker_signer_end)) {
@@ -669,6 +670,13 @@ void master::on_worker_message(channel &ch)
     }
     case msg_type::progress: {
         auto bytes_moved = decode_progress(p);
+        uint64_t now = now_ms();
+        if (ch.progress_at_ms)
+            ch.progress_tokens = std::min(5.0, ch.progress_tokens + static_cast<double>(now - ch.progress_at_ms) / 1000.0);
+        ch.progress_at_ms = now;
+        if (ch.progress_tokens < 1)
+            return protocol_violation(ch, "progress more often than once a second");
+        ch.progress_tokens -= 1;
         if (!bytes_moved || !ch.established)
             return protocol_violation(ch, "progress before established or malformed");
         ch.live.bytes_up = bytes_moved->first;
@@ -687,7 +695,8 @@ void master::on_worker_message(channel &ch)
     case msg_type::session_offer:
     case msg_type::session_store:
     case msg_type::session_lookup:
-        return on_session_message(ch, r.message.type, p);
+        on_session_message(ch, r.message.type, p);
+        return wipe(r.message.payload);
     default:
         return protocol_violation(ch, "unexpected message type");
     }
@@ -722,7 +731,10 @@ std::string master::server_scope(const channel &ch, const std::string &channel_n
 
 void master::reset_session_cache()
 {
-    if (!sessions_.reset(cfg_.resumption ? cfg_.session_cache_entries : 0, cfg_.max_session_lifetime_ms))
+    cache_generation_++;
+    // One channel (its apps may name many targets) holds at most a quarter of the cache.
+    size_t entries = cfg_.resumption ? cfg_.session_cache_entries : 0;
+    if (!sessions_.reset(entries, cfg_.max_session_lifetime_ms, std::max<size_t>(entries / 4, 1)))
         log_error("cannot reserve memory for the TLS session cache; no session is resumed",
                   log_fields().add("session_cache_entries", cfg_.session_cache_entries).add("error", errno_text(errno)));
 }
@@ -730,7 +742,8 @@ void master::reset_session_cache()
 void master::answer_session(channel &ch, const std::string &key)
 {
     session_message a;
-    auto found = cfg_.resumption ? sessions_.get(key, now_ms()) : std::nullopt;
+    bool current = ch.cache_generation == cache_generation_;
+    auto found = cfg_.resumption && current ? sessions_.get(key, now_ms()) : std::nullopt;
     if (found) {
         a.blob.assign(found->data, found->data + found->len);
         a.age_ms = now_ms() - found->created_ms;
@@ -781,12 +794,13 @@ void master::on_session_message(channel &ch, msg_type type, const bytes &payload
         if (!ch.upstream_requested || !m->channel.empty())
             return protocol_violation(ch, "session stored before the channel was chosen");
     }
-    if (!cfg_.resumption || m->blob.empty())
-        return;
+    if (!cfg_.resumption || m->blob.empty() || ch.cache_generation != cache_generation_)
+        return; // a channel from before a reload authenticated against the old trust
     if (m->age_ms > cfg_.handshake_timeout_ms + HANDSHAKE_GRACE_MS)
         return protocol_violation(ch, "session older than any handshake can be");
     std::string key = outbound ? client_scope(ch) : server_scope(ch, ch.cfg.name, m->key);
-    if (!sessions_.put(key, m->blob.data(), m->blob.size(), now_ms() - m->age_ms, now_ms()))
+    std::string group = (outbound ? "out " : "in ") + ch.cfg.name;
+    if (!sessions_.put(key, group, m->blob.data(), m->blob.size(), now_ms() - m->age_ms, now_ms()))
         log_debug("TLS session not kept", log_fields().add("channel", ch.id).add("bytes", m->blob.size()));
 }
 
@@ -863,6 +877,7 @@ void master::finish_upstream(channel &ch)
     }
     if (ch.cfg.direction == channel_direction::outbound)
         han_keepalive(ch.connecting.get());
+    ch.upstream_ready_ms = now_ms();
     if (!send_to_worker(ch, msg_type::upstream_ready, {}, ch.connecting.get()))
         log_warn("cannot pass the upstream socket", log_fields().add("channel", ch.id).add("error", errno_text(errno)));
     ch.connecting.reset();
@@ -989,6 +1004,13 @@ void master::note_smgw_outcome(const channel &ch)
         reason == "smgw_network_unreachable" || reason == "smgw_unreachable" ||
         (ch.result && ch.result->result == outcome::refused))
         return; // not the SMGW failing, or already counted by clsgwd's own connect
+    // A handshake that ran out of time counts only when the SMGW had at least half of it: an app
+    // that sends its SOCKS5 request just before handshake_timeout must not stop every channel.
+    uint64_t smgw_had = ch.started_ms + cfg_.handshake_timeout_ms > ch.upstream_ready_ms
+                            ? ch.started_ms + cfg_.handshake_timeout_ms - ch.upstream_ready_ms
+                            : 0;
+    if (reason == "handshake_timeout" && (ch.upstream_ready_ms == 0 || smgw_had < cfg_.handshake_timeout_ms / 2))
+        return;
     if (++smgw_failed_channels_ < SMGW_FAILED_CHANNELS_FOR_BACKOFF)
         return;
     smgw_back_off(reason, "workers");

@@ -49,6 +49,9 @@ struct channel {
     bool upstream_requested = false;
     unique_fd connecting; // upstream connect in progress
     uint64_t connect_deadline_ms = 0;
+    uint64_t upstream_ready_ms = 0; // when the worker got its upstream socket
+    double progress_tokens = 5;     // progress reports: one a second, a burst of five
+    uint64_t progress_at_ms = 0;
     std::optional<worker_result> result;
     std::string kill_reason; // set when the master killed it
     unsigned log_lines = 0;
@@ -56,6 +59,7 @@ struct channel {
     // own, or a SOCKS5 target its allow list admits); the scope of its sessions.
     std::optional<host_port> target;
     std::string resumed_channel; // inbound: the channel whose session the worker looked up
+    uint64_t cache_generation = 0; // sessions_'s generation when it started (see reset_session_cache)
     channel_progress live;      // what the worker reported once established, and bytes since
 };
 
@@ -150,6 +154,9 @@ private:
     uint64_t limit_hits_ = 0;
     bool announced_ready_ = false;
     session_cache sessions_; // keyed by a scope the master derives (client_scope, server_scope)
+    // Bumped by every reset (reload): a channel that started under the old trust neither reads nor
+    // stores sessions afterwards, so a handshake that straddles a reload plants nothing.
+    uint64_t cache_generation_ = 0;
     unique_fd control_;                                      // clsgwctl's socket
     gid_t control_gid_ = 0;                                  // its group, whose members may use it
     std::map<uint64_t, control_client> control_clients_;

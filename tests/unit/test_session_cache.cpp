@@ -44,17 +44,17 @@ std::string vm_flags(const void *addr)
 TEST_CASE("the session cache keeps entries per key, replaces a key's entry and never answers another key")
 {
     session_cache c;
-    REQUIRE(c.reset(4, 1000));
+    REQUIRE(c.reset(4, 1000, 4));
     bytes a = blob_of(0xa1, 100), b = blob_of(0xb2, 200);
-    REQUIRE(c.put("out/smgw/meter/emt:443", a.data(), a.size(), 10, 10));
-    REQUIRE(c.put("out/smgw/other/emt:443", b.data(), b.size(), 10, 10));
+    REQUIRE(c.put("out/smgw/meter/emt:443", "g", a.data(), a.size(), 10, 10));
+    REQUIRE(c.put("out/smgw/other/emt:443", "g", b.data(), b.size(), 10, 10));
     auto v = c.get("out/smgw/meter/emt:443", 20);
     REQUIRE(v);
     CHECK(bytes(v->data, v->data + v->len) == a);
     CHECK(!c.get("out/smgw/meter/emt:444", 20));
     CHECK(!c.get("out/smgw/meter", 20));
     bytes a2 = blob_of(0xa3, 50);
-    REQUIRE(c.put("out/smgw/meter/emt:443", a2.data(), a2.size(), 15, 15));
+    REQUIRE(c.put("out/smgw/meter/emt:443", "g", a2.data(), a2.size(), 15, 15));
     CHECK(c.size() == 2);
     v = c.get("out/smgw/meter/emt:443", 20);
     REQUIRE(v);
@@ -65,10 +65,10 @@ TEST_CASE("the session cache keeps entries per key, replaces a key's entry and n
 TEST_CASE("the session cache is bounded: the oldest entry makes room, and its bytes are overwritten")
 {
     session_cache c;
-    REQUIRE(c.reset(3, 1000000));
+    REQUIRE(c.reset(3, 1000000, 3));
     for (int i = 0; i < 1000; i++) {
         bytes x = blob_of(static_cast<uint8_t>(i | 1), 1500);
-        REQUIRE(c.put("name-" + std::to_string(i), x.data(), x.size(), static_cast<uint64_t>(i), static_cast<uint64_t>(i)));
+        REQUIRE(c.put("name-" + std::to_string(i), "g", x.data(), x.size(), static_cast<uint64_t>(i), static_cast<uint64_t>(i)));
         CHECK(c.size() <= 3);
     }
     CHECK(c.size() == 3);
@@ -82,17 +82,17 @@ TEST_CASE("the session cache is bounded: the oldest entry makes room, and its by
         nonzero += c.arena()[i] != 0;
     CHECK(nonzero == 3 * 1500);
     bytes big = blob_of(1, session_cache::SLOT_SIZE + 1);
-    CHECK(!c.put("too-big", big.data(), big.size(), 1000, 1000));
+    CHECK(!c.put("too-big", "g", big.data(), big.size(), 1000, 1000));
 }
 
 TEST_CASE("the session cache drops entries at their lifetime: on lookup, by sweep, and zeroes them")
 {
     session_cache c;
-    REQUIRE(c.reset(8, 100));
+    REQUIRE(c.reset(8, 100, 8));
     bytes x = blob_of(0x55, 64);
-    REQUIRE(c.put("a", x.data(), x.size(), 0, 0));
-    REQUIRE(c.put("b", x.data(), x.size(), 50, 50));
-    CHECK(!c.put("stale", x.data(), x.size(), 0, 100)); // already as old as the lifetime
+    REQUIRE(c.put("a", "g", x.data(), x.size(), 0, 0));
+    REQUIRE(c.put("b", "g", x.data(), x.size(), 50, 50));
+    CHECK(!c.put("stale", "g", x.data(), x.size(), 0, 100)); // already as old as the lifetime
     CHECK(c.next_expiry() == 100);
     CHECK(c.get("a", 99));
     CHECK(!c.get("a", 100));
@@ -109,13 +109,29 @@ TEST_CASE("the session cache's memory is left out of core dumps and wiped in for
           doctest::skip(getenv("CLSGW_EMULATED") != nullptr))
 {
     session_cache c;
-    REQUIRE(c.reset(2, 1000));
+    REQUIRE(c.reset(2, 1000, 2));
     std::string flags = vm_flags(c.arena());
     INFO(flags);
     CHECK(flags.find(" dd") != std::string::npos);
     CHECK(flags.find(" wf") != std::string::npos);
     session_cache none;
-    REQUIRE(none.reset(0, 1000));
+    REQUIRE(none.reset(0, 1000, 1));
     bytes x = blob_of(1, 10);
-    CHECK(!none.put("a", x.data(), x.size(), 0, 0));
+    CHECK(!none.put("a", "g", x.data(), x.size(), 0, 0));
+}
+
+TEST_CASE("one group cannot push the others out: it makes room from its own oldest entries")
+{
+    session_cache c;
+    REQUIRE(c.reset(8, 1000000, 2));
+    bytes x = blob_of(7, 100);
+    REQUIRE(c.put("meter", "out meter", x.data(), x.size(), 0, 0));
+    for (int i = 1; i <= 500; i++)
+        REQUIRE(c.put("name-" + std::to_string(i), "out app", x.data(), x.size(), static_cast<uint64_t>(i),
+                      static_cast<uint64_t>(i)));
+    CHECK(c.size() == 3);
+    CHECK(c.get("meter", 600));
+    CHECK(c.get("name-500", 600));
+    CHECK(c.get("name-499", 600));
+    CHECK(!c.get("name-498", 600));
 }
