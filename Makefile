@@ -22,7 +22,8 @@ CFLAGS   += -std=c99 -D_DEFAULT_SOURCE $(OPT) -g $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
 DEB_PACKAGES := g++ make libmbedtls-dev libseccomp-dev libcap-ng-dev libinih-dev \
-                doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc clang libclang-rt-14-dev
+                doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc clang libclang-rt-14-dev \
+                microsocks curl ncat proxychains4 python3-socks gnutls-bin python3-botan
 
 # SANITIZE=address,undefined builds everything with those sanitizers into build/sanitize and
 # runs the whole suite with them (workers and the signer included).

@@ -53,6 +53,10 @@ struct sim_options {
     std::vector<struct inbound_link> inbound;
     bool corrupt_cert = false; // test knob: send our certificate with a broken DER length
     std::string pin_sha256;    // trust the device by its certificate's SHA-256 fingerprint
+    // Like stunnel or Botan, the simulator ends a device's channel on its close_notify (TLS 1.2 has
+    // no half-close) and drops what the EMT still sends; --half-close yes half-closes the EMT
+    // connection instead and keeps relaying its answer, for tests of that leniency.
+    bool half_close = false;
 };
 
 // The SMGW's active side (HKS4/HKS5): an EMT connecting to `emt` reaches the device at `device`.
@@ -267,7 +271,7 @@ void serve_device(const sim_options &o, unique_fd device)
                                  .add("group", tls::group_name(h.group)));
     relay_options opt;
     opt.idle_timeout_ms = o.idle_timeout_ms;
-    opt.tls_close_is_half_close = true;
+    opt.tls_close_is_half_close = o.half_close;
     relay_result rr = relay(emt.get(), &t.ssl, t.io, opt, "emt", "device");
     log_info("channel closed", log_fields().add("peer", peer).add("target", target).add("reason", rr.reason)
                                    .add("bytes_to_emt", rr.tls_to_plain).add("bytes_to_device", rr.plain_to_tls));
@@ -375,7 +379,7 @@ int usage()
     fprintf(stderr, "usage: clsgw-smgw-sim smgw [--listen ADDR] --cert FILE --key FILE --trust FILE\n"
                     "                      [--route NAME:PORT=ADDR]... [--proxy auto|socks5|sni] [--idle-timeout DUR]\n"
                     "                      [--inbound EMT_ADDR=DEVICE_ADDR[/SERVER_NAME]]... [--corrupt-cert yes]\n"
-                    "                      [--pin-sha256 FINGERPRINT]\n"
+                    "                      [--pin-sha256 FINGERPRINT] [--half-close yes|no]\n"
                     "       clsgw-smgw-sim emt-echo --listen ADDR\n");
     return 2;
 }
@@ -426,6 +430,7 @@ int main(int argc, char **argv)
         else if (opt == "--inbound") o.inbound.push_back(parse_inbound(val));
         else if (opt == "--corrupt-cert" && val == "yes") o.corrupt_cert = true;
         else if (opt == "--pin-sha256") o.pin_sha256 = val;
+        else if (opt == "--half-close" && (val == "yes" || val == "no")) o.half_close = val == "yes";
         else if (opt == "--proxy" && (val == "auto" || val == "socks5" || val == "sni")) o.proxy = val;
         else if (opt == "--idle-timeout" && parse_duration_ms(val)) o.idle_timeout_ms = *parse_duration_ms(val);
         else return usage();

@@ -183,7 +183,7 @@ void run_inbound(worker_context &ctx)
     ctx.result.bytes_down = rr.tls_to_plain;
     ctx.result.result = rr.clean ? outcome::ok : outcome::failed;
     ctx.result.reason = rr.reason;
-    if (!rr.clean)
+    if (!rr.clean && !rr.close_notify_sent)
         mbedtls_ssl_close_notify(&t.ssl);
 }
 

@@ -356,11 +356,13 @@ void run_outbound(worker_context &ctx)
         ctx.result.bytes_up += in.early_data.size();
     }
     relay_options opt = channel_relay_options(ctx);
+    opt.plain_bytes_before = in.early_data.size();
     relay_result rr = relay(CONNECTION_FD, &t.ssl, t.io, opt, "app", "smgw");
     ctx.result.bytes_up += rr.plain_to_tls;
     ctx.result.bytes_down += rr.tls_to_plain;
     set_result(ctx, rr.clean ? outcome::ok : outcome::failed, rr.reason);
-    if (rr.reason == "max_session_lifetime" || rr.reason == "idle_timeout" || rr.reason == "close_timeout")
+    if (!rr.close_notify_sent &&
+        (rr.reason == "max_session_lifetime" || rr.reason == "idle_timeout" || rr.reason == "close_timeout"))
         mbedtls_ssl_close_notify(&t.ssl);
 }
 

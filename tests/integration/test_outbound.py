@@ -3,7 +3,7 @@ import os
 import socket
 import threading
 
-from harness import free_port, recv_all, sha256, socks5_connect, transfer, wait_until
+from harness import Answerer, free_port, half_closed_request, recv_all, sha256, socks5_connect, transfer, wait_until
 
 EMT = "emt.example"
 EMT_PORT = 4443
@@ -64,6 +64,28 @@ def test_half_close_delivers_the_tail(env):
     s.shutdown(socket.SHUT_WR)  # at once: most of the echo is still on its way back
     got = recv_all(s)
     assert sha256(got) == sha256(payload)
+
+
+def test_half_closed_request_is_answered_through_a_strict_smgw(env):
+    """an app that half-closes after its request gets the EMT's later answer, though the SMGW ends the
+    channel on close_notify (TLS 1.2 has no half-close)"""
+    emt = Answerer()
+    sim = env.start_sim([f"{EMT}:{EMT_PORT}=127.0.0.1:{emt.port}"])
+    port = free_port()
+    env.start_clsgwd(env.write_config(sim, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "socks5",
+                                                    "allow": f"{EMT}:*", "proxy": "socks5"}}))
+    assert half_closed_request(port, socks=(EMT, EMT_PORT)) == emt.answer
+    env.clsgwd.wait_log(rf"channel closed .*outcome=ok reason=app_closed .*bytes_down={len(emt.answer)} ")
+    assert emt.requests == [b"GET / HTTP/1.0\r\n\r\n"]
+
+
+def test_app_that_sends_nothing_and_closes_ends_its_channel_at_once(env):
+    """an app that connects and closes without a byte (a health check) does not hold a channel open"""
+    ports = gateway(env, {"app": {"ingress": "static", "target": f"{EMT}:{EMT_PORT}"}}, clsgw={"close_timeout": "1m"})
+    s = socket.create_connection(("127.0.0.1", ports["app"]))
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s, timeout=10) == b""
+    env.clsgwd.wait_log(r"channel closed .*outcome=ok reason=(app|smgw)_closed .*bytes_up=0 bytes_down=0", timeout=10)
 
 
 def test_smgw_refusal_reaches_the_app_as_socks5_not_allowed(env):
