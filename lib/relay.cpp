@@ -253,6 +253,11 @@ bool relay_state::closing()
     }
     if (tls_eof_ && down_.empty()) {
         if (!opt_.tls_close_is_half_close) {
+            // RFC 5246 7.2.1: a close_notify is answered with one (best effort: the channel ends)
+            if (!truncated_ && !close_notify_sent_ && mbedtls_ssl_close_notify(ssl_) == 0) {
+                close_notify_sent_ = true;
+                result_.close_notify_sent = true;
+            }
             finish(!truncated_, truncated_ ? tls_name_ + "_closed_without_close_notify" : first_close_ + "_closed");
             return true;
         }

@@ -297,6 +297,14 @@ void run_outbound(worker_context &ctx)
 #ifdef CLSGW_TEST_HOOKS
     test_hook_forbidden_call(in.target.host);
 #endif
+    if (ctx.job.proxy == proxy_kind::sni && is_ip_literal(in.target.host)) {
+        // server_name carries names only (RFC 6066 section 3); an address there reaches no EMT.
+        reply_app(ctx, socks5::REP_ADDRESS_TYPE_NOT_SUPPORTED);
+        set_result(ctx, outcome::refused, "sni_cannot_name_an_address");
+        log_info("proxy = sni names the EMT by server_name, which cannot carry an IP address: refused",
+                 log_fields().add("target", in.target.to_string()).add("answer", "socks5_address_type_not_supported"));
+        return;
+    }
     if (ctx.job.ingress == ingress_kind::socks5 && !allowed(ctx, in.target)) {
         reply_app(ctx, socks5::REP_NOT_ALLOWED);
         set_result(ctx, outcome::refused, "target_not_allowed");

@@ -903,6 +903,8 @@ void master::log_summary(const channel &ch, int status)
         else if (!r.target.empty())
             f.add("target", r.target);
         f.add("proxy", proxy_name(ch.cfg.proxy));
+        if (ch.cfg.proxy == proxy_kind::sni)
+            f.add("port_sent", "no"); // server_name carries no port: the SMGW's proxy profile picks it
     } else {
         f.add("server_name", r.target.empty() ? "-" : r.target).add("forward", ch.cfg.forward_text);
     }

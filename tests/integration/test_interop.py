@@ -5,7 +5,8 @@ import socket
 import subprocess
 import threading
 
-from harness import Answerer, SkipTest, free_port, half_closed_request, sha256, transfer, wait_until
+from harness import (Answerer, SkipTest, free_port, half_closed_request, recv_all, sha256, socks5_connect, transfer,
+                     wait_until)
 
 EMT = "emt.example"
 
@@ -156,3 +157,125 @@ def test_half_close_answer_from_openssl_s_server(env):
     app.join(30)
     assert result.get("got") == answer
     env.clsgwd.wait_log(rf"channel closed .*outcome=ok reason=app_closed .*bytes_down={len(answer)}")
+
+
+# --- SOCKS5 ingress as real clients use it ---------------------------------------------------
+
+EMT_PORT = 4443
+
+
+def socks5_gateway(env, proxy, allow=None):
+    """clsgwd with one socks5-ingress channel towards the simulator, whose EMT answers one request."""
+    emt = Answerer(think=0)
+    routes = [f"{host}:{EMT_PORT}=127.0.0.1:{emt.port}" for host in (EMT, "localhost", "127.0.0.1")]
+    sim = env.start_sim(routes)
+    port = free_port()
+    env.start_clsgwd(env.write_config(sim, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "socks5",
+                                                    "allow": allow or "*:*", "proxy": proxy}}))
+    return port, emt
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True, timeout=30)
+
+
+def test_curl_socks5_hostname_reaches_the_emt_by_name(env):
+    """curl --socks5-hostname (DOMAIN) through an sni channel: the answer, and the log says the port was not sent"""
+    port, emt = socks5_gateway(env, "sni")
+    r = curl("--socks5-hostname", f"127.0.0.1:{port}", f"http://{EMT}:{EMT_PORT}/")
+    assert r.returncode == 0 and r.stdout == b"the answer\n", r.stderr
+    env.clsgwd.wait_log(rf"channel closed .*outcome=ok .*target={EMT}:{EMT_PORT} proxy=sni port_sent=no ")
+
+
+def test_curl_socks5_with_an_ip_literal_is_refused_on_an_sni_channel(env):
+    """curl --socks5 (IPv4) through an sni channel: SOCKS5 0x08 and a named reason, never SNI with an address"""
+    port, emt = socks5_gateway(env, "sni")
+    r = curl("--socks5", f"127.0.0.1:{port}", f"http://127.0.0.1:{EMT_PORT}/")
+    assert r.returncode == 97 and b"8" in r.stderr, (r.returncode, r.stderr)  # 97: proxy handshake refused
+    env.clsgwd.wait_log(r"channel closed .*outcome=refused reason=sni_cannot_name_an_address .*target=127.0.0.1:4443")
+    assert not env.sim.lines("server_name"), "the SMGW saw a handshake"
+    assert emt.accepts == 0
+
+
+def test_curl_socks5_with_an_ip_literal_passes_on_a_socks5_channel(env):
+    """curl --socks5 (IPv4) through a socks5 channel: the literal reaches the SMGW as an address"""
+    port, emt = socks5_gateway(env, "socks5")
+    r = curl("--socks5", f"127.0.0.1:{port}", f"http://127.0.0.1:{EMT_PORT}/")
+    assert r.returncode == 0 and r.stdout == b"the answer\n", r.stderr
+    env.clsgwd.wait_log(rf"channel closed .*outcome=ok .*target=127.0.0.1:{EMT_PORT} proxy=socks5 ")
+
+
+def test_domain_typed_literal_and_trailing_dot_are_accepted(env):
+    """a DOMAIN-typed 127.0.0.1 is taken as the literal and "emt.example." as emt.example, by worker and master alike"""
+    port, emt = socks5_gateway(env, "socks5", allow=f"{EMT}:{EMT_PORT}, 127.0.0.1:{EMT_PORT}")
+    s, rep = socks5_connect(port, f"{EMT}.", EMT_PORT)
+    assert rep == 0
+    s.close()
+    env.clsgwd.wait_log(rf"channel closed .*target={EMT}:{EMT_PORT} proxy=socks5 ")
+    s, rep = socks5_connect(port, "127.0.0.1", EMT_PORT)  # DOMAIN-typed: the harness always sends ATYP 3
+    s.close()
+    env.clsgwd.wait_log(rf"channel closed .*target=127.0.0.1:{EMT_PORT} proxy=socks5 ")
+    assert env.sim.lines(rf"127.0.0.1:{EMT_PORT}"), "the SMGW was asked for the literal"
+    assert not env.clsgwd.lines("invalid domain name")
+
+
+def test_app_port_on_an_sni_channel_is_checked_by_the_allow_list(env):
+    """proxy = sni carries no port: an allow list naming the profile's port refuses another one, by name"""
+    port, emt = socks5_gateway(env, "sni", allow=f"{EMT}:{EMT_PORT}")
+    s, rep = socks5_connect(port, EMT, 1)
+    assert rep == 0x02
+    env.clsgwd.wait_log(rf"channel closed .*outcome=refused reason=target_not_allowed .*target={EMT}:1 ")
+
+
+def test_ncat_half_closes_after_its_request_and_gets_the_answer(env):
+    """printf ... | ncat --proxy-type socks5 (DOMAIN, half-close on stdin EOF) gets the EMT's answer"""
+    if not shutil.which("ncat"):
+        raise SkipTest("ncat is missing (make deps installs it)")
+    port, emt = socks5_gateway(env, "socks5")
+    emt.think = 0.3
+    r = subprocess.run(["ncat", "--proxy-type", "socks5", "--proxy", f"127.0.0.1:{port}", EMT, str(EMT_PORT)],
+                       input=b"GET / HTTP/1.0\r\n\r\n", capture_output=True, timeout=30)
+    assert r.stdout == emt.answer, (r.returncode, r.stderr)
+
+
+def pysocks_get(port, host, rdns):
+    import socks  # python3-socks
+    s = socks.socksocket()
+    s.set_proxy(socks.SOCKS5, "127.0.0.1", port, rdns=rdns)
+    s.settimeout(20)
+    try:
+        s.connect((host, EMT_PORT))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return recv_all(s, 20)
+    except socks.ProxyError as e:
+        return e
+    finally:
+        s.close()
+
+
+def test_pysocks_rdns_true_and_false(env):
+    """PySocks rdns=True sends the name (answered); rdns=False resolves and sends IPv4: refused 0x08 on sni"""
+    try:
+        import socks  # noqa: F401
+    except ImportError:
+        raise SkipTest("python3-socks is missing (make deps installs it)")
+    port, emt = socks5_gateway(env, "sni")
+    assert pysocks_get(port, "localhost", rdns=True) == emt.answer
+    refused = pysocks_get(port, "localhost", rdns=False)
+    assert "0x08" in str(refused), refused
+    env.clsgwd.wait_log(r"channel closed .*outcome=refused reason=sni_cannot_name_an_address .*target=127.0.0.1:4443")
+
+
+def test_proxychains4_sends_names_as_domain(env):
+    """proxychains4 (proxy_dns) in front of curl: the name reaches clsgw as DOMAIN and the EMT answers"""
+    if not shutil.which("proxychains4"):
+        raise SkipTest("proxychains4 is missing (make deps installs it)")
+    port, emt = socks5_gateway(env, "sni", allow=f"{EMT}:{EMT_PORT}")
+    conf = env.path("proxychains.conf")
+    with open(conf, "w") as f:
+        f.write(f"strict_chain\nproxy_dns\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n"
+                f"[ProxyList]\nsocks5 127.0.0.1 {port}\n")
+    r = subprocess.run(["proxychains4", "-q", "-f", conf, "curl", "-sS", "--max-time", "20",
+                        f"http://{EMT}:{EMT_PORT}/"], capture_output=True, timeout=30)
+    assert r.stdout == b"the answer\n", (r.returncode, r.stderr)
+    env.clsgwd.wait_log(rf"channel closed .*outcome=ok .*target={EMT}:{EMT_PORT} proxy=sni port_sent=no ")
