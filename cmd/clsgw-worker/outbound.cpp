@@ -349,7 +349,11 @@ void run_outbound(worker_context &ctx)
         }
         if (rep != socks5::REP_SUCCEEDED) {
             reply_app(ctx, socks5::app_reply_code(rep));
-            set_result(ctx, outcome::refused, std::string("smgw_refused_") + socks5::reply_name(rep));
+            // 0x02 is the SMGW's proxy profile saying no; every other code is the SMGW failing
+            if (rep == socks5::REP_NOT_ALLOWED)
+                set_result(ctx, outcome::refused, std::string("smgw_refused_") + socks5::reply_name(rep));
+            else
+                set_result(ctx, outcome::failed, std::string("smgw_failed_") + socks5::reply_name(rep));
             mbedtls_ssl_close_notify(&t.ssl);
             return;
         }

@@ -653,6 +653,10 @@ void master::on_worker_message(channel &ch)
         auto level = channel_levels_.find(ch.cfg.name);
         if (level != channel_levels_.end() && line->first > level->second)
             return;
+        // What a worker says before its channel carries data is about a failed start (a scanner's
+        // handshakes, bad SOCKS5): rate-limited per peer like the channel lines; warnings pass.
+        if (!ch.established && line->first >= log_level::info && !may_log_failure(ch, "worker_detail"))
+            return;
         log_raw(line->first, line->second + " " + log_fields().add("channel", ch.id).add("name", ch.cfg.name).str());
         return;
     }

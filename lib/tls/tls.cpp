@@ -268,8 +268,12 @@ const char *alert_name(unsigned char description)
 
 std::string handshake_reason(const mbedtls_ssl_context *ssl, int ret)
 {
-    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl->in_msg)
-        return std::string("peer_alert_") + alert_name(ssl->in_msg[1]);
+    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl->in_msg) {
+        const char *name = alert_name(ssl->in_msg[1]);
+        if (strcmp(name, "unknown") == 0) // an alert without a name keeps its number: peer_alert_unknown_99
+            return std::string("peer_alert_unknown_") + std::to_string(ssl->in_msg[1]);
+        return std::string("peer_alert_") + name;
+    }
     return handshake_reason(ret, mbedtls_ssl_get_verify_result(ssl));
 }
 

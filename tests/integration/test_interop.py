@@ -1,11 +1,12 @@
 """Foreign TLS peers play the SMGW: OpenSSL s_server and stunnel, on the HAN profile."""
+import json
 import os
 import shutil
 import socket
 import subprocess
 import threading
 
-from harness import (Answerer, SkipTest, free_port, half_closed_request, recv_all, sha256, socks5_connect, transfer,
+from harness import (Answerer, Service, SkipTest, TestServer, free_port, half_closed_request, recv_all, sha256, socks5_connect, transfer,
                      wait_until)
 
 EMT = "emt.example"
@@ -279,3 +280,85 @@ def test_proxychains4_sends_names_as_domain(env):
                         f"http://{EMT}:{EMT_PORT}/"], capture_output=True, timeout=30)
     assert r.stdout == b"the answer\n", (r.returncode, r.stderr)
     env.clsgwd.wait_log(rf"channel closed .*outcome=ok .*target={EMT}:{EMT_PORT} proxy=sni port_sent=no ")
+
+
+# --- log hygiene under scanners and odd peers ------------------------------------------------
+
+def inbound_device(env, clsgw=None):
+    """clsgwd with one inbound channel in front of an echo service; returns its port."""
+    echo = Service("echo")
+    port = free_port()
+    env.start_clsgwd(env.write_config(None, {"api": {"direction": "inbound", "listen": f"127.0.0.1:{port}",
+                                                     "forward": f"127.0.0.1:{echo.port}"}}, clsgw=clsgw))
+    return port
+
+
+def test_gnutls_renegotiation_burst_is_one_line_with_a_count(env):
+    """gnutls-cli -e (P-256 identities, client certificate) against an inbound channel: every renegotiation
+    attempt refused, logged once at the first and once with the count at the end"""
+    if not shutil.which("gnutls-cli"):
+        raise SkipTest("gnutls-cli is missing (make deps installs gnutls-bin)")
+    for name in ("device", "smgw"):  # GnuTLS has no brainpool
+        for ext in ("key", "crt"):
+            os.remove(env.path(f"{name}.{ext}"))
+    env.make_identity("device", "CN=device-test", curve="secp256r1")
+    env.make_identity("smgw", "CN=smgw-han-test", curve="secp384r1")
+    port = inbound_device(env)
+    r = subprocess.run(["gnutls-cli", "-e", "-p", str(port), "127.0.0.1", "--x509cafile", env.path("device.crt"),
+                        "--x509certfile", env.path("smgw.crt"), "--x509keyfile", env.path("smgw.key"),
+                        "--verify-hostname", "device-test", "--priority", "NORMAL:-VERS-ALL:+VERS-TLS1.2"],
+                       input=b"", capture_output=True, timeout=30)
+    assert b"Handshake was completed" in r.stdout, r.stdout + r.stderr
+    env.clsgwd.wait_log(r"channel closed .*name=api ")
+    first = env.clsgwd.lines(r"TLS renegotiation attempt refused\"")
+    counted = env.clsgwd.lines(r"TLS renegotiation attempts refused\" .*count=\d+")
+    assert len(first) == 1, first
+    assert len(counted) <= 1, counted
+
+
+def test_unnamed_alert_keeps_its_number(env):
+    """a SMGW that answers the ClientHello with alert 99 (no name) is logged as peer_alert_unknown_99"""
+    class Alerter(TestServer):
+        def handle(self, conn):
+            conn.recv(65536)
+            conn.sendall(bytes([21, 3, 3, 0, 2, 2, 99]))  # a fatal alert, description 99
+            recv_all(conn, 10)
+    smgw = Alerter()
+    clsgwd_towards(env, smgw.port)
+    app = socket.create_connection(("127.0.0.1", env_port(env)))
+    app.sendall(b"x")
+    try:
+        assert recv_all(app, 20) == b""
+    except ConnectionResetError:
+        pass  # the channel failed before it carried data: a reset is as good as a close
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=peer_alert_unknown_99 ")
+
+
+def env_port(env):
+    with open(env.path("clsgw.ini")) as f:
+        return int([l for l in f if l.startswith("listen")][0].rsplit(":", 1)[1])
+
+
+def test_smgw_socks5_failure_counts_as_failed_and_refusal_as_refused(env):
+    """stunnel + microsocks answering CONNECT with 0x05 (connection refused): outcome=failed
+    reason=smgw_failed_connection_refused; the app hears 0x05"""
+    smgw = stunnel_with_microsocks(env)
+    port = free_port()
+    env.start_clsgwd(env.write_config(smgw, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "socks5",
+                                                     "allow": "*:*", "proxy": "socks5"}}))
+    s, rep = socks5_connect(port, "localhost", free_port())
+    assert rep == 0x05
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=smgw_failed_connection_refused ")
+
+
+def test_failed_handshakes_are_rate_limited_per_peer(env):
+    """a scanner's failed handshakes (s_client without a certificate, 8 times) give at most 3 worker lines
+    and 3 channel lines per peer in an interval"""
+    port = inbound_device(env, clsgw={"log_suppress_interval": "1m"})
+    for _ in range(8):
+        subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-groups",
+                        "brainpoolP256r1:brainpoolP384r1"], input=b"", capture_output=True, timeout=20)
+    wait_until(lambda: len(env.clsgwd.lines("channel accepted")) == 8, 10, "eight channels")
+    wait_until(lambda: not json.loads(env.clsgwctl("status", "--json").stdout)["channels"], 10, "all channels closed")
+    assert len(env.clsgwd.lines("TLS handshake with the SMGW failed")) <= 3
+    assert len(env.clsgwd.lines("channel closed")) <= 3
