@@ -113,6 +113,19 @@ void fail(worker_context &ctx, const std::string &reason)
     ctx.result.reason = reason;
 }
 
+// RFC 8422: an ECDSA certificate must be on a curve the client listed in supported_groups;
+// mbedTLS only says "no shared cipher suite". False (and says what to change) when ours is not.
+bool curve_offered(const worker_context &ctx, const std::string &offered)
+{
+    std::string own = tls::group_name(tls::cert_curve(ctx.own_chain.get()));
+    if (offered.empty() || (":" + offered + ":").find(":" + own + ":") != std::string::npos)
+        return true;
+    log_warn("certificate curve not among the groups the SMGW offered",
+             log_fields().add("certificate_curve", own).add("smgw_offered", offered)
+                 .add("fix", "a device key on one of the offered curves, or the SMGW offering " + own));
+    return false;
+}
+
 bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
 {
     uint64_t begin = now_ms();
@@ -129,6 +142,8 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
         ctx.result.result = unknown ? outcome::refused : outcome::failed;
         ctx.result.reason = unknown ? "unknown_server_name"
                                     : tls::handshake_reason(&t.ssl, h.ret);
+        if (ctx.result.reason == "no_shared_cipher_suite" && !curve_offered(ctx, tls::offered_groups(&t.ssl)))
+            ctx.result.reason = "cert_curve_not_offered";
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("server_name", c.server_name.empty() ? "-" : c.server_name)
                      .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));

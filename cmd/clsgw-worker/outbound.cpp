@@ -173,6 +173,21 @@ int setup_tls(worker_context &ctx, tls_session &t, const host_port &target)
     return ret;
 }
 
+// An SMGW (OpenSSL: "wrong curve") refuses with illegal_parameter a client certificate whose curve
+// is not among its groups; TLS 1.2 never shows the client the server's list, but the group it chose
+// for the key exchange is one of them. Names the mismatch instead of leaving a bare alert.
+void note_curve_mismatch(worker_context &ctx, const tls::handshake_result &h)
+{
+    std::string own = tls::group_name(tls::cert_curve(ctx.own_chain.get()));
+    if (ctx.result.reason != "peer_alert_illegal_parameter" || h.group == MBEDTLS_ECP_DP_NONE ||
+        own == tls::group_name(h.group))
+        return;
+    ctx.result.reason = "smgw_refused_cert_curve";
+    log_warn("certificate curve not among the groups the SMGW offered",
+             log_fields().add("certificate_curve", own).add("smgw_chose", tls::group_name(h.group))
+                 .add("fix", "a device key on one of the SMGW's groups, or the SMGW offering " + own));
+}
+
 bool tls_handshake(worker_context &ctx, tls_session &t)
 {
     uint64_t begin = now_ms();
@@ -191,6 +206,7 @@ bool tls_handshake(worker_context &ctx, tls_session &t)
     }
     if (h.ret != 0) {
         set_result(ctx, outcome::failed, tls::handshake_reason(&t.ssl, h.ret));
+        note_curve_mismatch(ctx, h);
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("error", tls::error_text(h.ret)));
         return false;

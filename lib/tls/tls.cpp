@@ -266,6 +266,23 @@ const char *alert_name(unsigned char description)
     return "unknown";
 }
 
+mbedtls_ecp_group_id cert_curve(const mbedtls_x509_crt *crt)
+{
+    if (!crt || mbedtls_pk_get_type(&crt->pk) != MBEDTLS_PK_ECKEY)
+        return MBEDTLS_ECP_DP_NONE;
+    return mbedtls_pk_ec(crt->pk)->grp.id;
+}
+
+std::string offered_groups(const mbedtls_ssl_context *ssl)
+{
+    std::string out;
+    if (!ssl->handshake || !ssl->handshake->curves)
+        return out;
+    for (const mbedtls_ecp_curve_info **c = ssl->handshake->curves; *c; c++)
+        out += (out.empty() ? "" : ":") + std::string((*c)->name);
+    return out;
+}
+
 std::string handshake_reason(const mbedtls_ssl_context *ssl, int ret)
 {
     if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl->in_msg) {

@@ -362,3 +362,37 @@ def test_failed_handshakes_are_rate_limited_per_peer(env):
     wait_until(lambda: not json.loads(env.clsgwctl("status", "--json").stdout)["channels"], 10, "all channels closed")
     assert len(env.clsgwd.lines("TLS handshake with the SMGW failed")) <= 3
     assert len(env.clsgwd.lines("channel closed")) <= 3
+
+
+# --- the device key's curve must be among the SMGW's groups (RFC 8422) ----------------------
+
+def test_curve_mismatch_is_named_outbound(env):
+    """OpenSSL s_server offering only secp384r1 refuses the brainpoolP256r1 device certificate ("wrong
+    curve", illegal_parameter): the log names both curves and what to change"""
+    smgw = free_port()
+    env.start("s_server", ["openssl", "s_server", "-accept", f"127.0.0.1:{smgw}", "-naccept", "1",
+                           "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key"), "-Verify", "1",
+                           "-verify_return_error", "-CAfile", env.path("device.crt"), "-tls1_2",
+                           "-groups", "secp384r1:brainpoolP384r1", "-rev"]).wait_log("ACCEPT")
+    port = clsgwd_towards(env, smgw)
+    app = socket.create_connection(("127.0.0.1", port))
+    app.sendall(b"x\n")
+    try:
+        recv_all(app, 20)
+    except ConnectionResetError:
+        pass
+    env.clsgwd.wait_log(r'certificate curve not among the groups the SMGW offered" certificate_curve=brainpoolP256r1 '
+                        r'smgw_chose=(secp384r1|brainpoolP384r1)')
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=smgw_refused_cert_curve ")
+
+
+def test_curve_mismatch_is_named_inbound(env):
+    """an SMGW (OpenSSL s_client) offering only secp384r1 to the brainpoolP256r1 device: the log names the
+    device's curve and the offered groups instead of no_shared_cipher_suite"""
+    port = inbound_device(env)
+    subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-groups", "secp384r1",
+                    "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key")],
+                   input=b"", capture_output=True, timeout=20)
+    env.clsgwd.wait_log(r'certificate curve not among the groups the SMGW offered" certificate_curve=brainpoolP256r1 '
+                        r'smgw_offered=secp384r1 ')
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_curve_not_offered ")
