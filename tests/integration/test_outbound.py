@@ -88,6 +88,17 @@ def test_app_that_sends_nothing_and_closes_ends_its_channel_at_once(env):
     env.clsgwd.wait_log(r"channel closed .*outcome=ok reason=(app|smgw)_closed .*bytes_up=0 bytes_down=0", timeout=10)
 
 
+def test_simulator_issues_tickets_and_the_next_channel_resumes(env):
+    """the simulator issues session tickets like an SMGW: the channel after the first resumes, with no signature"""
+    ports = gateway(env, {"app": {"ingress": "static", "target": f"{EMT}:{EMT_PORT}"}})
+    for n in (1, 2):
+        assert echo_once(ports["app"], b"hello\n") == b"hello\n"
+        env.clsgwd.wait_log(rf"channel closed id={n} .*outcome=ok ")
+    env.clsgwd.wait_log(r"channel closed id=2 .*resumed=yes ")
+    env.sim.wait_log(r"channel open .*resumed=yes")
+    assert len(env.audit_lines()) == 1
+
+
 def test_smgw_refusal_reaches_the_app_as_socks5_not_allowed(env):
     """a target outside the SMGW's proxy profile reaches the app as SOCKS5 0x02 and a log line, both formats"""
     ports = gateway(env, {"via-socks5": {"ingress": "socks5", "allow": "*:*", "proxy": "socks5"},
