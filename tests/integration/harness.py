@@ -35,6 +35,14 @@ def runs_emulated(test):
     return test
 
 
+def scenario(peer, direction, what):
+    """Marks a test as one cell of docs/interop.md's matrix: a foreign peer, a direction, a scenario."""
+    def mark(test):
+        test.scenario = {"peer": peer, "direction": direction, "what": what}
+        return test
+    return mark
+
+
 class SkipTest(Exception):
     """Raised by a test that cannot run here; reported as skipped, never as passed."""
 

@@ -6,8 +6,8 @@ import socket
 import subprocess
 import threading
 
-from harness import (Answerer, Service, SkipTest, TestServer, free_port, half_closed_request, recv_all, sha256, socks5_connect, transfer,
-                     wait_until)
+from harness import (TEST_BIN, Answerer, Service, SkipTest, TestServer, free_port, half_closed_request, recv_all,
+                     recv_exact, scenario, sha256, socks5_connect, transfer, wait_until)
 
 EMT = "emt.example"
 
@@ -19,6 +19,7 @@ def clsgwd_towards(env, smgw_port, proxy="sni"):
     return port
 
 
+@scenario("OpenSSL 3.0 s_server", "outbound", "SNI, brainpool, client certificate required")
 def test_openssl_s_server_as_smgw(env):
     """OpenSSL s_server (TLS 1.2, brainpool, client certificate required) accepts clsgw as the device"""
     port = free_port()
@@ -44,6 +45,7 @@ def test_openssl_s_server_as_smgw(env):
                         r"group=brainpoolP384r1")
 
 
+@scenario("stunnel 5.68", "outbound", "1 MiB each way, device certificate pinned")
 def test_stunnel_as_smgw_carries_a_megabyte(env):
     """stunnel in server mode, pinning the device certificate, relays 1 MiB both ways through clsgw"""
     stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
@@ -126,6 +128,7 @@ def can_connect(port):
         return False
 
 
+@scenario("stunnel 5.68 + microsocks", "outbound", "half-close: request, FIN, later answer (SOCKS5 inside TLS)")
 def test_half_close_answer_through_stunnel_and_microsocks(env):
     """half-close against stunnel + microsocks (SOCKS5 inside TLS): the app's request gets its answer"""
     emt = Answerer()
@@ -138,6 +141,7 @@ def test_half_close_answer_through_stunnel_and_microsocks(env):
                         rf"bytes_down={len(emt.answer)}")
 
 
+@scenario("OpenSSL 3.0 s_server", "outbound", "half-close: request, FIN, later answer (SNI)")
 def test_half_close_answer_from_openssl_s_server(env):
     """half-close against OpenSSL s_server (SNI): the answer written after the request still arrives"""
     smgw = free_port()
@@ -180,6 +184,7 @@ def curl(*args):
     return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True, timeout=30)
 
 
+@scenario("curl 7.88 --socks5-hostname", "ingress", "name as DOMAIN on an sni channel, port_sent=no")
 def test_curl_socks5_hostname_reaches_the_emt_by_name(env):
     """curl --socks5-hostname (DOMAIN) through an sni channel: the answer, and the log says the port was not sent"""
     port, emt = socks5_gateway(env, "sni")
@@ -188,6 +193,7 @@ def test_curl_socks5_hostname_reaches_the_emt_by_name(env):
     env.clsgwd.wait_log(rf"channel closed .*outcome=ok .*target={EMT}:{EMT_PORT} proxy=sni port_sent=no ")
 
 
+@scenario("curl 7.88 --socks5", "ingress", "IPv4 on an sni channel: refused 0x08")
 def test_curl_socks5_with_an_ip_literal_is_refused_on_an_sni_channel(env):
     """curl --socks5 (IPv4) through an sni channel: SOCKS5 0x08 and a named reason, never SNI with an address"""
     port, emt = socks5_gateway(env, "sni")
@@ -198,6 +204,7 @@ def test_curl_socks5_with_an_ip_literal_is_refused_on_an_sni_channel(env):
     assert emt.accepts == 0
 
 
+@scenario("curl 7.88 --socks5", "ingress", "IPv4 on a socks5 channel: carried")
 def test_curl_socks5_with_an_ip_literal_passes_on_a_socks5_channel(env):
     """curl --socks5 (IPv4) through a socks5 channel: the literal reaches the SMGW as an address"""
     port, emt = socks5_gateway(env, "socks5")
@@ -206,6 +213,7 @@ def test_curl_socks5_with_an_ip_literal_passes_on_a_socks5_channel(env):
     env.clsgwd.wait_log(rf"channel closed .*outcome=ok .*target=127.0.0.1:{EMT_PORT} proxy=socks5 ")
 
 
+@scenario("raw SOCKS5 client", "ingress", "DOMAIN-typed literal and trailing-dot name")
 def test_domain_typed_literal_and_trailing_dot_are_accepted(env):
     """a DOMAIN-typed 127.0.0.1 is taken as the literal and "emt.example." as emt.example, by worker and master alike"""
     port, emt = socks5_gateway(env, "socks5", allow=f"{EMT}:{EMT_PORT}, 127.0.0.1:{EMT_PORT}")
@@ -220,6 +228,7 @@ def test_domain_typed_literal_and_trailing_dot_are_accepted(env):
     assert not env.clsgwd.lines("invalid domain name")
 
 
+@scenario("raw SOCKS5 client", "ingress", "the app's port on an sni channel: allow list decides")
 def test_app_port_on_an_sni_channel_is_checked_by_the_allow_list(env):
     """proxy = sni carries no port: an allow list naming the profile's port refuses another one, by name"""
     port, emt = socks5_gateway(env, "sni", allow=f"{EMT}:{EMT_PORT}")
@@ -228,6 +237,7 @@ def test_app_port_on_an_sni_channel_is_checked_by_the_allow_list(env):
     env.clsgwd.wait_log(rf"channel closed .*outcome=refused reason=target_not_allowed .*target={EMT}:1 ")
 
 
+@scenario("ncat 7.93 --proxy-type socks5", "ingress", "DOMAIN, half-close on stdin EOF, answer arrives")
 def test_ncat_half_closes_after_its_request_and_gets_the_answer(env):
     """printf ... | ncat --proxy-type socks5 (DOMAIN, half-close on stdin EOF) gets the EMT's answer"""
     if not shutil.which("ncat"):
@@ -254,6 +264,7 @@ def pysocks_get(port, host, rdns):
         s.close()
 
 
+@scenario("PySocks 1.7", "ingress", "rdns=True answered; rdns=False refused 0x08 on sni")
 def test_pysocks_rdns_true_and_false(env):
     """PySocks rdns=True sends the name (answered); rdns=False resolves and sends IPv4: refused 0x08 on sni"""
     try:
@@ -267,6 +278,7 @@ def test_pysocks_rdns_true_and_false(env):
     env.clsgwd.wait_log(r"channel closed .*outcome=refused reason=sni_cannot_name_an_address .*target=127.0.0.1:4443")
 
 
+@scenario("proxychains-ng 4.16 + curl", "ingress", "proxy_dns: name as DOMAIN, answered")
 def test_proxychains4_sends_names_as_domain(env):
     """proxychains4 (proxy_dns) in front of curl: the name reaches clsgw as DOMAIN and the EMT answers"""
     if not shutil.which("proxychains4"):
@@ -293,6 +305,7 @@ def inbound_device(env, clsgw=None):
     return port
 
 
+@scenario("GnuTLS 3.7 gnutls-cli -e", "inbound", "renegotiation attempts refused, one line and a count")
 def test_gnutls_renegotiation_burst_is_one_line_with_a_count(env):
     """gnutls-cli -e (P-256 identities, client certificate) against an inbound channel: every renegotiation
     attempt refused, logged once at the first and once with the count at the end"""
@@ -316,6 +329,7 @@ def test_gnutls_renegotiation_burst_is_one_line_with_a_count(env):
     assert len(counted) <= 1, counted
 
 
+@scenario("raw TLS alert", "outbound", "unnamed alert 99 logged with its number")
 def test_unnamed_alert_keeps_its_number(env):
     """a SMGW that answers the ClientHello with alert 99 (no name) is logged as peer_alert_unknown_99"""
     class Alerter(TestServer):
@@ -339,6 +353,7 @@ def env_port(env):
         return int([l for l in f if l.startswith("listen")][0].rsplit(":", 1)[1])
 
 
+@scenario("stunnel 5.68 + microsocks", "outbound", "SMGW SOCKS5 failure 0x05: outcome=failed")
 def test_smgw_socks5_failure_counts_as_failed_and_refusal_as_refused(env):
     """stunnel + microsocks answering CONNECT with 0x05 (connection refused): outcome=failed
     reason=smgw_failed_connection_refused; the app hears 0x05"""
@@ -351,6 +366,7 @@ def test_smgw_socks5_failure_counts_as_failed_and_refusal_as_refused(env):
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=smgw_failed_connection_refused ")
 
 
+@scenario("OpenSSL 3.0 s_client (scan)", "inbound", "8 failed handshakes: at most 3 lines per peer")
 def test_failed_handshakes_are_rate_limited_per_peer(env):
     """a scanner's failed handshakes (s_client without a certificate, 8 times) give at most 3 worker lines
     and 3 channel lines per peer in an interval"""
@@ -366,6 +382,7 @@ def test_failed_handshakes_are_rate_limited_per_peer(env):
 
 # --- the device key's curve must be among the SMGW's groups (RFC 8422) ----------------------
 
+@scenario("OpenSSL 3.0 s_server", "outbound", "device curve not among the groups the SMGW offers: named")
 def test_curve_mismatch_is_named_outbound(env):
     """OpenSSL s_server offering only secp384r1 refuses the brainpoolP256r1 device certificate ("wrong
     curve", illegal_parameter): the log names both curves and what to change"""
@@ -386,13 +403,128 @@ def test_curve_mismatch_is_named_outbound(env):
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=smgw_refused_cert_curve ")
 
 
+@scenario("OpenSSL 3.0 s_client", "inbound", "device curve not among the groups the SMGW offers: named")
 def test_curve_mismatch_is_named_inbound(env):
-    """an SMGW (OpenSSL s_client) offering only secp384r1 to the brainpoolP256r1 device: the log names the
-    device's curve and the offered groups instead of no_shared_cipher_suite"""
+    """an SMGW (OpenSSL s_client) offering only secp384r1 to the brainpoolP256r1 device: besides
+    no_shared_cipher_suite, a line names the device's curve and the offered groups"""
     port = inbound_device(env)
     subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-groups", "secp384r1",
                     "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key")],
                    input=b"", capture_output=True, timeout=20)
     env.clsgwd.wait_log(r'certificate curve not among the groups the SMGW offered" certificate_curve=brainpoolP256r1 '
                         r'smgw_offered=secp384r1 ')
-    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_curve_not_offered ")
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=no_shared_cipher_suite ")
+
+
+# --- Botan 2 as the SMGW: pins the device certificate (its path validation refuses self-signed) ---
+
+def botan_smgw():
+    path = os.path.join(TEST_BIN, "botan-smgw")
+    if not os.path.exists(path):
+        raise SkipTest("botan-smgw is not built (make deps installs libbotan-2-dev)")
+    return path
+
+
+def pkcs8(env, name):
+    """Botan reads PKCS #8 keys only; clsgwctl writes SEC1 ("EC PRIVATE KEY")."""
+    out = env.path(f"{name}.p8")
+    subprocess.run(["openssl", "pkey", "-in", env.path(f"{name}.key"), "-out", out], check=True, capture_output=True)
+    return out
+
+
+@scenario("Botan 2.19 (library)", "outbound", "SOCKS5 inside TLS, device certificate required and pinned")
+def test_botan_as_smgw_server_with_socks5_inside_tls(env):
+    """Botan as SMGW server (client certificate required and pinned, SOCKS5 inside TLS) carries a request and its answer"""
+    helper = botan_smgw()
+    emt = Answerer(think=0)
+    smgw = free_port()
+    server = env.start("botan-smgw", [helper, "server", str(smgw), env.path("smgw.crt"), pkcs8(env, "smgw"),
+                                      env.path("device.crt")])
+    server.wait_log("listening")
+    port = free_port()
+    env.start_clsgwd(env.write_config(smgw, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                                     "target": f"localhost:{emt.port}", "proxy": "socks5"}}))
+    app = socket.create_connection(("127.0.0.1", port))
+    app.sendall(REQUEST)
+    assert recv_all(app, 20) == emt.answer
+    server.wait_log('peer certificate pinned: CN="device-test"')
+    env.clsgwd.wait_log(r"channel closed .*outcome=ok .*tls=TLSv1.2 .*group=brainpoolP256r1")
+
+
+@scenario("Botan 2.19 (library)", "outbound", "half-close: request, FIN, later answer")
+def test_half_close_answer_through_botan(env):
+    """half-close against Botan (which ends the channel on close_notify): the app's request gets its answer"""
+    helper = botan_smgw()
+    emt = Answerer()
+    smgw = free_port()
+    server = env.start("botan-smgw", [helper, "server", str(smgw), env.path("smgw.crt"), pkcs8(env, "smgw"),
+                                      env.path("device.crt")])
+    server.wait_log("listening")
+    port = free_port()
+    env.start_clsgwd(env.write_config(smgw, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                                     "target": f"localhost:{emt.port}", "proxy": "socks5"}}))
+    assert half_closed_request(port, REQUEST) == emt.answer
+    env.clsgwd.wait_log(rf"channel closed .*outcome=ok reason=app_closed .*bytes_down={len(emt.answer)}")
+
+
+@scenario("Botan 2.19 (library)", "inbound", "SMGW as TLS client with its certificate, device pinned")
+def test_botan_as_smgw_client_for_an_inbound_channel(env):
+    """Botan as the SMGW's active side (client certificate, device pinned) reaches the device service"""
+    helper = botan_smgw()
+    port = inbound_device(env)
+    r = subprocess.run([helper, "client", f"127.0.0.1:{port}", env.path("smgw.crt"), pkcs8(env, "smgw"),
+                        env.path("device.crt"), "register 40001"], capture_output=True, timeout=30)
+    assert r.stdout == b"register 40001\n", r.stderr
+    env.clsgwd.wait_log(r"channel closed .*name=api .*outcome=ok .*tls=TLSv1.2")
+
+
+# --- GnuTLS 3.7 (no brainpool: P-256 and P-384 identities), client certificate required ---------
+
+def nist_identities(env, device_curve):
+    for name in ("device", "smgw"):
+        for ext in ("key", "crt"):
+            os.remove(env.path(f"{name}.{ext}"))
+    env.make_identity("device", "CN=device-test", curve=device_curve)
+    env.make_identity("smgw", "CN=smgw-han-test", curve="secp384r1")
+
+
+@scenario("GnuTLS 3.7 gnutls-serv", "outbound", "echo, P-256 and P-384 device keys, client certificate required")
+def test_gnutls_serv_as_smgw_with_p256_and_p384(env):
+    """gnutls-serv (TLS 1.2, client certificate required and verified) echoes through clsgw, P-256 and P-384 device keys"""
+    if not shutil.which("gnutls-serv"):
+        raise SkipTest("gnutls-serv is missing (make deps installs gnutls-bin)")
+    for n, curve in enumerate(("secp256r1", "secp384r1"), 1):
+        nist_identities(env, curve)
+        smgw = free_port()
+        server = env.start(f"gnutls-serv-{curve}", [
+            "gnutls-serv", "--echo", "-p", str(smgw), "--x509certfile", env.path("smgw.crt"),
+            "--x509keyfile", env.path("smgw.key"), "--x509cafile", env.path("device.crt"), "--require-client-cert",
+            "--verify-client-cert", "--priority", "NORMAL:-VERS-ALL:+VERS-TLS1.2"])
+        wait_until(lambda: can_connect(smgw), 10, "gnutls-serv to listen")
+        if n > 1:
+            env.clsgwd.stop()
+        port = clsgwd_towards(env, smgw)
+        app = socket.create_connection(("127.0.0.1", port))
+        app.sendall(b"through GnuTLS\n")
+        assert recv_exact(app, 15, timeout=20) == b"through GnuTLS\n", curve
+        app.close()
+        env.clsgwd.wait_log(r"channel closed .*outcome=ok .*tls=TLSv1.2 ")
+        server.stop()
+
+
+@scenario("GnuTLS 3.7 gnutls-cli", "inbound", "SMGW as TLS client, P-256 and P-384 device keys, its certificate")
+def test_gnutls_cli_as_smgw_client_with_p256_and_p384(env):
+    """gnutls-cli as the SMGW's active side (its certificate, the device's verified) reaches the device service"""
+    if not shutil.which("gnutls-cli"):
+        raise SkipTest("gnutls-cli is missing (make deps installs gnutls-bin)")
+    for n, curve in enumerate(("secp256r1", "secp384r1"), 1):
+        nist_identities(env, curve)
+        if n > 1:
+            env.clsgwd.stop()
+        port = inbound_device(env)
+        r = subprocess.run(["gnutls-cli", "-p", str(port), "127.0.0.1", "--x509cafile", env.path("device.crt"),
+                            "--x509certfile", env.path("smgw.crt"), "--x509keyfile", env.path("smgw.key"),
+                            "--verify-hostname", "device-test", "--priority", "NORMAL:-VERS-ALL:+VERS-TLS1.2"],
+                           input=b"register 40001\n", capture_output=True, timeout=30)
+        assert b"register 40001" in r.stdout, (curve, r.stdout[-500:], r.stderr[-500:])
+        env.clsgwd.wait_log(r"channel closed .*name=api .*tls=TLSv1.2 ")
