@@ -22,7 +22,8 @@ CFLAGS   += -std=c99 -D_DEFAULT_SOURCE $(OPT) -g $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
 DEB_PACKAGES := g++ make libmbedtls-dev libseccomp-dev libcap-ng-dev libinih-dev \
-                doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc clang libclang-rt-14-dev
+                doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc clang libclang-rt-14-dev \
+                microsocks curl ncat proxychains4 python3-socks gnutls-bin libbotan-2-dev
 
 # SANITIZE=address,undefined builds everything with those sanitizers into build/sanitize and
 # runs the whole suite with them (workers and the signer included).
@@ -75,10 +76,21 @@ MANPAGES := $(wildcard man/*.[1-8])
 
 SHELL := /bin/bash
 
-.PHONY: all programs deps check check-long check-run demo demo-run clean unit install uninstall
+.PHONY: all programs deps check check-long check-run demo demo-run interop-doc clean unit install uninstall
 .DEFAULT_GOAL := all
 
-all: programs $(BUILD)/tests/unit-tests $(BUILD)/tests/clsgw-worker-testhooks
+# A Botan 2 peer for the interop tests: native builds with libbotan-2-dev only (the tests skip
+# without it); built without the sanitizers, as a foreign peer is not under test.
+BOTAN_FLAGS := $(shell pkg-config --cflags --libs botan-2 2>/dev/null)
+ifeq ($(ARCH)$(if $(BOTAN_FLAGS),yes,),nativeyes)
+INTEROP_PEERS := $(BUILD)/tests/botan-smgw
+endif
+
+all: programs $(BUILD)/tests/unit-tests $(BUILD)/tests/clsgw-worker-testhooks $(INTEROP_PEERS)
+
+$(BUILD)/tests/botan-smgw: tests/interop/botan_smgw.cpp
+	@mkdir -p $(dir $@)
+	g++ -std=c++17 -O1 -o $@ $< $(BOTAN_FLAGS)
 programs: $(PROGRAMS:%=$(BUILD)/bin/%)
 
 $(BUILD)/obj/%.o: %.cpp
@@ -159,6 +171,11 @@ check-run:
 demo: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@$(PYTHON) tests/demo.py --build $(BUILD)
+
+# docs/interop.md from a run of the foreign-peer tests (peer x direction x scenario).
+interop-doc: deps
+	@$(MAKE) --no-print-directory -j$(NPROC) all
+	@$(PYTHON) tests/interop_matrix.py --build $(BUILD)
 
 install: programs
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) \

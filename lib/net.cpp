@@ -135,8 +135,30 @@ std::optional<host_port> parse_host_port(std::string_view text)
             return std::nullopt;
         return out;
     }
-    if (inet_pton(AF_INET, out.host.c_str(), buf) == 1 || valid_dns_name(out.host))
-        return out;
+    auto host = normalise_target_host(out.host);
+    if (!host || host->find(':') != std::string::npos) // a bare IPv6 literal needs its brackets here
+        return std::nullopt;
+    out.host = *host;
+    return out;
+}
+
+bool is_ip_literal(std::string_view host)
+{
+    unsigned char buf[16];
+    std::string text(host);
+    return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
+}
+
+std::optional<std::string> normalise_target_host(std::string_view host)
+{
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    if (is_ip_literal(host))
+        return std::string(host);
+    if (host.size() > 1 && host.back() == '.')
+        host.remove_suffix(1); // the root label: "localhost." names "localhost"
+    if (valid_dns_name(host))
+        return std::string(host);
     return std::nullopt;
 }
 

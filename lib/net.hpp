@@ -33,8 +33,15 @@ struct host_port {
     std::string to_string() const;
 };
 // Accepts "name:port", "1.2.3.4:port", "[v6]:port"; the host must be a valid DNS name or literal.
+// A trailing-dot name ("localhost.") is accepted as the name without the dot.
 std::optional<host_port> parse_host_port(std::string_view text);
 bool valid_dns_name(std::string_view name);
+// The one place a target host is made canonical, for the worker (the app's SOCKS5 request) and
+// the master (the target the worker asks for) alike: an IPv4 or IPv6 literal (bare or in
+// brackets) as the literal, a DNS name without its trailing dot; nullopt for anything else.
+std::optional<std::string> normalise_target_host(std::string_view host);
+// An IPv4 or IPv6 literal: never a server_name (RFC 6066 section 3).
+bool is_ip_literal(std::string_view host);
 
 std::string peer_name(int fd);
 std::string local_name(int fd);

@@ -48,6 +48,7 @@ private:
     bool plain_eof_ = false, tls_eof_ = false, close_notify_sent_ = false, plain_shut_ = false;
     bool want_plain_in_ = false, want_plain_out_ = false, want_tls_in_ = false, want_tls_out_ = false;
     bool done_ = false;
+    bool holding_ = false; // the plain side closed; the TLS session stays open for the peer's rest
     bool truncated_ = false;
     bool idle_seen_ = false;
     std::string first_close_;
@@ -77,6 +78,9 @@ private:
     bool plain_write();
     bool plain_read();
     bool tls_write();
+    bool hold_tls();
+    bool send_close_notify();
+    void end_hold();
     bool closing();
     bool wait();
 };
@@ -84,12 +88,13 @@ private:
 // mbedTLS (renegotiation disabled) answers a peer's renegotiation attempt itself, with a
 // warning no_renegotiation alert, and tells its caller nothing. The bio sees the handshake
 // record arrive; every one after the handshake is an attempt.
+// A peer can send many in a burst (gnutls-cli -e sent 17 in 3 ms): the first is logged at once,
+// the rest are counted into one line when the relay ends.
 void relay_state::note_refused_renegotiation()
 {
-    while (result_.renegotiations_refused < io_.late_handshake_records) {
-        result_.renegotiations_refused++;
+    if (result_.renegotiations_refused == 0 && io_.late_handshake_records > 0)
         log_warn("TLS renegotiation attempt refused", log_fields().add("by", tls_name_).add("answer", "no_renegotiation"));
-    }
+    result_.renegotiations_refused = io_.late_handshake_records;
 }
 
 bool relay_state::tls_read()
@@ -196,23 +201,64 @@ bool relay_state::tls_write()
     return true;
 }
 
+// After the plain side's FIN, whether the TLS session stays open for the peer's answer.
+bool relay_state::hold_tls()
+{
+    if (!opt_.hold_tls_after_plain_close || tls_eof_ || result_.plain_to_tls + opt_.plain_bytes_before == 0)
+        return false;
+    if (!holding_) {
+        holding_ = true;
+        last_activity_ = now_ms();
+        log_debug("plain side closed; the TLS session stays open for the rest",
+                  log_fields().add("side", plain_name_).add("close_timeout_ms", opt_.close_timeout_ms));
+    }
+    return true;
+}
+
+// Sends close_notify and ends our writing on the TLS socket; false while it cannot be written.
+bool relay_state::send_close_notify()
+{
+    int r = mbedtls_ssl_close_notify(ssl_);
+    if (r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        want_tls_out_ = true;
+        return false;
+    }
+    close_notify_sent_ = true;
+    result_.close_notify_sent = true;
+    shutdown(tls_fd_, SHUT_WR);
+    last_activity_ = now_ms();
+    return true;
+}
+
+// The close wait after the plain side's FIN is over with nothing moving: nothing the peer sent is
+// lost, so the channel ends cleanly as the plain side's close, with our close_notify.
+void relay_state::end_hold()
+{
+    if (mbedtls_ssl_close_notify(ssl_) == 0) {
+        close_notify_sent_ = true;
+        result_.close_notify_sent = true;
+    }
+    log_info("close wait over: close_notify sent",
+             log_fields().add("closed_first", plain_name_).add("silent", tls_name_).add("timeout", "close_timeout")
+                 .add("close_timeout_ms", opt_.close_timeout_ms));
+    finish(true, plain_name_ + "_closed");
+}
+
 // Applies the close rules once the buffers allow; true when state changed.
 bool relay_state::closing()
 {
     bool changed = false;
     if (plain_eof_ && up_.empty() && !close_notify_sent_ && !(tls_eof_ && !opt_.tls_close_is_half_close)) {
-        int r = mbedtls_ssl_close_notify(ssl_);
-        if (r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            want_tls_out_ = true;
-        } else {
-            close_notify_sent_ = true;
-            shutdown(tls_fd_, SHUT_WR);
-            last_activity_ = now_ms();
+        if (!hold_tls() && send_close_notify())
             changed = true;
-        }
     }
     if (tls_eof_ && down_.empty()) {
         if (!opt_.tls_close_is_half_close) {
+            // RFC 5246 7.2.1: a close_notify is answered with one (best effort: the channel ends)
+            if (!truncated_ && !close_notify_sent_ && mbedtls_ssl_close_notify(ssl_) == 0) {
+                close_notify_sent_ = true;
+                result_.close_notify_sent = true;
+            }
             finish(!truncated_, truncated_ ? tls_name_ + "_closed_without_close_notify" : first_close_ + "_closed");
             return true;
         }
@@ -246,7 +292,7 @@ bool relay_state::wait()
         if (entry.events == 0)
             entry.fd = -1;
     uint64_t now = now_ms();
-    bool half_closed = close_notify_sent_ && !tls_eof_;
+    bool half_closed = (close_notify_sent_ || holding_) && !tls_eof_;
     uint64_t idle_limit = half_closed ? std::min(opt_.close_timeout_ms, opt_.idle_timeout_ms) : opt_.idle_timeout_ms;
     uint64_t deadline = last_activity_ + idle_limit;
     if (opt_.lifetime_deadline_ms && opt_.lifetime_deadline_ms < deadline)
@@ -254,6 +300,8 @@ bool relay_state::wait()
     if (now >= deadline) {
         if (opt_.lifetime_deadline_ms && now >= opt_.lifetime_deadline_ms)
             finish(false, "max_session_lifetime");
+        else if (holding_ && !close_notify_sent_)
+            end_hold();
         else
             finish(false, half_closed ? "close_timeout" : "idle_timeout");
         return false;
@@ -296,6 +344,10 @@ relay_result relay_state::run()
         if (!wait())
             break;
     }
+    note_refused_renegotiation();
+    if (result_.renegotiations_refused > 1)
+        log_warn("TLS renegotiation attempts refused", log_fields().add("by", tls_name_).add("count", result_.renegotiations_refused)
+                                                         .add("answer", "no_renegotiation"));
     return result_;
 }
 

@@ -89,12 +89,16 @@ address_parse parse_address(const uint8_t *data, size_t len)
         inet_ntop(AF_INET6, addr, text, sizeof text);
         a.value.host = text;
     } else {
-        a.value.host.assign(reinterpret_cast<const char *>(addr), addr_len);
-        if (!valid_dns_name(a.value.host)) {
+        // Clients send literals as DOMAIN too (curl --socks5-hostname, PySocks): taken as the
+        // literal; a trailing dot is the root label.
+        std::string_view name(reinterpret_cast<const char *>(addr), addr_len);
+        auto host = normalise_target_host(name);
+        if (!host) {
             a.error = "invalid domain name";
             a.consumed = 1;
             return a;
         }
+        a.value.host = *host;
     }
     a.value.port = static_cast<uint16_t>(addr[addr_len] << 8 | addr[addr_len + 1]);
     a.consumed = offset + addr_len + 2;

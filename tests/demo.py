@@ -81,17 +81,24 @@ def main():
               f"SOCKS5 reply 0x{rep:02x} (0x02 = not allowed)")
         ok &= rep == 0x02
         sock.close()
+        port = int(channels["meter-data"]["listen"].rsplit(":", 1)[1])
+        again = transfer(__import__("socket").create_connection(("127.0.0.1", port)), b"meter-data again\n")
+        resumed = wait_until(lambda: env.clsgwd.lines(r"channel closed .*name=meter-data .*resumed=yes"), 10,
+                             "the resumed channel")
+        print(f"   meter-data   again: the SMGW's session ticket resumes the TLS session, no signature needed "
+              f"{'OK' if again == b'meter-data again' + bytes([10]) and resumed else 'FAILED'}")
+        ok &= again == b"meter-data again\n"
         request = b"EMT reads register 40001\n"
         answer = transfer(__import__("socket").create_connection(("127.0.0.1", emt_in)), request)
         print(f"   modbus-in    inbound: EMT -> SMGW -> TLS -> clsgw -> device service, answer {answer!r} "
               f"{'OK' if answer == request else 'MISMATCH'}")
         ok &= answer == request
-        wait_until(lambda: len(env.clsgwd.lines("channel closed")) == 6, 10, "six channel summaries")
+        wait_until(lambda: len(env.clsgwd.lines("channel closed")) == 7, 10, "seven channel summaries")
 
         print("== 4. clsgwd: one line per channel")
         for line in env.clsgwd.lines("channel closed"):
             print("   " + line.split(" ", 2)[2])
-        print("== 5. clsgw-signer audit log: one line per signature")
+        print("== 5. clsgw-signer audit log: one line per signature (the resumed channel needed none)")
         audit = env.audit_lines()
         for line in audit:
             print("   " + line)

@@ -6,6 +6,7 @@ when a test could not run here; a skipped test is never counted as passed).
 Usage: tests/run.py [--build DIR] [-k SUBSTRING]
 """
 import argparse
+import json
 import importlib
 import inspect
 import os
@@ -54,6 +55,7 @@ def main():
     ap.add_argument("--emulator", default="", help="run our programs under this command (qemu-user)")
     ap.add_argument("--arch", default="native")
     ap.add_argument("--sanitized", action="store_true", help="the build under test has ASan/UBSan")
+    ap.add_argument("--results", help="also write each integration test's result to this JSON file")
     args = ap.parse_args()
     os.environ["CLSGW_BUILD"] = os.path.abspath(args.build)
     os.environ["CLSGW_EMULATOR"] = args.emulator
@@ -63,6 +65,7 @@ def main():
     emulator = args.emulator.split()
     sys.path.insert(0, os.path.join(HERE, "integration"))
     results = {"passed": 0, "failed": 0, "skipped": 0}
+    records = []  # for --results: one per integration test
     if not args.k:
         run_unit(args.build, results, emulator)
     import harness
@@ -79,15 +82,20 @@ def main():
             env = harness.Env(fname[5:20])
             started = time.monotonic()
             failed = False
+            record = {"module": name, "test": fname, "title": title, "scenario": getattr(fn, "scenario", None)}
+            records.append(record)
             try:
                 fn(env)
                 results["passed"] += 1
+                record["result"] = "passed"
                 print(f"PASS {name}: {title} ({time.monotonic() - started:.1f}s)")
             except harness.SkipTest as e:
                 results["skipped"] += 1
+                record["result"] = f"skipped: {e}"
                 print(f"SKIP {name}: {title}: {e}")
             except Exception:
                 results["failed"] += 1
+                record["result"] = "failed"
                 print(f"FAIL {name}: {title}")
                 print("  " + traceback.format_exc().replace("\n", "\n  "))
                 print(f"  (test folder kept: {env.dir})")
@@ -102,6 +110,9 @@ def main():
     if results["skipped"]:
         line += f", {results['skipped']} skipped"
     print(line)
+    if args.results:
+        with open(args.results, "w") as f:
+            json.dump(records, f, indent=1)
     return 1 if results["failed"] else 0
 
 

@@ -8,6 +8,7 @@
 //   clsgw-smgw-sim emt-echo --listen ADDR
 //       an EMT stand-in that echoes what it receives and half-closes after the client does.
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -53,6 +54,10 @@ struct sim_options {
     std::vector<struct inbound_link> inbound;
     bool corrupt_cert = false; // test knob: send our certificate with a broken DER length
     std::string pin_sha256;    // trust the device by its certificate's SHA-256 fingerprint
+    // Like stunnel or Botan, the simulator ends a device's channel on its close_notify (TLS 1.2 has
+    // no half-close) and drops what the EMT still sends; --half-close yes half-closes the EMT
+    // connection instead and keeps relaying its answer, for tests of that leniency.
+    bool half_close = false;
 };
 
 // The SMGW's active side (HKS4/HKS5): an EMT connecting to `emt` reaches the device at `device`.
@@ -99,6 +104,35 @@ struct sim_tls {
     }
 };
 
+// Session tickets, as SMGWs issue them: one key for all connections. Each connection is served by
+// a child process, so an in-memory session-id cache would die with it; the ticket key is made once
+// in the parent, before the first fork, and every child encrypts with its own random generator.
+struct ticket_keys {
+    mbedtls_ssl_ticket_context ctx;
+    tls::rng rng;
+    bool ready = false;
+    ticket_keys() { mbedtls_ssl_ticket_init(&ctx); }
+    ~ticket_keys() { mbedtls_ssl_ticket_free(&ctx); }
+};
+ticket_keys tickets;
+
+void setup_tickets()
+{
+    const uint32_t lifetime_s = 48 * 3600; // TR-03116-3: no session older than 48 h
+    if (!tickets.rng.seed("clsgw-smgw-sim tickets") ||
+        mbedtls_ssl_ticket_setup(&tickets.ctx, tls::rng::random, &tickets.rng, MBEDTLS_CIPHER_AES_256_GCM, lifetime_s) != 0)
+        die("cannot set up session tickets");
+    tickets.ready = true;
+}
+
+void offer_tickets(mbedtls_ssl_config *conf, tls::rng *connection_rng)
+{
+    if (!tickets.ready)
+        return;
+    tickets.ctx.p_rng = connection_rng; // a forked copy of the parent's generator would repeat its nonces
+    mbedtls_ssl_conf_session_tickets_cb(conf, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &tickets.ctx);
+}
+
 // Refuses, during the handshake, a server_name that is not in the proxy profile.
 int on_sni(void *arg, mbedtls_ssl_context *, const unsigned char *name, size_t len)
 {
@@ -135,8 +169,10 @@ void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
         if (c != ':')
             t.check.pinned_sha256.push_back(static_cast<char>(tolower(static_cast<unsigned char>(c))));
     mbedtls_ssl_conf_verify(&t.conf, tls::trust_check::verify, &t.check);
-    if (endpoint == MBEDTLS_SSL_IS_SERVER)
+    if (endpoint == MBEDTLS_SSL_IS_SERVER) {
         mbedtls_ssl_conf_sni(&t.conf, on_sni, &t);
+        offer_tickets(&t.conf, &t.rng);
+    }
     if (mbedtls_ssl_conf_own_cert(&t.conf, t.own.get(), t.key.get()) != 0)
         die("certificate and key do not fit together");
     // What goes on the wire is the raw DER: damaging the outer SEQUENCE's length byte makes the
@@ -263,11 +299,12 @@ void serve_device(const sim_options &o, unique_fd device)
     if (t.sni.empty() && !ssl_write_all(t, socks5::encode_reply(socks5::REP_SUCCEEDED, host_port{"0.0.0.0", 0})))
         return;
     log_info("channel open", log_fields().add("peer", peer).add("device_cert", fp).add("target", target)
+                                 .add("resumed", h.resumed ? "yes" : "no")
                                  .add("format", t.sni.empty() ? "socks5" : "sni").add("suite", mbedtls_ssl_get_ciphersuite(&t.ssl))
                                  .add("group", tls::group_name(h.group)));
     relay_options opt;
     opt.idle_timeout_ms = o.idle_timeout_ms;
-    opt.tls_close_is_half_close = true;
+    opt.tls_close_is_half_close = o.half_close;
     relay_result rr = relay(emt.get(), &t.ssl, t.io, opt, "emt", "device");
     log_info("channel closed", log_fields().add("peer", peer).add("target", target).add("reason", rr.reason)
                                    .add("bytes_to_emt", rr.tls_to_plain).add("bytes_to_device", rr.plain_to_tls));
@@ -375,7 +412,7 @@ int usage()
     fprintf(stderr, "usage: clsgw-smgw-sim smgw [--listen ADDR] --cert FILE --key FILE --trust FILE\n"
                     "                      [--route NAME:PORT=ADDR]... [--proxy auto|socks5|sni] [--idle-timeout DUR]\n"
                     "                      [--inbound EMT_ADDR=DEVICE_ADDR[/SERVER_NAME]]... [--corrupt-cert yes]\n"
-                    "                      [--pin-sha256 FINGERPRINT]\n"
+                    "                      [--pin-sha256 FINGERPRINT] [--half-close yes|no]\n"
                     "       clsgw-smgw-sim emt-echo --listen ADDR\n");
     return 2;
 }
@@ -426,6 +463,7 @@ int main(int argc, char **argv)
         else if (opt == "--inbound") o.inbound.push_back(parse_inbound(val));
         else if (opt == "--corrupt-cert" && val == "yes") o.corrupt_cert = true;
         else if (opt == "--pin-sha256") o.pin_sha256 = val;
+        else if (opt == "--half-close" && (val == "yes" || val == "no")) o.half_close = val == "yes";
         else if (opt == "--proxy" && (val == "auto" || val == "socks5" || val == "sni")) o.proxy = val;
         else if (opt == "--idle-timeout" && parse_duration_ms(val)) o.idle_timeout_ms = *parse_duration_ms(val);
         else return usage();
@@ -445,6 +483,7 @@ int main(int argc, char **argv)
         return usage();
     log_init("clsgw-smgw-sim", log_level::info);
     { sim_tls check; setup_tls(check, o, MBEDTLS_SSL_IS_SERVER); } // fail at start, not per connection
+    setup_tickets();
     if (!o.listen.empty()) {
         auto addr = parse_sock_address(o.listen);
         if (!addr)

@@ -127,6 +127,26 @@ void fail(worker_context &ctx, const std::string &reason)
     ctx.result.reason = reason;
 }
 
+// RFC 8422: an ECDSA certificate must be on a curve the client listed in supported_groups;
+// mbedTLS only says "no shared cipher suite". False (and says what to change) when ours is not
+// while the client offered groups of the profile.
+bool curve_offered(const worker_context &ctx, const std::string &offered)
+{
+    std::string own = tls::group_name(tls::cert_curve(ctx.own_chain.get()));
+    auto listed = [&offered](const std::string &group) {
+        return (":" + offered + ":").find(":" + group + ":") != std::string::npos;
+    };
+    bool profile_group = false; // without one, the client is outside the profile, whatever our curve
+    for (const char *group : {"brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1", "secp256r1", "secp384r1"})
+        profile_group |= listed(group);
+    if (!profile_group || listed(own))
+        return true;
+    log_warn("certificate curve not among the groups the SMGW offered",
+             log_fields().add("certificate_curve", own).add("smgw_offered", offered)
+                 .add("fix", "a device key on one of the offered curves, or the SMGW offering " + own));
+    return false;
+}
+
 bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
 {
     uint64_t begin = now_ms();
@@ -144,6 +164,10 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
         ctx.result.reason = c.invalid_name ? "invalid_server_name"
                             : unknown      ? "unknown_server_name"
                                            : tls::handshake_reason(&t.ssl, h.ret);
+        // mbedTLS cannot tell a missing suite from a certificate curve the SMGW did not offer:
+        // the reason stays, and a line says when the curve is one cause
+        if (ctx.result.reason == "no_shared_cipher_suite")
+            curve_offered(ctx, tls::offered_groups(&t.ssl));
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("server_name", c.server_name.empty() ? "-" : c.server_name)
                      .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));
@@ -198,7 +222,7 @@ void run_inbound(worker_context &ctx)
     ctx.result.bytes_down = rr.tls_to_plain;
     ctx.result.result = rr.clean ? outcome::ok : outcome::failed;
     ctx.result.reason = rr.reason;
-    if (!rr.clean)
+    if (!rr.clean && !rr.close_notify_sent)
         mbedtls_ssl_close_notify(&t.ssl);
 }
 

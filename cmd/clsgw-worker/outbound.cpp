@@ -173,6 +173,21 @@ int setup_tls(worker_context &ctx, tls_session &t, const host_port &target)
     return ret;
 }
 
+// An SMGW (OpenSSL: "wrong curve") refuses with illegal_parameter a client certificate whose curve
+// is not among its groups; TLS 1.2 never shows the client the server's list, but the group it chose
+// for the key exchange is one of them. Names the mismatch instead of leaving a bare alert.
+void note_curve_mismatch(worker_context &ctx, const tls::handshake_result &h)
+{
+    std::string own = tls::group_name(tls::cert_curve(ctx.own_chain.get()));
+    if (ctx.result.reason != "peer_alert_illegal_parameter" || h.group == MBEDTLS_ECP_DP_NONE ||
+        own == tls::group_name(h.group))
+        return;
+    ctx.result.reason = "smgw_refused_cert_curve";
+    log_warn("certificate curve not among the groups the SMGW offered",
+             log_fields().add("certificate_curve", own).add("smgw_chose", tls::group_name(h.group))
+                 .add("fix", "a device key on one of the SMGW's groups, or the SMGW offering " + own));
+}
+
 bool tls_handshake(worker_context &ctx, tls_session &t)
 {
     uint64_t begin = now_ms();
@@ -191,6 +206,7 @@ bool tls_handshake(worker_context &ctx, tls_session &t)
     }
     if (h.ret != 0) {
         set_result(ctx, outcome::failed, tls::handshake_reason(&t.ssl, h.ret));
+        note_curve_mismatch(ctx, h);
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("error", tls::error_text(h.ret)));
         return false;
@@ -297,6 +313,14 @@ void run_outbound(worker_context &ctx)
 #ifdef CLSGW_TEST_HOOKS
     test_hook_forbidden_call(in.target.host);
 #endif
+    if (ctx.job.proxy == proxy_kind::sni && is_ip_literal(in.target.host)) {
+        // server_name carries names only (RFC 6066 section 3); an address there reaches no EMT.
+        reply_app(ctx, socks5::REP_ADDRESS_TYPE_NOT_SUPPORTED);
+        set_result(ctx, outcome::refused, "sni_cannot_name_an_address");
+        log_info("proxy = sni names the EMT by server_name, which cannot carry an IP address: refused",
+                 log_fields().add("target", in.target.to_string()).add("answer", "socks5_address_type_not_supported"));
+        return;
+    }
     if (ctx.job.ingress == ingress_kind::socks5 && !allowed(ctx, in.target)) {
         reply_app(ctx, socks5::REP_NOT_ALLOWED);
         set_result(ctx, outcome::refused, "target_not_allowed");
@@ -341,7 +365,11 @@ void run_outbound(worker_context &ctx)
         }
         if (rep != socks5::REP_SUCCEEDED) {
             reply_app(ctx, socks5::app_reply_code(rep));
-            set_result(ctx, outcome::refused, std::string("smgw_refused_") + socks5::reply_name(rep));
+            // 0x02 is the SMGW's proxy profile saying no; every other code is the SMGW failing
+            if (rep == socks5::REP_NOT_ALLOWED)
+                set_result(ctx, outcome::refused, std::string("smgw_refused_") + socks5::reply_name(rep));
+            else
+                set_result(ctx, outcome::failed, std::string("smgw_failed_") + socks5::reply_name(rep));
             mbedtls_ssl_close_notify(&t.ssl);
             return;
         }
@@ -356,11 +384,13 @@ void run_outbound(worker_context &ctx)
         ctx.result.bytes_up += in.early_data.size();
     }
     relay_options opt = channel_relay_options(ctx);
+    opt.plain_bytes_before = in.early_data.size();
     relay_result rr = relay(CONNECTION_FD, &t.ssl, t.io, opt, "app", "smgw");
     ctx.result.bytes_up += rr.plain_to_tls;
     ctx.result.bytes_down += rr.tls_to_plain;
     set_result(ctx, rr.clean ? outcome::ok : outcome::failed, rr.reason);
-    if (rr.reason == "max_session_lifetime" || rr.reason == "idle_timeout" || rr.reason == "close_timeout")
+    if (!rr.close_notify_sent &&
+        (rr.reason == "max_session_lifetime" || rr.reason == "idle_timeout" || rr.reason == "close_timeout"))
         mbedtls_ssl_close_notify(&t.ssl);
 }
 

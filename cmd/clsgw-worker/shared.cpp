@@ -217,6 +217,7 @@ relay_options channel_relay_options(const worker_context &ctx)
     relay_options opt;
     opt.idle_timeout_ms = ctx.job.idle_timeout_ms;
     opt.close_timeout_ms = ctx.job.close_timeout_ms;
+    opt.hold_tls_after_plain_close = true; // TLS 1.2 cannot carry the app's half-close: wait for the answer
     uint64_t age = ctx.result.resumed ? ctx.resumed_session_age_ms : 0;
     uint64_t left = ctx.job.max_session_lifetime_ms > age ? ctx.job.max_session_lifetime_ms - age : 0;
     opt.lifetime_deadline_ms = ctx.started_ms + left;

@@ -67,7 +67,8 @@ void release_freed_memory();
 std::optional<session_message> ask_master(worker_context &ctx, msg_type type, const bytes &key,
                                           const bytes &channel = bytes());
 bool save_session(const mbedtls_ssl_context *ssl, bytes &out);
-// The relay settings every channel shares: the job's timeouts, the end at max_session_lifetime
+// The relay settings every channel shares: the job's timeouts, the TLS session held open after
+// the plain side's FIN until the SMGW closes or close_timeout passes quietly, the end at max_session_lifetime
 // (counted from the TLS session's full handshake), progress reports to the master (for clsgwctl
 // status), and freed memory handed back once the relay first goes idle.
 relay_options channel_relay_options(const worker_context &ctx);

@@ -654,6 +654,10 @@ void master::on_worker_message(channel &ch)
         auto level = channel_levels_.find(ch.cfg.name);
         if (level != channel_levels_.end() && line->first > level->second)
             return;
+        // What a worker says before its channel carries data is about a failed start (a scanner's
+        // handshakes, bad SOCKS5): rate-limited per peer like the channel lines; warnings pass.
+        if (!ch.established && line->first >= log_level::info && !may_log_failure(ch, "worker_detail"))
+            return;
         log_raw(line->first, line->second + " " + log_fields().add("channel", ch.id).add("name", ch.cfg.name).str());
         return;
     }
@@ -918,6 +922,8 @@ void master::log_summary(const channel &ch, int status)
         else if (!r.target.empty())
             f.add("target", r.target);
         f.add("proxy", proxy_name(ch.cfg.proxy));
+        if (ch.cfg.proxy == proxy_kind::sni)
+            f.add("port_sent", "no"); // server_name carries no port: the SMGW's proxy profile picks it
     } else {
         f.add("server_name", r.target.empty() ? "-" : r.target).add("forward", ch.cfg.forward_text);
     }

@@ -266,10 +266,31 @@ const char *alert_name(unsigned char description)
     return "unknown";
 }
 
+mbedtls_ecp_group_id cert_curve(const mbedtls_x509_crt *crt)
+{
+    if (!crt || mbedtls_pk_get_type(&crt->pk) != MBEDTLS_PK_ECKEY)
+        return MBEDTLS_ECP_DP_NONE;
+    return mbedtls_pk_ec(crt->pk)->grp.id;
+}
+
+std::string offered_groups(const mbedtls_ssl_context *ssl)
+{
+    std::string out;
+    if (!ssl->handshake || !ssl->handshake->curves)
+        return out;
+    for (const mbedtls_ecp_curve_info **c = ssl->handshake->curves; *c; c++)
+        out += (out.empty() ? "" : ":") + std::string((*c)->name);
+    return out;
+}
+
 std::string handshake_reason(const mbedtls_ssl_context *ssl, int ret)
 {
-    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl->in_msg)
-        return std::string("peer_alert_") + alert_name(ssl->in_msg[1]);
+    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl->in_msg) {
+        const char *name = alert_name(ssl->in_msg[1]);
+        if (strcmp(name, "unknown") == 0) // an alert without a name keeps its number: peer_alert_unknown_99
+            return std::string("peer_alert_unknown_") + std::to_string(ssl->in_msg[1]);
+        return std::string("peer_alert_") + name;
+    }
     return handshake_reason(ret, mbedtls_ssl_get_verify_result(ssl));
 }
 

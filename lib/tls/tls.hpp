@@ -91,6 +91,11 @@ std::string fingerprint(const mbedtls_x509_crt *crt);
 // SHA-256 over the DER SubjectPublicKeyInfo: the key id the signer and the audit log use.
 bool key_id(mbedtls_pk_context *pk, uint8_t out[32]);
 const char *group_name(mbedtls_ecp_group_id id);
+// The curve of a certificate's EC key; MBEDTLS_ECP_DP_NONE for any other key.
+mbedtls_ecp_group_id cert_curve(const mbedtls_x509_crt *crt);
+// Server side, during or right after a handshake: the groups the client offered in its
+// ClientHello, as "name:name"; empty when none were seen.
+std::string offered_groups(const mbedtls_ssl_context *ssl);
 
 // The transport under a TLS session: a non-blocking socket. It also follows the record
 // framing of what it receives, so that handshake records arriving after the handshake

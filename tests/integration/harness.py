@@ -35,6 +35,14 @@ def runs_emulated(test):
     return test
 
 
+def scenario(peer, direction, what):
+    """Marks a test as one cell of docs/interop.md's matrix: a foreign peer, a direction, a scenario."""
+    def mark(test):
+        test.scenario = {"peer": peer, "direction": direction, "what": what}
+        return test
+    return mark
+
+
 class SkipTest(Exception):
     """Raised by a test that cannot run here; reported as skipped, never as passed."""
 
@@ -127,11 +135,11 @@ def sha256(data):
 
 
 class Process:
-    def __init__(self, name, argv, log_path, env=None, pass_fds=(), preexec_fn=None):
+    def __init__(self, name, argv, log_path, env=None, pass_fds=(), preexec_fn=None, stdin=subprocess.DEVNULL):
         self.name = name
         self.log_path = log_path
         self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+        self.proc = subprocess.Popen(argv, stdin=stdin, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      pass_fds=pass_fds, preexec_fn=preexec_fn, start_new_session=True)
 
     @property
@@ -238,10 +246,11 @@ class Env:
 
     def write_config(self, smgw_port, channels, clsgw=None, trust="smgw.crt"):
         # every channel's summary line is visible, and every channel tries the SMGW, unless a test
-        # is about the rate limit or the back-off
+        # is about the rate limit or the back-off; an app's half-close keeps its channel open for
+        # the EMT's rest until 1s pass with nothing moving (the echo EMT never learns of the FIN)
         settings = {"worker_user": "nobody", "log_level": "debug", "handshake_timeout": "10s",
                     "control_socket": self.path("control.sock"), "log_suppress_interval": "0s",
-                    "smgw_backoff_max": "0s"}
+                    "smgw_backoff_max": "0s", "close_timeout": "1s"}
         settings.update(clsgw or {})
         lines = ["[clsgw]"] + [f"{k} = {v}" for k, v in settings.items()]
         lines += ["[identity]", "certificate = device.crt", "key = device.key", "audit_log = audit.log",
@@ -317,6 +326,44 @@ class TestServer:
 
     def close(self):
         self.sock.close()
+
+
+class Answerer(TestServer):
+    """An EMT that reads a request up to an empty line, takes `think` seconds to work, answers and
+    closes: what an HTTP/1.0 server does for a client that half-closed after its request."""
+
+    def __init__(self, answer=b"HTTP/1.0 200 OK\r\n\r\nthe answer\n", think=0.5):
+        self.answer, self.think = answer, think
+        self.requests = []
+        super().__init__()
+
+    def handle(self, conn):
+        request = b""
+        while b"\r\n\r\n" not in request:
+            data = conn.recv(65536)
+            if not data:
+                return
+            request += data
+        self.requests.append(request)
+        time.sleep(self.think)  # the EMT's own work, not a synchronisation
+        conn.sendall(self.answer)
+
+
+def half_closed_request(port, request=b"GET / HTTP/1.0\r\n\r\n", socks=None):
+    """Sends a request, shuts down the write side at once, returns everything that comes back."""
+    if socks:
+        s, rep = socks5_connect(port, *socks)
+        assert rep == 0, f"SOCKS5 reply {rep}"
+    else:
+        s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(request)
+    s.shutdown(socket.SHUT_WR)
+    try:
+        return recv_all(s, timeout=20)
+    except ConnectionResetError:
+        return b""
+    finally:
+        s.close()
 
 
 class Service(TestServer):

@@ -3,7 +3,7 @@ import os
 import socket
 import subprocess
 
-from harness import (Service, channel_worker, free_port, proc_status, recv_all, sha256, transfer,
+from harness import (Service, channel_worker, free_port, proc_status, recv_all, recv_exact, sha256, transfer,
                      wait_until)
 
 
@@ -38,6 +38,37 @@ def test_sixteen_mib_both_ways_with_half_close(env):
     env.clsgwd.wait_log(rf"channel closed .*name=modbus direction=inbound .*outcome=ok reason=smgw_closed "
                         rf"server_name=- forward=127.0.0.1:{echo.port} bytes_up={len(payload)} bytes_down={len(payload)}")
     assert echo.accepts == 1
+
+
+class Greeter(Service):
+    """A local service that greets, half-closes at once and then counts what the EMT still sends."""
+
+    def handle(self, conn):
+        conn.sendall(b"ready\n")
+        conn.shutdown(socket.SHUT_WR)
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            self.received += len(data)
+
+
+def test_service_half_close_still_receives_the_smgw_data(env):
+    """a local service that half-closes first still gets all the EMT sends afterwards: clsgw keeps the
+    TLS session open (TLS 1.2 cannot carry the half-close) until the SMGW closes"""
+    service = Greeter()
+    ports = device(env, {"modbus": {"forward": f"127.0.0.1:{service.port}"}})
+    [emt] = env.start_sim_inbound([(ports["modbus"], None)])
+    s = socket.create_connection(("127.0.0.1", emt))
+    assert recv_exact(s, 6) == b"ready\n"
+    # the EMT takes its time; the service's FIN has long reached clsgw
+    wait_until(lambda: env.clsgwd.lines(r"plain side closed|channel closed"), 10, "the service's FIN at clsgw")
+    payload = os.urandom(1 << 20)
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s, timeout=20) == b""
+    wait_until(lambda: service.received == len(payload), 10, "the EMT's bytes at the service")
+    env.clsgwd.wait_log(rf"channel closed .*name=modbus .*outcome=ok reason=service_closed .*bytes_down={len(payload)}")
 
 
 def test_unauthenticated_smgw_never_reaches_the_service(env):

@@ -3,7 +3,7 @@ import os
 import socket
 import threading
 
-from harness import free_port, recv_all, sha256, socks5_connect, transfer, wait_until
+from harness import Answerer, free_port, half_closed_request, recv_all, sha256, socks5_connect, transfer, wait_until
 
 EMT = "emt.example"
 EMT_PORT = 4443
@@ -40,7 +40,7 @@ def test_every_ingress_and_proxy_combination(env):
         socks = (EMT, EMT_PORT) if name.startswith("socks5") else None
         assert echo_once(port, payload, socks) == payload, name
         env.clsgwd.wait_log(rf"channel closed .*name={name} .*outcome=ok reason=app_closed .*target={EMT}:{EMT_PORT} "
-                            rf"proxy={name.split('-')[1]} bytes_up={len(payload)} bytes_down={len(payload)}")
+                            rf"proxy={name.split('-')[1]} (port_sent=no )?bytes_up={len(payload)} bytes_down={len(payload)}")
     formats = [l.split("format=")[1].split()[0] for l in env.sim.lines("channel open")]
     assert sorted(formats) == ["sni", "sni", "socks5", "socks5"], formats
 
@@ -64,6 +64,39 @@ def test_half_close_delivers_the_tail(env):
     s.shutdown(socket.SHUT_WR)  # at once: most of the echo is still on its way back
     got = recv_all(s)
     assert sha256(got) == sha256(payload)
+
+
+def test_half_closed_request_is_answered_through_a_strict_smgw(env):
+    """an app that half-closes after its request gets the EMT's later answer, though the SMGW ends the
+    channel on close_notify (TLS 1.2 has no half-close)"""
+    emt = Answerer()
+    sim = env.start_sim([f"{EMT}:{EMT_PORT}=127.0.0.1:{emt.port}"])
+    port = free_port()
+    env.start_clsgwd(env.write_config(sim, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "socks5",
+                                                    "allow": f"{EMT}:*", "proxy": "socks5"}}))
+    assert half_closed_request(port, socks=(EMT, EMT_PORT)) == emt.answer
+    env.clsgwd.wait_log(rf"channel closed .*outcome=ok reason=app_closed .*bytes_down={len(emt.answer)} ")
+    assert emt.requests == [b"GET / HTTP/1.0\r\n\r\n"]
+
+
+def test_app_that_sends_nothing_and_closes_ends_its_channel_at_once(env):
+    """an app that connects and closes without a byte (a health check) does not hold a channel open"""
+    ports = gateway(env, {"app": {"ingress": "static", "target": f"{EMT}:{EMT_PORT}"}}, clsgw={"close_timeout": "1m"})
+    s = socket.create_connection(("127.0.0.1", ports["app"]))
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s, timeout=10) == b""
+    env.clsgwd.wait_log(r"channel closed .*outcome=ok reason=(app|smgw)_closed .*bytes_up=0 bytes_down=0", timeout=10)
+
+
+def test_simulator_issues_tickets_and_the_next_channel_resumes(env):
+    """the simulator issues session tickets like an SMGW: the channel after the first resumes, with no signature"""
+    ports = gateway(env, {"app": {"ingress": "static", "target": f"{EMT}:{EMT_PORT}"}})
+    for n in (1, 2):
+        assert echo_once(ports["app"], b"hello\n") == b"hello\n"
+        env.clsgwd.wait_log(rf"channel closed id={n} .*outcome=ok ")
+    env.clsgwd.wait_log(r"channel closed id=2 .*resumed=yes ")
+    env.sim.wait_log(r"channel open .*resumed=yes")
+    assert len(env.audit_lines()) == 1
 
 
 def test_smgw_refusal_reaches_the_app_as_socks5_not_allowed(env):
@@ -171,7 +204,8 @@ def test_max_channels_holds_connections_in_the_backlog(env):
 
 def test_audit_log_has_one_line_per_handshake(env):
     """the signer's audit log gets exactly one line per full handshake, naming channel and result"""
-    ports = gateway(env, {"app": {"ingress": "static", "target": f"{EMT}:{EMT_PORT}"}})
+    # resumption off: the simulator issues tickets, and every channel here is to make a full handshake
+    ports = gateway(env, {"app": {"ingress": "static", "target": f"{EMT}:{EMT_PORT}"}}, clsgw={"resumption": "no"})
     for i in range(5):
         assert echo_once(ports["app"], b"x") == b"x"
     wait_until(lambda: len(env.clsgwd.lines("channel closed")) == 5, 10, "five channels to close")

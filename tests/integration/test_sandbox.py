@@ -10,11 +10,12 @@ from harness import (TEST_BIN, SkipTest, channel_pids, channel_worker, children_
 EMT, EMT_PORT = "emt.example", 4443
 
 
-def gateway(env, worker_path=None, allow="*:*"):
+def gateway(env, worker_path=None, allow="*:*", settings=None):
     echo = env.start_echo()
     sim = env.start_sim([f"{EMT}:{EMT_PORT}=127.0.0.1:{echo}"])
     port = free_port()
     clsgw = {"worker_path": worker_path} if worker_path else {}
+    clsgw.update(settings or {})
     env.start_clsgwd(env.write_config(sim, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "socks5",
                                                     "allow": allow}}, clsgw=clsgw))
     return port
@@ -136,7 +137,7 @@ def test_stop_and_continue_leave_a_worker_a_spare_and_the_signer_alive(env):
     """SIGSTOP then SIGCONT to an idle channel's worker, a spare and the signer: each lives on and serves
     (a debugger or the cgroup freezer does the same; the interrupted poll resumes through restart_syscall)"""
     from test_spares import pool_full
-    port = gateway(env)
+    port = gateway(env, settings={"resumption": "no"})  # the new channel must ask the signer
     s = echoed_socks5_channel(port, EMT, EMT_PORT)
     worker = channel_worker(env)
     spares = pool_full(env)

@@ -78,6 +78,26 @@ TEST_CASE("server side: CONNECT requests parse for every address type")
     CHECK(pd.consumed == dn.size() - 1);
 }
 
+TEST_CASE("server side: a DOMAIN-typed literal is the literal, a trailing dot is the root label")
+{
+    // curl --socks5-hostname and PySocks send literals as DOMAIN; resolvers send "localhost."
+    for (auto [sent, parsed] : {std::pair<std::string, std::string>{"127.0.0.1", "127.0.0.1:80"},
+                                {"::1", "[::1]:80"},
+                                {"[::1]", "[::1]:80"},
+                                {"localhost.", "localhost:80"},
+                                {"emt.example.", "emt.example:80"}}) {
+        bytes r = domain_request(sent, 80);
+        auto p = s5::parse_request(r.data(), r.size());
+        REQUIRE_MESSAGE(p.st == s5::status::ok, sent);
+        CHECK(p.value.target.to_string() == parsed);
+    }
+    for (const char *bad : {".", "emt..example", "emt.example..", "emt example"}) {
+        bytes r = domain_request(bad, 80);
+        auto p = s5::parse_request(r.data(), r.size());
+        CHECK_MESSAGE(p.st == s5::status::invalid, bad);
+    }
+}
+
 TEST_CASE("server side: truncated requests ask for more at every cut")
 {
     bytes dn = domain_request("emt.example", 4443);

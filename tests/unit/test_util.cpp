@@ -39,6 +39,13 @@ TEST_CASE("addresses: numeric only, IPv6 in brackets, port 1-65535")
     CHECK(parse_host_port("[2001:db8::1]:443")->to_string() == "[2001:db8::1]:443");
     CHECK_FALSE(parse_host_port("emt..example:443").has_value());
     CHECK_FALSE(parse_host_port("emt.example:").has_value());
+    // the master parses what the worker asks for the same way the worker parsed the app's request
+    CHECK(parse_host_port("localhost.:80")->to_string() == "localhost:80");
+    CHECK_FALSE(parse_host_port(".:80").has_value());
+    CHECK(is_ip_literal("192.0.2.1"));
+    CHECK(is_ip_literal("2001:db8::1"));
+    CHECK_FALSE(is_ip_literal("emt.example"));
+    CHECK(*normalise_target_host("[2001:db8::1]") == "2001:db8::1");
 }
 
 TEST_CASE("log values with spaces, quotes or control bytes are quoted")
