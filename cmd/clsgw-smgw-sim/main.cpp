@@ -119,11 +119,11 @@ void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
         die("--cert " + o.cert + ": " + err);
     if (!trust || !t.trust.parse_pem(*trust, err))
         die("--trust " + o.trust + ": " + err);
-    if (!key || mbedtls_pk_parse_key(t.key.get(), reinterpret_cast<const unsigned char *>(key->c_str()),
-                                     key->size() + 1, nullptr, 0) != 0)
-        die("--key " + o.key + ": cannot parse");
     if (!t.rng.seed("clsgw-smgw-sim"))
         die("cannot seed the random generator");
+    if (!key || mbedtls_pk_parse_key(t.key.get(), reinterpret_cast<const unsigned char *>(key->c_str()),
+                                     key->size() + 1, nullptr, 0, tls::rng::random, &t.rng) != 0)
+        die("--key " + o.key + ": cannot parse");
     t.opt = &o;
     mbedtls_ssl_config_defaults(&t.conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
     tls::apply_han_profile(&t.conf);
@@ -219,7 +219,7 @@ void serve_device(const sim_options &o, unique_fd device)
     setup_tls(t, o, MBEDTLS_SSL_IS_SERVER);
     t.io.fd = device.get();
     set_nonblocking(t.io.fd, true);
-    mbedtls_ssl_setup(&t.ssl, &t.conf);
+    tls::setup(&t.ssl, &t.conf);
     mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
     std::string peer = peer_name(t.io.fd);
     tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS);
@@ -286,7 +286,7 @@ void serve_emt(const sim_options &o, const inbound_link &link, unique_fd emt)
     }
     t.io.fd = device.get();
     set_nonblocking(emt.get(), true);
-    mbedtls_ssl_setup(&t.ssl, &t.conf);
+    tls::setup(&t.ssl, &t.conf);
     if (!link.server_name.empty())
         mbedtls_ssl_set_hostname(&t.ssl, link.server_name.c_str());
     mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
