@@ -12,6 +12,7 @@ CC       ?= gcc
 OPT      ?= -O2
 PYTHON   ?= /usr/bin/python3
 NPROC    ?= $(shell nproc 2>/dev/null || echo 2)
+VERSION  ?= 0.1
 
 # Programs that run on the device link only these Debian libraries.
 LIBS     := -lmbedtls -lmbedx509 -lmbedcrypto -lseccomp -lcap-ng -linih
@@ -94,7 +95,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 SYSCONFDIR ?= /etc
-CXXFLAGS += -DCLSGW_LIBEXECDIR='"$(LIBEXECDIR)"'
+CXXFLAGS += -DCLSGW_LIBEXECDIR='"$(LIBEXECDIR)"' -DCLSGW_VERSION='"$(VERSION)"'
 MANPAGES := $(wildcard man/*.[1-8])
 
 SHELL := /bin/bash

@@ -625,6 +625,8 @@ bool parse_refusal_budget(std::string_view text, options &o)
 
 int main(int argc, char **argv)
 {
+    if (tls::print_version(argc, argv, "clsgw-signer"))
+        return 0;
     options o;
     static const struct option longopts[] = {
         {"key", required_argument, nullptr, 'k'},          {"certificate", required_argument, nullptr, 'c'},

@@ -409,6 +409,8 @@ route parse_route(const std::string &text)
 
 int main(int argc, char **argv)
 {
+    if (tls::print_version(argc, argv, "clsgw-smgw-sim"))
+        return 0;
     if (argc < 2)
         return usage();
     std::string mode = argv[1];

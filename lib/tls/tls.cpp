@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "../util.hpp"
@@ -318,6 +319,21 @@ mbedtls_ecp_group_id key_group(const mbedtls_pk_context *pk)
     if (!mbedtls_pk_can_do(pk, MBEDTLS_PK_ECKEY) && !mbedtls_pk_can_do(pk, MBEDTLS_PK_ECDSA))
         return MBEDTLS_ECP_DP_NONE;
     return mbedtls_ecp_keypair_get_group_id(mbedtls_pk_ec(*pk));
+}
+
+const char *library_version()
+{
+    static char text[18];
+    mbedtls_version_get_string(text);
+    return text;
+}
+
+bool print_version(int argc, char **argv, const char *program)
+{
+    if (argc != 2 || strcmp(argv[1], "--version") != 0)
+        return false;
+    printf("%s %s (mbedTLS %s)\n", program, CLSGW_VERSION, library_version());
+    return true;
 }
 
 std::string fingerprint(const mbedtls_x509_crt *crt)

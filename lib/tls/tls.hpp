@@ -14,6 +14,10 @@
 namespace clsgw::tls {
 
 std::string error_text(int ret);
+// The linked mbedTLS's version, "3.6.6".
+const char *library_version();
+// True when argv is exactly PROGRAM --version; then prints "PROGRAM VERSION (mbedTLS X.Y.Z)".
+bool print_version(int argc, char **argv, const char *program);
 
 // CTR-DRBG seeded from the kernel (getrandom), one per process.
 class rng {
