@@ -65,7 +65,9 @@ ifeq ($(MBEDTLS),build)
 # One prefix per architecture; the sanitizer build shares the native one (mbedTLS itself is not
 # instrumented).
 MBEDTLS_PREFIX := build$(if $(FOREIGN_ARCH),/$(ARCH))/mbedtls
-MBEDTLS_STAMP  := $(MBEDTLS_PREFIX)/.built
+# The stamp names the script's content: built once, and again only when deps/mbedtls.sh changes
+# (not when a checkout merely touches it).
+MBEDTLS_STAMP  := $(MBEDTLS_PREFIX)/.built-$(shell sha256sum deps/mbedtls.sh 2>/dev/null | cut -c1-12)
 DEB_PACKAGES   += dpkg-dev debian-archive-keyring
 CXXFLAGS       += -isystem $(MBEDTLS_PREFIX)/include
 CFLAGS         += -isystem $(MBEDTLS_PREFIX)/include
@@ -170,11 +172,12 @@ deps:
 	fi
 	@$(if $(MBEDTLS_STAMP),$(MAKE) --no-print-directory $(MBEDTLS_STAMP))
 
-# Built once; deps/mbedtls.sh says which source package it took (PREFIX/.built).
+# deps/mbedtls.sh writes which source package it took into PREFIX/.built.
 ifneq ($(MBEDTLS_STAMP),)
-$(MBEDTLS_STAMP): deps/mbedtls.sh
+$(MBEDTLS_STAMP):
 	@echo "deps: building mbedTLS 3.6 from Debian's trixie source into $(MBEDTLS_PREFIX)"
-	@rm -f $@ && MBEDTLS_SRC_CACHE=build/mbedtls-src sh deps/mbedtls.sh $(MBEDTLS_PREFIX) $(CC) $(AR)
+	@rm -f $(MBEDTLS_PREFIX)/.built $(MBEDTLS_PREFIX)/.built-* && \
+	  MBEDTLS_SRC_CACHE=build/mbedtls-src sh deps/mbedtls.sh $(MBEDTLS_PREFIX) $(CC) $(AR) && touch $@
 endif
 
 check: deps
