@@ -170,14 +170,14 @@ deps:
 	  echo "  apt-get install$$missing"; \
 	  exit 1; \
 	fi
-	@$(if $(MBEDTLS_STAMP),$(MAKE) --no-print-directory $(MBEDTLS_STAMP))
+	@$(if $(MBEDTLS_STAMP),$(MAKE) -s --no-print-directory $(MBEDTLS_STAMP))
 
 # deps/mbedtls.sh writes which source package it took into PREFIX/.built.
 ifneq ($(MBEDTLS_STAMP),)
 $(MBEDTLS_STAMP):
 	@echo "deps: building mbedTLS 3.6 from Debian's trixie source into $(MBEDTLS_PREFIX)"
 	@rm -f $(MBEDTLS_PREFIX)/.built $(MBEDTLS_PREFIX)/.built-* && \
-	  MBEDTLS_SRC_CACHE=build/mbedtls-src sh deps/mbedtls.sh $(MBEDTLS_PREFIX) $(CC) $(AR) && touch $@
+	  MBEDTLS_SRC_CACHE=build/mbedtls-src MBEDTLS_JOBS=$(NPROC) sh deps/mbedtls.sh $(MBEDTLS_PREFIX) $(CC) $(AR) && touch $@
 endif
 
 check: deps
