@@ -3,7 +3,8 @@
 #   make            build every program into build/bin/
 #   make check      unit, integration and interop tests; ends with "N passed, N failed"
 #   make demo       throwaway PKI, SMGW simulator, EMT stand-in, clsgwd: traffic end to end
-#   make deps       install the Debian 12 packages the project needs (as root), or print them
+#   make deps       install the Debian 12 packages the project needs (as root), or print them,
+#                   and build mbedTLS 3.6 (MBEDTLS=build, the default) once into build/
 
 BUILD    ?= build
 CXX      ?= g++
@@ -11,6 +12,7 @@ CC       ?= gcc
 OPT      ?= -O2
 PYTHON   ?= /usr/bin/python3
 NPROC    ?= $(shell nproc 2>/dev/null || echo 2)
+VERSION  ?= 0.1
 
 # Programs that run on the device link only these Debian libraries.
 LIBS     := -lmbedtls -lmbedx509 -lmbedcrypto -lseccomp -lcap-ng -linih
@@ -21,9 +23,16 @@ CXXFLAGS += -std=c++17 $(OPT) -g $(WARN) $(HARDEN) -MMD -MP
 CFLAGS   += -std=c99 -D_DEFAULT_SOURCE $(OPT) -g $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
-DEB_PACKAGES := g++ make libmbedtls-dev libseccomp-dev libcap-ng-dev libinih-dev \
+DEB_PACKAGES := g++ make libseccomp-dev libcap-ng-dev libinih-dev \
                 doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc clang libclang-rt-14-dev \
                 microsocks curl ncat proxychains4 python3-socks gnutls-bin libbotan-2-dev
+
+# mbedTLS 3.6 LTS (clsgw needs 3.6; Debian 12's 2.28 is end of life and no longer builds it).
+#   MBEDTLS=build   (default) Debian's own mbedtls 3.6 source package from the trixie suite,
+#                   fetched through apt with its signature check and built once by deps/mbedtls.sh
+#                   into build/mbedtls (build/arm64/mbedtls for ARCH=arm64), static libraries only
+#   MBEDTLS=system  the system's libmbedtls-dev (Debian 13, Yocto with meta-oe's mbedtls 3.6)
+MBEDTLS ?= build
 
 # SANITIZE=address,undefined builds everything with those sanitizers into build/sanitize and
 # runs the whole suite with them (workers and the signer included).
@@ -47,10 +56,28 @@ AR           := $(CROSS)ar
 BUILD        := build/arm64
 EMULATOR     := qemu-aarch64 -L /usr/aarch64-linux-gnu
 FOREIGN_ARCH := arm64
-DEB_PACKAGES += crossbuild-essential-arm64 libmbedtls-dev:arm64 libseccomp-dev:arm64 libcap-ng-dev:arm64 \
+DEB_PACKAGES += crossbuild-essential-arm64 libseccomp-dev:arm64 libcap-ng-dev:arm64 \
                 libinih-dev:arm64 qemu-user
 else ifneq ($(ARCH),native)
 $(error ARCH=$(ARCH) is not supported: use native (the default) or arm64)
+endif
+
+ifeq ($(MBEDTLS),build)
+# One prefix per architecture; the sanitizer build shares the native one (mbedTLS itself is not
+# instrumented).
+MBEDTLS_PREFIX := build$(if $(FOREIGN_ARCH),/$(ARCH))/mbedtls
+# The stamp names the script's content: built once, and again only when deps/mbedtls.sh changes
+# (not when a checkout merely touches it).
+MBEDTLS_STAMP  := $(MBEDTLS_PREFIX)/.built-$(shell sha256sum deps/mbedtls.sh 2>/dev/null | cut -c1-12)
+DEB_PACKAGES   += dpkg-dev debian-archive-keyring
+CXXFLAGS       += -isystem $(MBEDTLS_PREFIX)/include
+CFLAGS         += -isystem $(MBEDTLS_PREFIX)/include
+LDFLAGS        += -L$(MBEDTLS_PREFIX)/lib
+else ifeq ($(MBEDTLS),system)
+MBEDTLS_STAMP  :=
+DEB_PACKAGES   += libmbedtls-dev$(if $(FOREIGN_ARCH),:$(FOREIGN_ARCH))
+else
+$(error MBEDTLS=$(MBEDTLS) is not supported: use build (the default) or system)
 endif
 
 PROGRAMS := clsgwd clsgw-worker clsgw-signer clsgwctl clsgw-smgw-sim
@@ -71,7 +98,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 SYSCONFDIR ?= /etc
-CXXFLAGS += -DCLSGW_LIBEXECDIR='"$(LIBEXECDIR)"'
+CXXFLAGS += -DCLSGW_LIBEXECDIR='"$(LIBEXECDIR)"' -DCLSGW_VERSION='"$(VERSION)"'
 MANPAGES := $(wildcard man/*.[1-8])
 
 SHELL := /bin/bash
@@ -93,11 +120,11 @@ $(BUILD)/tests/botan-smgw: tests/interop/botan_smgw.cpp
 	g++ -std=c++17 -O1 -o $@ $< $(BOTAN_FLAGS)
 programs: $(PROGRAMS:%=$(BUILD)/bin/%)
 
-$(BUILD)/obj/%.o: %.cpp
+$(BUILD)/obj/%.o: %.cpp | $(MBEDTLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | $(MBEDTLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -126,7 +153,7 @@ $(foreach p,$(PROGRAMS),$(eval $(call program,$(p))))
 # The worker built once more with its test hooks: forbidden calls made on purpose after the
 # sandbox is up, so the tests can prove the filter kills. Never installed.
 WORKER_SRC := $(wildcard cmd/clsgw-worker/*.cpp)
-$(BUILD)/obj-testhooks/%.o: %.cpp
+$(BUILD)/obj-testhooks/%.o: %.cpp | $(MBEDTLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -DCLSGW_TEST_HOOKS -c $< -o $@
 $(BUILD)/tests/clsgw-worker-testhooks: $(WORKER_SRC:%.cpp=$(BUILD)/obj-testhooks/%.o) $(SAN_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libclsgw.a
@@ -155,6 +182,15 @@ deps:
 	  echo "  apt-get install$$missing"; \
 	  exit 1; \
 	fi
+	@$(if $(MBEDTLS_STAMP),$(MAKE) -s --no-print-directory $(MBEDTLS_STAMP))
+
+# deps/mbedtls.sh writes which source package it took into PREFIX/.built.
+ifneq ($(MBEDTLS_STAMP),)
+$(MBEDTLS_STAMP):
+	@echo "deps: building mbedTLS 3.6 from Debian's trixie source into $(MBEDTLS_PREFIX)"
+	@rm -f $(MBEDTLS_PREFIX)/.built $(MBEDTLS_PREFIX)/.built-* && \
+	  MBEDTLS_SRC_CACHE=build/mbedtls-src MBEDTLS_JOBS=$(NPROC) sh deps/mbedtls.sh $(MBEDTLS_PREFIX) $(CC) $(AR) && touch $@
+endif
 
 check: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
@@ -235,7 +271,7 @@ bench: deps
 	@$(PYTHON) tests/bench/bench.py --build $(BUILD) --floor $(BUILD)/bench/crypto_floor --out $(BUILD)/bench \
 	  --stunnel-fork $(BUILD)/bench/stunnel-fork/stunnel $(BENCH_ARGS)
 
-$(BUILD)/bench/crypto_floor: tests/bench/crypto_floor.c
+$(BUILD)/bench/crypto_floor: tests/bench/crypto_floor.c | $(MBEDTLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lmbedcrypto
 

@@ -19,7 +19,7 @@ constexpr const char *CHAIN = " chain=";
 std::string sha256_hex(const std::string &data)
 {
     uint8_t digest[32];
-    mbedtls_sha256_ret(reinterpret_cast<const unsigned char *>(data.data()), data.size(), digest, 0);
+    mbedtls_sha256(reinterpret_cast<const unsigned char *>(data.data()), data.size(), digest, 0);
     return hex(digest, sizeof digest);
 }
 

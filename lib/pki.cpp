@@ -33,9 +33,8 @@ result failure(std::string what, int ret = 0)
 
 bool parse_key(mbedtls_pk_context *pk, const std::string &pem, tls::rng &rng)
 {
-    (void)rng;
-    return mbedtls_pk_parse_key(pk, reinterpret_cast<const unsigned char *>(pem.c_str()), pem.size() + 1, nullptr,
-                                0) == 0;
+    return mbedtls_pk_parse_key(pk, reinterpret_cast<const unsigned char *>(pem.c_str()), pem.size() + 1, nullptr, 0,
+                                tls::rng::random, &rng) == 0;
 }
 
 // X.509 validity is "YYYYMMDDhhmmss" in UTC.
@@ -130,13 +129,10 @@ result make_certificate(const cert_request &req)
     unsigned char serial_bytes[16];
     tls::rng::random(&rng, serial_bytes, sizeof serial_bytes);
     serial_bytes[0] &= 0x7f; // positive
-    mpi serial;
     time_t now = time(nullptr);
     time_t from = now + static_cast<time_t>(req.valid_from_days) * 86400 - 60;
     time_t until = from + static_cast<time_t>(req.days) * 86400;
-    int ret = mbedtls_mpi_read_binary(serial.get(), serial_bytes, sizeof serial_bytes);
-    if (ret == 0)
-        ret = mbedtls_x509write_crt_set_serial(w.get(), serial.get());
+    int ret = mbedtls_x509write_crt_set_serial_raw(w.get(), serial_bytes, sizeof serial_bytes);
     if (ret == 0)
         ret = mbedtls_x509write_crt_set_subject_name(w.get(), req.subject.c_str());
     if (ret == 0)

@@ -153,40 +153,33 @@ void signer_service::load_identity()
     auto pem = read_file(opt_.key_path, 64 * 1024);
     if (!pem)
         die("cannot read the private key", log_fields().add("path", opt_.key_path).add("error", errno_text(errno)));
+    // Parsing and checking a key pair take the random generator (blinding): it is seeded first.
+    if (!rng_.seed("clsgw-signer"))
+        die("cannot seed the random generator");
     int ret = mbedtls_pk_parse_key(key_.get(), reinterpret_cast<const unsigned char *>(pem->c_str()), pem->size() + 1,
-                                   nullptr, 0);
+                                   nullptr, 0, tls::rng::random, &rng_);
     mbedtls_platform_zeroize(pem->data(), pem->size());
     if (ret != 0)
         die("cannot parse the private key", log_fields().add("path", opt_.key_path).add("error", tls::error_text(ret)));
     if (!mbedtls_pk_can_do(key_.get(), MBEDTLS_PK_ECDSA) ||
-        !tls::curve_in_profile(mbedtls_pk_ec(*key_.get())->grp.id))
+        !tls::curve_in_profile(tls::key_group(key_.get())))
         die("the private key is not an EC key on a HAN profile curve", log_fields().add("path", opt_.key_path));
     auto cert_pem = read_file(opt_.certificate_path, 64 * 1024);
     tls::cert_list cert;
     std::string err;
     if (!cert_pem || !cert.parse_pem(*cert_pem, err))
         die("cannot read the certificate", log_fields().add("path", opt_.certificate_path).add("error", err));
-    if (mbedtls_pk_check_pair(&cert.get()->pk, key_.get()) != 0)
+    if (mbedtls_pk_check_pair(&cert.get()->pk, key_.get(), tls::rng::random, &rng_) != 0)
         die("the private key does not match the certificate",
               log_fields().add("key", opt_.key_path).add("certificate", opt_.certificate_path));
     if (!tls::key_id(&cert.get()->pk, key_id_))
         die("cannot compute the key id");
     key_id_hex_ = hex(key_id_, sizeof key_id_);
-    if (!rng_.seed("clsgw-signer"))
-        die("cannot seed the random generator");
     if (mbedtls_ecdsa_from_keypair(&signing_key_.ctx, mbedtls_pk_ec(*key_.get())) != 0)
         die("cannot prepare the key for signing");
-    // 1 x G builds the generator table now rather than in the first channel's handshake; it
-    // signs nothing.
-    mbedtls_ecp_point r;
-    mbedtls_mpi one;
-    mbedtls_ecp_point_init(&r);
-    mbedtls_mpi_init(&one);
-    int warm = mbedtls_mpi_lset(&one, 1);
-    if (warm == 0)
-        warm = mbedtls_ecp_mul(&signing_key_.ctx.grp, &r, &one, &signing_key_.ctx.grp.G, tls::rng::random, &rng_);
-    mbedtls_ecp_point_free(&r);
-    mbedtls_mpi_free(&one);
+    // Recomputing the public point (d x G) builds the generator table now rather than in the
+    // first channel's handshake; it signs nothing.
+    int warm = mbedtls_ecp_keypair_calc_public(&signing_key_.ctx, tls::rng::random, &rng_);
     if (warm != 0)
         die("cannot prepare the key for signing", log_fields().add("error", tls::error_text(warm)));
 }
@@ -239,7 +232,7 @@ void signer_service::audit(const session &s, const signer::request *req, signer:
     if (req) {
         uint8_t h[32];
         size_t len = req->hash_len <= signer::MAX_HASH_LEN ? req->hash_len : signer::MAX_HASH_LEN;
-        mbedtls_sha256_ret(req->hash, len, h, 0);
+        mbedtls_sha256(req->hash, len, h, 0);
         digest = hex(h, sizeof h);
         md = signer::digest_length(req->digest_alg) ? signer::digest_name(static_cast<signer::digest>(req->digest_alg))
                                                     : "unsupported:" + std::to_string(req->digest_alg);
@@ -357,7 +350,7 @@ bool signer_service::serve_request(session &s)
     unsigned char sig[MBEDTLS_ECDSA_MAX_LEN]; // what mbedtls_ecdsa_write_signature may write
     size_t sig_len = 0;
     int ret = mbedtls_ecdsa_write_signature(&signing_key_.ctx, md[req->digest_alg], req->hash, req->hash_len, sig,
-                                            &sig_len, tls::rng::random, &rng_);
+                                            sizeof sig, &sig_len, tls::rng::random, &rng_);
     if (ret != 0 || sig_len > signer::MAX_SIG_LEN)
         return refuse(s, &*req, signer::status::sign_failed, started);
     // The record is on disk before the answer leaves: no signature is ever released unaudited.
@@ -632,6 +625,8 @@ bool parse_refusal_budget(std::string_view text, options &o)
 
 int main(int argc, char **argv)
 {
+    if (tls::print_version(argc, argv, "clsgw-signer"))
+        return 0;
     options o;
     static const struct option longopts[] = {
         {"key", required_argument, nullptr, 'k'},          {"certificate", required_argument, nullptr, 'c'},

@@ -116,11 +116,19 @@ struct ticket_keys {
 };
 ticket_keys tickets;
 
+// Every random byte the ticket context asks for (nonces, a rotated key) comes from the generator
+// of the connection at hand: a forked copy of the parent's generator would repeat its nonces.
+tls::rng *ticket_rng = &tickets.rng;
+int ticket_random(void *, unsigned char *out, size_t len)
+{
+    return tls::rng::random(ticket_rng, out, len);
+}
+
 void setup_tickets()
 {
     const uint32_t lifetime_s = 48 * 3600; // TR-03116-3: no session older than 48 h
     if (!tickets.rng.seed("clsgw-smgw-sim tickets") ||
-        mbedtls_ssl_ticket_setup(&tickets.ctx, tls::rng::random, &tickets.rng, MBEDTLS_CIPHER_AES_256_GCM, lifetime_s) != 0)
+        mbedtls_ssl_ticket_setup(&tickets.ctx, ticket_random, nullptr, MBEDTLS_CIPHER_AES_256_GCM, lifetime_s) != 0)
         die("cannot set up session tickets");
     tickets.ready = true;
 }
@@ -129,7 +137,7 @@ void offer_tickets(mbedtls_ssl_config *conf, tls::rng *connection_rng)
 {
     if (!tickets.ready)
         return;
-    tickets.ctx.p_rng = connection_rng; // a forked copy of the parent's generator would repeat its nonces
+    ticket_rng = connection_rng;
     mbedtls_ssl_conf_session_tickets_cb(conf, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &tickets.ctx);
 }
 
@@ -153,11 +161,11 @@ void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
         die("--cert " + o.cert + ": " + err);
     if (!trust || !t.trust.parse_pem(*trust, err))
         die("--trust " + o.trust + ": " + err);
-    if (!key || mbedtls_pk_parse_key(t.key.get(), reinterpret_cast<const unsigned char *>(key->c_str()),
-                                     key->size() + 1, nullptr, 0) != 0)
-        die("--key " + o.key + ": cannot parse");
     if (!t.rng.seed("clsgw-smgw-sim"))
         die("cannot seed the random generator");
+    if (!key || mbedtls_pk_parse_key(t.key.get(), reinterpret_cast<const unsigned char *>(key->c_str()),
+                                     key->size() + 1, nullptr, 0, tls::rng::random, &t.rng) != 0)
+        die("--key " + o.key + ": cannot parse");
     t.opt = &o;
     mbedtls_ssl_config_defaults(&t.conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
     tls::apply_han_profile(&t.conf);
@@ -255,7 +263,7 @@ void serve_device(const sim_options &o, unique_fd device)
     setup_tls(t, o, MBEDTLS_SSL_IS_SERVER);
     t.io.fd = device.get();
     set_nonblocking(t.io.fd, true);
-    mbedtls_ssl_setup(&t.ssl, &t.conf);
+    tls::setup(&t.ssl, &t.conf);
     mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
     std::string peer = peer_name(t.io.fd);
     tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS);
@@ -323,7 +331,7 @@ void serve_emt(const sim_options &o, const inbound_link &link, unique_fd emt)
     }
     t.io.fd = device.get();
     set_nonblocking(emt.get(), true);
-    mbedtls_ssl_setup(&t.ssl, &t.conf);
+    tls::setup(&t.ssl, &t.conf);
     if (!link.server_name.empty())
         mbedtls_ssl_set_hostname(&t.ssl, link.server_name.c_str());
     mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
@@ -446,6 +454,8 @@ route parse_route(const std::string &text)
 
 int main(int argc, char **argv)
 {
+    if (tls::print_version(argc, argv, "clsgw-smgw-sim"))
+        return 0;
     if (argc < 2)
         return usage();
     std::string mode = argv[1];

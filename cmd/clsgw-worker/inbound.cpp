@@ -4,7 +4,6 @@
 // Several inbound channels may share a listener: the server_name in the SMGW's ClientHello
 // picks one; a channel without server_name is the default; an unknown name with no default is
 // refused during the handshake (unrecognized_name).
-#include <mbedtls/ssl_internal.h>
 #include <strings.h>
 
 #include <algorithm>
@@ -26,6 +25,7 @@ struct route_choice {
     std::string server_name; // printable: as the SMGW sent it, or with '?' for bytes a name cannot hold
     bool invalid_name = false;
     bytes new_session; // a full handshake's session, stored once the channel is chosen
+    bytes new_session_id;
 };
 
 void choose(route_choice &c, int index)
@@ -70,7 +70,7 @@ constexpr int UNKNOWN_SERVER_NAME = -0x7f01; // our own code, outside mbedTLS's 
 int require_route(void *arg, mbedtls_ssl_context *ssl)
 {
     auto &c = *static_cast<route_choice *>(arg);
-    if (ssl->state <= MBEDTLS_SSL_CLIENT_HELLO || c.chosen >= 0)
+    if (!tls::past_client_hello(ssl) || c.chosen >= 0)
         return 0;
     mbedtls_ssl_send_alert_message(ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME);
     return UNKNOWN_SERVER_NAME;
@@ -80,13 +80,13 @@ int require_route(void *arg, mbedtls_ssl_context *ssl)
 // A lookup names the channel the server_name picked (mbedTLS asks after the SNI callback): the
 // master answers only with a session whose full handshake that channel's trust accepted, so a
 // session of one channel never opens another.
-int cache_get(void *arg, mbedtls_ssl_session *session)
+int cache_get(void *arg, const unsigned char *id, size_t id_len, mbedtls_ssl_session *session)
 {
     auto &c = *static_cast<route_choice *>(arg);
     if (c.chosen < 0)
         return 1;
     const std::string &channel = c.ctx->job.routes[static_cast<size_t>(c.chosen)].channel_name;
-    auto cached = ask_master(*c.ctx, msg_type::session_lookup, bytes(session->id, session->id + session->id_len),
+    auto cached = ask_master(*c.ctx, msg_type::session_lookup, bytes(id, id + id_len),
                              bytes(channel.begin(), channel.end()));
     if (!cached || !load_session(session, cached->blob))
         return 1;
@@ -96,9 +96,10 @@ int cache_get(void *arg, mbedtls_ssl_session *session)
 
 // Kept until the worker has asked for its channel's service: the master files the session under
 // the channel it then knows this worker serves.
-int cache_set(void *arg, const mbedtls_ssl_session *session)
+int cache_set(void *arg, const unsigned char *id, size_t id_len, const mbedtls_ssl_session *session)
 {
     auto &c = *static_cast<route_choice *>(arg);
+    c.new_session_id.assign(id, id + id_len);
     c.new_session.assign(SESSION_BLOB_MAX, 0);
     size_t len = 0;
     if (mbedtls_ssl_session_save(session, c.new_session.data(), c.new_session.size(), &len) != 0) {
@@ -109,14 +110,13 @@ int cache_set(void *arg, const mbedtls_ssl_session *session)
     return 0;
 }
 
-void store_session(worker_context &ctx, route_choice &c, const tls_session &t)
+void store_session(worker_context &ctx, route_choice &c)
 {
     if (c.new_session.empty())
         return;
     session_message store;
     store.age_ms = now_ms() - ctx.started_ms; // its lifetime counts from this channel's start
-    const mbedtls_ssl_session *s = t.ssl.session;
-    store.key.assign(s->id, s->id + s->id_len);
+    store.key = std::move(c.new_session_id);
     store.blob = std::move(c.new_session);
     ipc_send(CONTROL_FD, msg_type::session_store, encode_session_message(store));
 }
@@ -167,7 +167,7 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
         // mbedTLS cannot tell a missing suite from a certificate curve the SMGW did not offer:
         // the reason stays, and a line says when the curve is one cause
         if (ctx.result.reason == "no_shared_cipher_suite")
-            curve_offered(ctx, tls::offered_groups(&t.ssl));
+            curve_offered(ctx, tls::offered_groups(t.io));
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("server_name", c.server_name.empty() ? "-" : c.server_name)
                      .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));
@@ -211,7 +211,7 @@ void run_inbound(worker_context &ctx)
         mbedtls_ssl_close_notify(&t.ssl);
         return;
     }
-    store_session(ctx, c, t);
+    store_session(ctx, c);
     ipc_send(CONTROL_FD, msg_type::established, encode_established(ctx.result));
     relay_options opt = channel_relay_options(ctx);
     // The SMGW's side opened the channel: its close_notify half-closes the service, whose

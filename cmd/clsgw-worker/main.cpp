@@ -117,6 +117,8 @@ void report(const worker_context &ctx)
 
 int main(int argc, char **argv)
 {
+    if (tls::print_version(argc, argv, "clsgw-worker"))
+        return 0;
     log_init("clsgw-worker", log_level::info);
     log_set_record_sink(send_log_to_master);
     long spare_uid = -1, spare_gid = -1;

@@ -198,8 +198,7 @@ bool tls_handshake(worker_context &ctx, tls_session &t)
         set_result(ctx, outcome::failed, "handshake_timeout");
         return false;
     }
-    if (h.ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && t.ssl.in_msg &&
-        t.ssl.in_msg[1] == MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME) {
+    if (tls::peer_alert(&t.ssl, h.ret) == MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME) {
         // With proxy = sni this is how the SMGW says the target is outside its proxy profile.
         set_result(ctx, outcome::refused, "smgw_refused_unrecognized_name");
         return false;

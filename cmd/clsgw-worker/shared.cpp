@@ -155,7 +155,7 @@ int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const m
         // clear them whole. Only for them: mmap for every mid-sized allocation would slow the
         // handshake (measured: +0.6 ms).
         mallopt(M_MMAP_THRESHOLD, 16 * 1024);
-        ret = mbedtls_ssl_setup(&t.ssl, &t.conf);
+        ret = tls::setup(&t.ssl, &t.conf);
         mallopt(M_MMAP_THRESHOLD, 128 * 1024); // glibc's default
     }
     mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);

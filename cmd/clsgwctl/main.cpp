@@ -15,6 +15,7 @@
 
 #include "../../lib/audit.hpp"
 #include "../../lib/pki.hpp"
+#include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
 
 using namespace clsgw;
@@ -305,6 +306,8 @@ int control(const std::string &socket_path, int argc, char **argv, int first)
 
 int main(int argc, char **argv)
 {
+    if (tls::print_version(argc, argv, "clsgwctl"))
+        return 0;
     std::string socket_path = getenv("CLSGW_CONTROL") ? getenv("CLSGW_CONTROL") : "/run/clsgw/control.sock";
     int first = 1;
     if (argc > 2 && std::string(argv[1]) == "-s") {

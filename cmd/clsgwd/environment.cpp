@@ -58,7 +58,7 @@ void check_pem(const config &cfg, const config_path &p, const char *what, std::s
         return;
     }
     for (const mbedtls_x509_crt *c = certs.get(); c && c->raw.p; c = c->next) {
-        if (!mbedtls_pk_can_do(&c->pk, MBEDTLS_PK_ECDSA) || !tls::curve_in_profile(mbedtls_pk_ec(c->pk)->grp.id)) {
+        if (!mbedtls_pk_can_do(&c->pk, MBEDTLS_PK_ECDSA) || !tls::curve_in_profile(tls::key_group(&c->pk))) {
             errors.push_back({cfg.file, p.line, std::string(what) + " " + p.path +
                                                     ": a certificate's key is not EC on a HAN profile curve"});
             return;

@@ -33,6 +33,8 @@ void usage(int code)
 
 int main(int argc, char **argv)
 {
+    if (tls::print_version(argc, argv, "clsgwd"))
+        return 0;
     std::string file;
     bool test_only = false;
     int opt;

@@ -12,7 +12,13 @@ SRCREV = "${AUTOREV}"
 PV = "0.1+git${SRCPV}"
 S = "${WORKDIR}/git"
 
-# mbedtls: meta-networking (2.28 or 3.x: clsgw needs the 2.28 API, see docs/conformance.md);
+# mbedtls: meta-oe's mbedtls 3.6 (scarthgap and later). clsgw builds with mbedTLS 3.6.x only
+# (README, TLS library) and with MBEDTLS=system uses the target's library. It assumes the
+# recipe's default PACKAGECONFIG ("shared-libs programs"; neither is needed, and the static
+# libraries clsgw-worker links are built either way) and the library's default configuration:
+# lib/tls/remote_pk.c stops the build if a bbappend turns on MBEDTLS_USE_PSA_CRYPTO or
+# MBEDTLS_ECP_RESTARTABLE. The default configuration grants a client's max_fragment_length
+# (docs/conformance.md); unset MBEDTLS_SSL_MAX_FRAGMENT_LENGTH in a bbappend to stay in the profile.
 # libinih and nlohmann-json: meta-oe.
 DEPENDS = "mbedtls libseccomp libcap-ng libinih nlohmann-json"
 
@@ -22,7 +28,7 @@ inherit systemd useradd
 # The worker links mbedTLS and friends statically (README, Installing): the recipe is rebuilt
 # whenever one of those changes, as they are in DEPENDS. WORKER_STATIC=no trades that for
 # about 150 KiB per open channel.
-EXTRA_OEMAKE = "CXX='${CXX}' CC='${CC}' AR='${AR}' OPT='-O2' LDFLAGS='${LDFLAGS} -pie -Wl,-z,relro,-z,now' \
+EXTRA_OEMAKE = "MBEDTLS='system' VERSION='${PV}' CXX='${CXX}' CC='${CC}' AR='${AR}' OPT='-O2' LDFLAGS='${LDFLAGS} -pie -Wl,-z,relro,-z,now' \
                 PREFIX='${prefix}' SBINDIR='${sbindir}' BINDIR='${bindir}' LIBEXECDIR='${libexecdir}/clsgw' \
                 MANDIR='${mandir}' DOCDIR='${docdir}/clsgw' UNITDIR='${systemd_system_unitdir}' \
                 SYSUSERSDIR='${nonarch_libdir}/sysusers.d' TMPFILESDIR='${nonarch_libdir}/tmpfiles.d' \

@@ -1,17 +1,27 @@
 /*
- * A private key that lives in another process: an mbedTLS 2.28 pk whose sign operation is
+ * A private key that lives in another process: an mbedTLS 3.6 pk whose sign operation is
  * delegated to a callback (the worker's IPC call to clsgw-signer).
  *
- * Debian 12's libmbedtls has neither the async private-key hook on the client side nor PSA
- * opaque keys, so the only mechanism that works for both the client's CertificateVerify and the
- * server's ServerKeyExchange is a custom mbedtls_pk_info_t. Its layout is internal to mbedTLS,
- * which is why this glue is C99 (designated initialisers) and kept in this one file pair: a port
- * to mbedTLS 3.6 replaces these two files and nothing else.
+ * Why a custom mbedtls_pk_info_t, a copy of a private layout, and not one of mbedTLS's own routes:
+ * - MBEDTLS_SSL_ASYNC_PRIVATE serves only TLS 1.2 servers: it cannot sign the client's
+ *   CertificateVerify (outbound channels), and it is off in Debian's and meta-oe's builds.
+ * - A PSA opaque key with a driver is upstream's supported route, but it needs a library built
+ *   with MBEDTLS_USE_PSA_CRYPTO and driver dispatch compiled in; Debian 13's and meta-oe's
+ *   libmbedtls have neither, so clsgw could then never use the platform's library.
+ * - The pk_info layout is the same from 3.6.0 to 3.6.6 and an LTS branch does not change it:
+ *   remote_pk.c refuses to build outside 3.6.x, and deps/mbedtls.sh compares the copy with the
+ *   source it builds. A port to mbedTLS 4 (PSA only) replaces these two files.
+ * Kept in this one file pair, in C99 (designated initialisers), so that nothing else in clsgw
+ * depends on mbedTLS internals.
  */
 #ifndef CLSGW_REMOTE_PK_H
 #define CLSGW_REMOTE_PK_H
 
 #include <mbedtls/pk.h>
+#include <mbedtls/error.h>
+
+/* What a failed remote signature returns into the handshake (mbedTLS 3.6 has no PK_HW_ACCEL). */
+#define CLSGW_ERR_REMOTE_SIGN_FAILED MBEDTLS_ERR_PLATFORM_HW_ACCEL_FAILED
 
 #ifdef __cplusplus
 extern "C" {

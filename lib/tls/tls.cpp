@@ -1,9 +1,13 @@
+// The only C++ file that reads mbedTLS's private fields (MBEDTLS_PRIVATE): the handshake state,
+// the last record received (a peer's alert) and whether a handshake resumes. mbedTLS 3.6 has no
+// accessor for them; everything outside lib/tls uses the functions declared in tls.hpp.
+#define MBEDTLS_ALLOW_PRIVATE_ACCESS
 #include "tls.hpp"
 
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/sha256.h>
-#include <mbedtls/ssl_internal.h>
+#include <mbedtls/version.h>
 #include <poll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -11,10 +15,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "../util.hpp"
 #include "hello_random.h"
+#include "remote_pk.h"
 
 namespace clsgw::tls {
 
@@ -98,7 +104,20 @@ const mbedtls_ecp_group_id han_groups[] = {
     MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE,
 };
 
-const int han_sig_hashes[] = {MBEDTLS_MD_SHA512, MBEDTLS_MD_SHA384, MBEDTLS_MD_SHA256, MBEDTLS_MD_NONE};
+const uint16_t han_groups_tls[] = {
+    MBEDTLS_SSL_IANA_TLS_GROUP_BP256R1,   MBEDTLS_SSL_IANA_TLS_GROUP_BP384R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_BP512R1,   MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
+};
+
+// signature_algorithms in our ClientHello and our CertificateRequest: ECDSA only.
+const uint16_t han_sig_algs[] = {
+    // In TLS 1.2 these code points mean ecdsa with sha512/384/256, whatever the curve.
+    MBEDTLS_TLS1_3_SIG_ECDSA_SECP521R1_SHA512,
+    MBEDTLS_TLS1_3_SIG_ECDSA_SECP384R1_SHA384,
+    MBEDTLS_TLS1_3_SIG_ECDSA_SECP256R1_SHA256,
+    MBEDTLS_TLS1_3_SIG_NONE,
+};
 
 } // namespace
 
@@ -122,11 +141,13 @@ bool curve_in_profile(mbedtls_ecp_group_id id)
 
 void apply_han_profile(mbedtls_ssl_config *conf)
 {
-    mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_min_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_2);
+    mbedtls_ssl_conf_max_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_2);
     mbedtls_ssl_conf_ciphersuites(conf, han_suites);
-    mbedtls_ssl_conf_curves(conf, han_groups);
-    mbedtls_ssl_conf_sig_hashes(conf, han_sig_hashes);
+    mbedtls_ssl_conf_groups(conf, han_groups_tls);
+    mbedtls_ssl_conf_sig_algs(conf, han_sig_algs);
+    // The CertificateRequest names no authority: the pinned SMGW's name is nobody's business.
+    mbedtls_ssl_conf_cert_req_ca_list(conf, MBEDTLS_SSL_CERT_REQ_CA_LIST_DISABLED);
     mbedtls_ssl_conf_cert_profile(conf, &han_cert_profile);
     mbedtls_ssl_conf_authmode(conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_encrypt_then_mac(conf, MBEDTLS_SSL_ETM_ENABLED);
@@ -138,13 +159,21 @@ void apply_han_profile(mbedtls_ssl_config *conf)
 #endif
 }
 
+int setup(mbedtls_ssl_context *ssl, const mbedtls_ssl_config *conf)
+{
+    int ret = mbedtls_ssl_setup(ssl, conf);
+    if (ret == 0 && mbedtls_ssl_conf_get_endpoint(conf) == MBEDTLS_SSL_IS_CLIENT)
+        ret = mbedtls_ssl_set_hostname(ssl, nullptr);
+    return ret;
+}
+
 namespace {
 
 // True when an anchor is named as the certificate's issuer but its key does not verify the
 // certificate's signature: a forged or damaged certificate rather than an unknown one.
 bool signed_by_named_issuer_fails(const mbedtls_x509_crt *anchors, const mbedtls_x509_crt *crt)
 {
-    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(crt->sig_md);
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(crt->MBEDTLS_PRIVATE(sig_md));
     unsigned char hash[MBEDTLS_MD_MAX_SIZE];
     if (!md || mbedtls_md(md, crt->tbs.p, crt->tbs.len, hash) != 0)
         return false;
@@ -152,8 +181,10 @@ bool signed_by_named_issuer_fails(const mbedtls_x509_crt *anchors, const mbedtls
         if (a->subject_raw.len != crt->issuer_raw.len ||
             memcmp(a->subject_raw.p, crt->issuer_raw.p, crt->issuer_raw.len) != 0)
             continue;
-        if (mbedtls_pk_verify_ext(crt->sig_pk, crt->sig_opts, const_cast<mbedtls_pk_context *>(&a->pk), crt->sig_md,
-                                  hash, mbedtls_md_get_size(md), crt->sig.p, crt->sig.len) == 0)
+        if (mbedtls_pk_verify_ext(crt->MBEDTLS_PRIVATE(sig_pk), crt->MBEDTLS_PRIVATE(sig_opts),
+                                  const_cast<mbedtls_pk_context *>(&a->pk), crt->MBEDTLS_PRIVATE(sig_md), hash,
+                                  mbedtls_md_get_size(md), crt->MBEDTLS_PRIVATE(sig).p,
+                                  crt->MBEDTLS_PRIVATE(sig).len) == 0)
             return false;
         return true;
     }
@@ -218,18 +249,15 @@ std::string handshake_reason(int ret, uint32_t verify_flags)
         return verify_reason(verify_flags);
     switch (ret) {
     case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: return "peer_sent_alert";
-    case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE:
-    case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN: return "no_shared_cipher_suite";
-    case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION: return "protocol_version";
+    case MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE: return "no_shared_cipher_suite";
+    case MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION: return "protocol_version";
     case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE: return "no_client_certificate";
     case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
     case MBEDTLS_ERR_SSL_CONN_EOF: return "peer_closed_in_handshake";
     case MBEDTLS_ERR_NET_CONN_RESET: return "peer_reset_in_handshake";
-    case MBEDTLS_ERR_PK_HW_ACCEL_FAILED: return "signer_failed";
+    case CLSGW_ERR_REMOTE_SIGN_FAILED: return "signer_failed";
     case MBEDTLS_ERR_X509_INVALID_FORMAT:
-    case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE: return "cert_corrupt";
-    case MBEDTLS_ERR_SSL_BAD_HS_SERVER_KEY_EXCHANGE:
-    case MBEDTLS_ERR_SSL_BAD_HS_CLIENT_KEY_EXCHANGE: return "bad_key_exchange";
+    case MBEDTLS_ERR_SSL_BAD_CERTIFICATE: return "cert_corrupt";
     }
     if (ret <= -0x2000 && ret > -0x3000)
         return "cert_corrupt"; // the X.509 error range
@@ -268,36 +296,72 @@ const char *alert_name(unsigned char description)
 
 mbedtls_ecp_group_id cert_curve(const mbedtls_x509_crt *crt)
 {
-    if (!crt || mbedtls_pk_get_type(&crt->pk) != MBEDTLS_PK_ECKEY)
-        return MBEDTLS_ECP_DP_NONE;
-    return mbedtls_pk_ec(crt->pk)->grp.id;
+    return crt ? key_group(&crt->pk) : MBEDTLS_ECP_DP_NONE;
 }
 
-std::string offered_groups(const mbedtls_ssl_context *ssl)
+std::string offered_groups(const bio &io)
 {
+    // mbedTLS 3.6 keeps the groups it parsed from the ClientHello in its private handshake
+    // state; the received record stream saw the ClientHello itself and kept its supported_groups.
     std::string out;
-    if (!ssl->handshake || !ssl->handshake->curves)
-        return out;
-    for (const mbedtls_ecp_curve_info **c = ssl->handshake->curves; *c; c++)
-        out += (out.empty() ? "" : ":") + std::string((*c)->name);
+    for (uint16_t tls_id : io.received.offered_groups) {
+        const mbedtls_ecp_curve_info *info = mbedtls_ecp_curve_info_from_tls_id(tls_id);
+        if (info) // groups mbedTLS does not know (FFDHE, ...) are left out, as mbedTLS itself does
+            out += (out.empty() ? "" : ":") + std::string(info->name);
+    }
     return out;
+}
+
+int peer_alert(const mbedtls_ssl_context *ssl, int ret)
+{
+    if (ret != MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE || ssl->MBEDTLS_PRIVATE(in_msg) == nullptr)
+        return -1;
+    return ssl->MBEDTLS_PRIVATE(in_msg)[1];
 }
 
 std::string handshake_reason(const mbedtls_ssl_context *ssl, int ret)
 {
-    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl->in_msg) {
-        const char *name = alert_name(ssl->in_msg[1]);
+    int alert = peer_alert(ssl, ret);
+    if (alert >= 0) {
+        const char *name = alert_name(static_cast<unsigned char>(alert));
         if (strcmp(name, "unknown") == 0) // an alert without a name keeps its number: peer_alert_unknown_99
-            return std::string("peer_alert_unknown_") + std::to_string(ssl->in_msg[1]);
+            return std::string("peer_alert_unknown_") + std::to_string(alert);
         return std::string("peer_alert_") + name;
     }
     return handshake_reason(ret, mbedtls_ssl_get_verify_result(ssl));
 }
 
+bool past_client_hello(const mbedtls_ssl_context *ssl)
+{
+    return ssl->MBEDTLS_PRIVATE(state) > MBEDTLS_SSL_CLIENT_HELLO;
+}
+
+mbedtls_ecp_group_id key_group(const mbedtls_pk_context *pk)
+{
+    if (!mbedtls_pk_can_do(pk, MBEDTLS_PK_ECKEY) && !mbedtls_pk_can_do(pk, MBEDTLS_PK_ECDSA))
+        return MBEDTLS_ECP_DP_NONE;
+    return mbedtls_ecp_keypair_get_group_id(mbedtls_pk_ec(*pk));
+}
+
+const char *library_version()
+{
+    static char text[18];
+    mbedtls_version_get_string(text);
+    return text;
+}
+
+bool print_version(int argc, char **argv, const char *program)
+{
+    if (argc != 2 || strcmp(argv[1], "--version") != 0)
+        return false;
+    printf("%s %s (mbedTLS %s)\n", program, CLSGW_VERSION, library_version());
+    return true;
+}
+
 std::string fingerprint(const mbedtls_x509_crt *crt)
 {
     uint8_t digest[32];
-    mbedtls_sha256_ret(crt->raw.p, crt->raw.len, digest, 0);
+    mbedtls_sha256(crt->raw.p, crt->raw.len, digest, 0);
     return hex(digest, sizeof digest);
 }
 
@@ -308,7 +372,7 @@ bool key_id(mbedtls_pk_context *pk, uint8_t out[32])
     if (len <= 0)
         return false;
     // mbedtls writes DER at the end of the buffer.
-    return mbedtls_sha256_ret(der + sizeof der - static_cast<size_t>(len), static_cast<size_t>(len), out, 0) == 0;
+    return mbedtls_sha256(der + sizeof der - static_cast<size_t>(len), static_cast<size_t>(len), out, 0) == 0;
 }
 
 const char *group_name(mbedtls_ecp_group_id id)
@@ -317,14 +381,86 @@ const char *group_name(mbedtls_ecp_group_id id)
     return info ? info->name : "none";
 }
 
-void bio::observe(const unsigned char *data, size_t len)
+namespace {
+constexpr unsigned char RECORD_CHANGE_CIPHER_SPEC = 20;
+constexpr unsigned char HANDSHAKE_SERVER_KEY_EXCHANGE = 12;
+constexpr unsigned char EC_CURVE_TYPE_NAMED = 3;
+constexpr unsigned char HANDSHAKE_CLIENT_HELLO = 1;
+constexpr size_t EXTENSION_SUPPORTED_GROUPS = 10;
+constexpr size_t CLIENT_HELLO_MAX = 16 * 1024; // beyond it, what follows is not kept
+} // namespace
+
+void record_stream::parse_client_hello()
+{
+    // ClientHello: version(2) random(32) session_id<0..32> cipher_suites<2..> compression<1..>
+    // extensions<0..>; supported_groups (10) holds a NamedGroup list<2..>.
+    const std::vector<unsigned char> &m = hello_;
+    size_t at = 2 + 32;
+    auto u16 = [&m](size_t i) { return static_cast<size_t>(m[i]) << 8 | m[i + 1]; };
+    if (at + 1 > m.size())
+        return;
+    at += 1 + m[at];
+    if (at + 2 > m.size())
+        return;
+    at += 2 + u16(at);
+    if (at + 1 > m.size())
+        return;
+    at += 1 + m[at];
+    if (at + 2 > m.size())
+        return;
+    size_t end = std::min(m.size(), at + 2 + u16(at));
+    at += 2;
+    while (at + 4 <= end) {
+        size_t type = u16(at), len = u16(at + 2);
+        at += 4;
+        if (at + len > end)
+            return;
+        if (type == EXTENSION_SUPPORTED_GROUPS && len >= 2) {
+            size_t list_end = std::min(at + 2 + u16(at), at + len);
+            offered_groups.clear();
+            for (size_t i = at + 2; i + 2 <= list_end; i += 2)
+                offered_groups.push_back(static_cast<uint16_t>(u16(i)));
+            return;
+        }
+        at += len;
+    }
+}
+
+void record_stream::observe_handshake(unsigned char byte)
+{
+    if (msg_have_ < 4) {
+        msg_[msg_have_++] = byte;
+        if (msg_have_ == 4)
+            msg_left_ = static_cast<size_t>(msg_[1]) << 16 | static_cast<size_t>(msg_[2]) << 8 | msg_[3];
+    } else {
+        if (msg_have_ < sizeof msg_)
+            msg_[msg_have_++] = byte;
+        if (msg_[0] == HANDSHAKE_CLIENT_HELLO && hello_.size() < CLIENT_HELLO_MAX)
+            hello_.push_back(byte);
+        msg_left_--;
+    }
+    if (msg_have_ >= 4 && msg_left_ == 0) {
+        if (msg_[0] == HANDSHAKE_CLIENT_HELLO)
+            parse_client_hello();
+        hello_.clear();
+        // ServerKeyExchange of ECDHE: ECParameters { curve_type named_curve, NamedGroup } first.
+        if (msg_[0] == HANDSHAKE_SERVER_KEY_EXCHANGE && msg_have_ == sizeof msg_ && msg_[4] == EC_CURVE_TYPE_NAMED)
+            kex_group = msg_[5] << 8 | msg_[6];
+        msg_have_ = 0;
+    }
+}
+
+void record_stream::observe(const unsigned char *data, size_t len)
 {
     while (len > 0) {
         if (body_left_ > 0) {
-            size_t skip = len < body_left_ ? len : body_left_;
-            body_left_ -= skip;
-            data += skip;
-            len -= skip;
+            size_t take = len < body_left_ ? len : body_left_;
+            if (header_[0] == MBEDTLS_SSL_MSG_HANDSHAKE && !encrypted_)
+                for (size_t i = 0; i < take; i++)
+                    observe_handshake(data[i]);
+            body_left_ -= take;
+            data += take;
+            len -= take;
             continue;
         }
         header_[header_have_++] = *data++;
@@ -333,9 +469,18 @@ void bio::observe(const unsigned char *data, size_t len)
             continue;
         header_have_ = 0;
         body_left_ = static_cast<size_t>(header_[3]) << 8 | header_[4];
+        if (header_[0] == RECORD_CHANGE_CIPHER_SPEC)
+            encrypted_ = true;
         if (watch_handshake_records && header_[0] == MBEDTLS_SSL_MSG_HANDSHAKE)
             late_handshake_records++;
     }
+}
+
+void bio::observe(const unsigned char *data, size_t len)
+{
+    received.watch_handshake_records = watch_handshake_records;
+    received.observe(data, len);
+    late_handshake_records = received.late_handshake_records;
 }
 
 int bio_send(void *ctx, const unsigned char *buf, size_t len)
@@ -343,8 +488,10 @@ int bio_send(void *ctx, const unsigned char *buf, size_t len)
     int fd = static_cast<bio *>(ctx)->fd;
     for (;;) {
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n >= 0)
+        if (n >= 0) {
+            static_cast<bio *>(ctx)->sent.observe(buf, static_cast<size_t>(n));
             return static_cast<int>(n);
+        }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -404,21 +551,37 @@ bool wait_io(int fd, int want, uint64_t deadline_ms)
     }
 }
 
+namespace {
+
+// The group of the ServerKeyExchange that went by in either direction, if one did.
+mbedtls_ecp_group_id negotiated_group(const bio *io)
+{
+    if (!io)
+        return MBEDTLS_ECP_DP_NONE;
+    int kex = io->sent.kex_group >= 0 ? io->sent.kex_group : io->received.kex_group;
+    const mbedtls_ecp_curve_info *curve =
+        kex >= 0 ? mbedtls_ecp_curve_info_from_tls_id(static_cast<uint16_t>(kex)) : nullptr;
+    return curve ? curve->grp_id : MBEDTLS_ECP_DP_NONE;
+}
+
+} // namespace
+
 handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadline_ms, handshake_check after_step,
                                void *arg)
 {
     handshake_result r;
-    const int own_hello = ssl->conf->endpoint == MBEDTLS_SSL_IS_CLIENT ? MBEDTLS_SSL_CLIENT_HELLO
-                                                                        : MBEDTLS_SSL_SERVER_HELLO;
-    while (ssl->state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+    // Our own transport, when it is one (clsgw sets no other): it reads the key exchange.
+    bio *io = ssl->MBEDTLS_PRIVATE(f_send) == bio_send ? static_cast<bio *>(ssl->MBEDTLS_PRIVATE(p_bio)) : nullptr;
+    const int own_hello =
+        mbedtls_ssl_conf_get_endpoint(mbedtls_ssl_context_get_config(ssl)) == MBEDTLS_SSL_IS_CLIENT
+            ? MBEDTLS_SSL_CLIENT_HELLO
+            : MBEDTLS_SSL_SERVER_HELLO;
+    while (!mbedtls_ssl_is_handshake_over(ssl)) {
         // Only the step that writes our hello's random sees a clock without the time in it.
-        clsgw_hide_clock(ssl->state == own_hello);
+        clsgw_hide_clock(ssl->MBEDTLS_PRIVATE(state) == own_hello);
         int ret = mbedtls_ssl_handshake_step(ssl);
         clsgw_hide_clock(0);
-        if (ssl->handshake && ssl->handshake->ecdh_ctx.grp.id != MBEDTLS_ECP_DP_NONE)
-            r.group = ssl->handshake->ecdh_ctx.grp.id;
-        if (ssl->handshake)
-            r.resumed = ssl->handshake->resume != 0;
+        r.group = negotiated_group(io);
         if (ret == 0 && after_step && (ret = after_step(arg, ssl)) != 0) {
             r.ret = ret;
             return r;
@@ -438,6 +601,8 @@ handshake_result run_handshake(mbedtls_ssl_context *ssl, int fd, uint64_t deadli
             return r;
         }
     }
+    // Every suite of the profile is ECDHE: a handshake without a ServerKeyExchange resumed.
+    r.resumed = io && r.group == MBEDTLS_ECP_DP_NONE;
     return r;
 }
 

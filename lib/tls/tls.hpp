@@ -1,4 +1,4 @@
-// The HAN TLS profile (TR-03116-3) on mbedTLS 2.28, and the mechanics around it: randomness,
+// The HAN TLS profile (TR-03116-3) on mbedTLS 3.6 LTS, and the mechanics around it: randomness,
 // certificates, pinning, a non-blocking fd BIO and a handshake driver with a deadline.
 #pragma once
 
@@ -10,10 +10,15 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace clsgw::tls {
 
 std::string error_text(int ret);
+// The linked mbedTLS's version, "3.6.6".
+const char *library_version();
+// True when argv is exactly PROGRAM --version; then prints "PROGRAM VERSION (mbedTLS X.Y.Z)".
+bool print_version(int argc, char **argv, const char *program);
 
 // CTR-DRBG seeded from the kernel (getrandom), one per process.
 class rng {
@@ -62,6 +67,10 @@ private:
 // SHA-256/384/512, certificate profile, encrypt-then-MAC, extended master secret, no
 // renegotiation, mandatory peer authentication.
 void apply_han_profile(mbedtls_ssl_config *conf);
+// mbedtls_ssl_setup, and a client declares that it checks no host name (mbedTLS 3.6.3 and later
+// refuse a verifying client that says nothing): the SMGW is authenticated by trust alone. A
+// server_name set afterwards (SNI) only names the EMT.
+int setup(mbedtls_ssl_context *ssl, const mbedtls_ssl_config *conf);
 extern const mbedtls_x509_crt_profile han_cert_profile;
 bool curve_in_profile(mbedtls_ecp_group_id id);
 
@@ -85,6 +94,12 @@ std::string handshake_reason(int ret, uint32_t verify_flags);
 // The same, and a fatal alert from the peer is named: peer_alert_protocol_version, ...
 std::string handshake_reason(const mbedtls_ssl_context *ssl, int ret);
 const char *alert_name(unsigned char description);
+// The description of the fatal alert the peer sent when ret says it sent one, else -1.
+int peer_alert(const mbedtls_ssl_context *ssl, int ret);
+// True once a server has processed the ClientHello (the SNI callback has run).
+bool past_client_hello(const mbedtls_ssl_context *ssl);
+// The curve of an EC key, or MBEDTLS_ECP_DP_NONE for any other key.
+mbedtls_ecp_group_id key_group(const mbedtls_pk_context *pk);
 
 // SHA-256 over a certificate's DER, lower-case hex.
 std::string fingerprint(const mbedtls_x509_crt *crt);
@@ -93,18 +108,39 @@ bool key_id(mbedtls_pk_context *pk, uint8_t out[32]);
 const char *group_name(mbedtls_ecp_group_id id);
 // The curve of a certificate's EC key; MBEDTLS_ECP_DP_NONE for any other key.
 mbedtls_ecp_group_id cert_curve(const mbedtls_x509_crt *crt);
-// Server side, during or right after a handshake: the groups the client offered in its
-// ClientHello, as "name:name"; empty when none were seen.
-std::string offered_groups(const mbedtls_ssl_context *ssl);
+
+// Follows the record framing of one direction of a TLS 1.2 connection, and the handshake
+// messages inside its plaintext records: mbedTLS 3.6 tells neither the negotiated group nor
+// whether a handshake resumed a session, and the ServerKeyExchange (sent or received) says both.
+struct record_stream {
+    bool watch_handshake_records = false; // set once the handshake is over
+    unsigned late_handshake_records = 0;  // handshake records seen while watching
+    int kex_group = -1;                   // TLS NamedGroup of the ServerKeyExchange seen, if any
+    std::vector<uint16_t> offered_groups; // supported_groups of the ClientHello seen, if any (TLS ids)
+    void observe(const unsigned char *data, size_t len);
+
+private:
+    void observe_handshake(unsigned char byte);
+    void parse_client_hello();
+    std::vector<unsigned char> hello_; // the ClientHello body while it goes by
+    unsigned char header_[5] = {};
+    size_t header_have_ = 0;
+    size_t body_left_ = 0;
+    bool encrypted_ = false; // a ChangeCipherSpec went by: what follows is opaque
+    unsigned char msg_[7] = {}; // a handshake message's header and the first bytes of its body
+    size_t msg_have_ = 0;
+    size_t msg_left_ = 0;
+};
 
 // The transport under a TLS session: a non-blocking socket. It also follows the record
-// framing of what it receives, so that handshake records arriving after the handshake
+// framing of both directions, so that handshake records arriving after the handshake
 // (renegotiation attempts, which mbedTLS refuses internally) can be counted exactly.
 struct bio {
     int fd = -1;
     bool watch_handshake_records = false; // set once the handshake is over
     unsigned late_handshake_records = 0;  // handshake records seen while watching
     int failed_errno = 0;                 // why the socket failed (ETIMEDOUT: keepalive gave up)
+    record_stream received, sent;
     void observe(const unsigned char *data, size_t len);
     // mbedTLS reads each record in two calls (its 5-byte header, then the body); one recv fills
     // this read-ahead buffer and serves both, and the records behind them. mbedTLS is told
@@ -112,12 +148,12 @@ struct bio {
     static constexpr size_t READ_AHEAD = 32 * 1024;
     std::unique_ptr<unsigned char[]> ahead; // allocated on the first read; new[] does not clear it
     size_t ahead_start = 0, ahead_end = 0;
-
-private:
-    unsigned char header_[5] = {};
-    size_t header_have_ = 0;
-    size_t body_left_ = 0;
 };
+
+// Server side, during or right after a handshake: the groups the client offered in its
+// ClientHello (seen by io's received record stream), as "name:name" with mbedTLS's names of
+// the groups it knows; empty when none were seen.
+std::string offered_groups(const bio &io);
 
 // BIO callbacks for mbedtls_ssl_set_bio; ctx points to a tls::bio.
 int bio_send(void *ctx, const unsigned char *buf, size_t len);

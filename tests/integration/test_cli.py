@@ -1,5 +1,6 @@
 """clsgwd -t, clsgwctl identity commands, and systemd socket activation."""
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -9,6 +10,16 @@ from harness import free_port, program, recv_all, runs_emulated, wait_until
 
 def run(argv, **kw):
     return subprocess.run(argv, capture_output=True, text=True, **kw)
+
+
+@runs_emulated
+def test_every_program_names_its_version_and_the_mbedtls_it_links(env):
+    """--version on each of the five programs prints its name, clsgw's version and the mbedTLS 3.6
+    it is linked with, and exits 0"""
+    for name in ("clsgwd", "clsgw-worker", "clsgw-signer", "clsgwctl", "clsgw-smgw-sim"):
+        r = run([*program(name), "--version"], timeout=30)
+        assert r.returncode == 0, (name, r.stderr)
+        assert re.fullmatch(rf"{name} \S+ \(mbedTLS 3\.6\.\d+\)\n", r.stdout), (name, r.stdout)
 
 
 @runs_emulated

@@ -138,7 +138,7 @@ def test_yocto_recipe_drives_the_makefile(env):
     makefile = open(os.path.join(ROOT, "Makefile")).read()
     assert "oe_runmake programs" in recipe and "oe_runmake install DESTDIR='${D}'" in recipe
     assert re.search(r"^programs:", makefile, re.M)
-    variables = re.findall(r"\b([A-Z]+DIR|DESTDIR|PREFIX|BUILD|CXX|CC|AR|OPT|LDFLAGS)='", recipe)
+    variables = re.findall(r"\b([A-Z]+DIR|DESTDIR|PREFIX|BUILD|CXX|CC|AR|OPT|LDFLAGS|MBEDTLS|VERSION)='", recipe)
     assert len(variables) >= 12, variables
     for var in variables:
         assert f"$({var})" in makefile, f"the recipe sets {var}, which the Makefile does not use"

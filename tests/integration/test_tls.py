@@ -356,7 +356,7 @@ def parse_client_hello(record):
 
 
 def test_client_hello_offers_exactly_the_profile(env):
-    """our ClientHello offers the 4 suites, the 5 groups, ECDSA signatures, null compression, EtM and EMS,
+    """our ClientHello offers the 4 suites, the 5 groups, ECDSA signatures only, null compression, EtM and EMS,
     and no truncated HMAC"""
     capture = HelloCapture()
     port = free_port()
@@ -370,7 +370,7 @@ def test_client_hello_offers_exactly_the_profile(env):
     groups = [struct.unpack(">H", ext[10][2 + i:4 + i])[0] for i in range(0, len(ext[10]) - 2, 2)]
     assert sorted(groups) == sorted([26, 27, 28, 23, 24]), groups  # brainpoolP256/384/512r1, secp256r1/384r1
     sigalgs = [ext[13][2 + i:4 + i] for i in range(0, len(ext[13]) - 2, 2)]
-    assert {b"\x04\x03", b"\x05\x03", b"\x06\x03"} <= set(sigalgs)  # ECDSA with SHA-256/384/512
+    assert sorted(sigalgs) == [b"\x04\x03", b"\x05\x03", b"\x06\x03"], sigalgs  # ECDSA with SHA-256/384/512 only
     assert 22 in ext and 23 in ext, "encrypt_then_mac and extended_master_secret must be offered"
     assert 4 not in ext, "truncated_hmac must not be offered"
 
@@ -575,3 +575,79 @@ def test_server_hello_request_is_refused_as_client(env):
     finally:
         server.kill()
         server.wait()
+
+
+# --- the wire as OpenSSL's -trace shows it -------------------------------------------------
+
+PROFILE_SIGALGS = ["ecdsa_secp521r1_sha512", "ecdsa_secp384r1_sha384", "ecdsa_secp256r1_sha256"]
+
+
+def trace_message(trace, message):
+    """The lines of one handshake message in `openssl -trace` output (up to the next record)."""
+    lines = trace.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.search(rf"\b{message}, Length=", line))
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"(Sent|Received) Record", lines[i])),
+               len(lines))
+    return lines[start:end]
+
+
+def trace_items(block, heading):
+    """The names listed under `heading` in a trace block: "ecdsa_secp256r1_sha256 (0x0403)" -> the name."""
+    start = next(i for i, line in enumerate(block) if re.search(heading, line))
+    indent = len(block[start]) - len(block[start].lstrip())
+    items = []
+    for line in block[start + 1:]:
+        if len(line) - len(line.lstrip()) <= indent:
+            break
+        m = re.match(r"\s+(\S+) \((0x[0-9a-f]+|\d+)\)$", line)
+        if m:
+            items.append(m.group(1))
+    return items
+
+
+def trace_extensions(block):
+    return re.findall(r"extension_type=(\w+)\(\d+\)", "\n".join(block))
+
+
+def test_client_hello_signature_algorithms_are_ecdsa_only(env):
+    """our ClientHello's signature_algorithms are exactly ECDSA with SHA-512/384/256 (OpenSSL s_server -trace)"""
+    smgw = free_port()
+    app = restart_clsgwd(env, smgw, {"app": {"ingress": "static", "target": "emt.example:443", "proxy": "sni"}},
+                         "smgw.crt")
+    server = s_server(env, smgw, "-tls1_2", "-groups", "brainpoolP256r1:brainpoolP384r1", "-trace")
+    assert reverse_through(app) == b"eliforp NAH\n"
+    env.clsgwd.wait_log(r"channel closed id=1 .*outcome=ok ")
+    hello = trace_message(server.output(), "ClientHello")
+    assert trace_items(hello, r"extension_type=signature_algorithms\(13\)") == PROFILE_SIGALGS, hello
+    assert "max_fragment_length" not in trace_extensions(hello)
+
+
+def inbound_trace(env, *args):
+    service = Service("echo")
+    port = restart_clsgwd(env, None, {"in": {"direction": "inbound", "forward": f"127.0.0.1:{service.port}"}},
+                          "smgw.crt")
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-trace",
+                        "-groups", "brainpoolP256r1:brainpoolP384r1", "-CAfile", env.path("device.crt"),
+                        "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key"), *args],
+                       input=b"hello\n", capture_output=True, timeout=30)
+    env.clsgwd.wait_log(r"channel closed id=1 .*outcome=ok ")
+    return r.stdout.decode()
+
+
+def test_certificate_request_asks_for_ecdsa_and_names_no_authority(env):
+    """as server our CertificateRequest lists only ECDSA (with SHA-384 and SHA-256) and no certificate
+    authority (OpenSSL s_client -trace): the pinned SMGW's name is not told to whoever connects"""
+    request = trace_message(inbound_trace(env), "CertificateRequest")
+    # mbedTLS keeps TLS 1.2's handshake transcript in SHA-256 and SHA-384 only, so a client's
+    # CertificateVerify can use no other hash: SHA-512 is left out of the request.
+    assert trace_items(request, r"signature_algorithms \(len=") == PROFILE_SIGALGS[1:], request
+    assert any(re.search(r"certificate_authorities \(len=0\)", line) for line in request), request
+
+
+def test_max_fragment_length_is_not_granted_as_server(env):
+    """as server a client's max_fragment_length is not granted: the ServerHello leaves it out, the channel
+    works with full-size records (OpenSSL s_client -maxfraglen 512 -trace)"""
+    trace = inbound_trace(env, "-maxfraglen", "512")
+    assert "max_fragment_length" in trace_extensions(trace_message(trace, "ClientHello"))
+    server_hello = trace_message(trace, "ServerHello")
+    assert "max_fragment_length" not in trace_extensions(server_hello), server_hello
