@@ -33,6 +33,7 @@
 #include "../../lib/signer_proto.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
+#include "../../lib/version.hpp"
 #include "../../sandbox/sandbox.hpp"
 
 using namespace clsgw;
@@ -378,7 +379,8 @@ void signer_service::open_session(ipc_message &m)
     }
     uint64_t channel_id = id.value_or(0);
     if (sessions_.size() >= opt_.max_sessions) {
-        log_warn("too many signer sessions; refusing one", log_fields().add("channel", channel_id));
+        log_error("too many signer sessions; refusing one: raise --max-sessions to clsgwd's max_channels + 16",
+                  log_fields().add("channel", channel_id).add("max_sessions", static_cast<uint64_t>(opt_.max_sessions)));
         return;
     }
     int fd = m.fd.get();
@@ -590,7 +592,10 @@ void send_log_to_master(log_level level, const std::string &line)
         if (g_master.fd >= 0)
             return;
     }
-    std::string out = "clsgw-signer: " + line + "\n"; // no master to tell: stderr it is
+    // No master to tell: stderr it is; with the priority when stderr is the journal (a fatal
+    // line of clsgw-signer.service must reach journalctl -p err).
+    std::string priority = journal_prefix(level);
+    std::string out = (priority.empty() ? "clsgw-signer: " : priority) + line + "\n";
     ssize_t ignored = write(STDERR_FILENO, out.data(), out.size());
     (void)ignored;
 }
@@ -632,6 +637,8 @@ bool parse_refusal_budget(std::string_view text, options &o)
 
 int main(int argc, char **argv)
 {
+    if (print_version_if_asked(argc, argv))
+        return 0;
     options o;
     static const struct option longopts[] = {
         {"key", required_argument, nullptr, 'k'},          {"certificate", required_argument, nullptr, 'c'},

@@ -30,6 +30,7 @@
 #include "../../lib/socks5.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
+#include "../../lib/version.hpp"
 
 using namespace clsgw;
 
@@ -409,6 +410,8 @@ route parse_route(const std::string &text)
 
 int main(int argc, char **argv)
 {
+    if (print_version_if_asked(argc, argv))
+        return 0;
     if (argc < 2)
         return usage();
     std::string mode = argv[1];

@@ -15,6 +15,7 @@
 #include "../../lib/ipc.hpp"
 #include "../../lib/log.hpp"
 #include "../../lib/net.hpp"
+#include "../../lib/version.hpp"
 #include "../../sandbox/sandbox.hpp"
 #include "worker.hpp"
 
@@ -117,6 +118,8 @@ void report(const worker_context &ctx)
 
 int main(int argc, char **argv)
 {
+    if (print_version_if_asked(argc, argv))
+        return 0;
     log_init("clsgw-worker", log_level::info);
     log_set_record_sink(send_log_to_master);
     long spare_uid = -1, spare_gid = -1;

@@ -16,6 +16,7 @@
 #include "../../lib/audit.hpp"
 #include "../../lib/pki.hpp"
 #include "../../lib/util.hpp"
+#include "../../lib/version.hpp"
 
 using namespace clsgw;
 
@@ -305,6 +306,8 @@ int control(const std::string &socket_path, int argc, char **argv, int first)
 
 int main(int argc, char **argv)
 {
+    if (print_version_if_asked(argc, argv))
+        return 0;
     std::string socket_path = getenv("CLSGW_CONTROL") ? getenv("CLSGW_CONTROL") : "/run/clsgw/control.sock";
     int first = 1;
     if (argc > 2 && std::string(argv[1]) == "-s") {

@@ -1,0 +1,76 @@
+"""clsgwd -t checks what the start checks: each configuration here passed -t and then failed to start."""
+import os
+import subprocess
+
+from harness import free_port, program, runs_emulated
+
+
+def check(cfg):
+    return subprocess.run([*program("clsgwd"), "-t", "-c", cfg], capture_output=True, text=True)
+
+
+def line_of(cfg, text):
+    with open(cfg) as f:
+        return f.read().splitlines().index(text) + 1
+
+
+@runs_emulated
+def test_check_refuses_an_expired_identity_certificate(env):
+    """an expired device certificate is an error at its [identity] line, not a warning"""
+    os.remove(env.path("device.crt"))
+    env.ctl("cert", "self-sign", "--key", env.path("device.key"), "--subject", "CN=expired", "--days", "5",
+            "--valid-from-days", "-10", "--out", env.path("device.crt"))
+    cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}})
+    r = check(cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{cfg}:{line_of(cfg, 'certificate = device.crt')}: certificate {env.path('device.crt')} expired on " \
+        in r.stderr, r.stderr
+
+
+@runs_emulated
+def test_check_refuses_an_audit_log_in_a_missing_folder(env):
+    """audit_log in a folder that does not exist is named with its line"""
+    cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}})
+    with open(cfg) as f:
+        text = f.read().replace("audit_log = audit.log", "audit_log = gone/audit.log")
+    with open(cfg, "w") as f:
+        f.write(text)
+    r = check(cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{cfg}:{line_of(cfg, 'audit_log = gone/audit.log')}: audit_log " in r.stderr and "does not exist" in r.stderr, \
+        r.stderr
+
+
+@runs_emulated
+def test_check_refuses_a_wildcard_beside_a_specific_address_on_one_port(env):
+    """0.0.0.0:P beside 127.0.0.1:P cannot both be bound: the later channel's section is named"""
+    port = free_port()
+    cfg = env.write_config(4443, {
+        "one": {"listen": f"127.0.0.1:{port}", "ingress": "static", "target": "emt.example:443"},
+        "two": {"listen": f"0.0.0.0:{port}", "ingress": "static", "target": "emt.example:443"}})
+    r = check(cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{cfg}:{line_of(cfg, '[channel:two]')}: channel 'two' listens on 0.0.0.0:{port}" in r.stderr, r.stderr
+
+
+def test_check_refuses_max_channels_beyond_the_descriptor_limit(env):
+    """max_channels that the hard descriptor limit cannot carry is an error naming LimitNOFILE= and the line"""
+    cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}},
+                           clsgw={"max_channels": "1000"})
+    r = subprocess.run(["prlimit", "--nofile=512:512", *program("clsgwd"), "-t", "-c", cfg], capture_output=True,
+                       text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{cfg}:{line_of(cfg, 'max_channels = 1000')}: max_channels = 1000 needs " in r.stderr, r.stderr
+    assert "LimitNOFILE=" in r.stderr, r.stderr
+    r = subprocess.run(["prlimit", "--nofile=512:8192", *program("clsgwd"), "-t", "-c", cfg], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, "a soft limit below the need is raised, not an error: " + r.stderr
+
+
+@runs_emulated
+def test_every_program_prints_its_version(env):
+    """--version on each program prints one line with clsgw's version and exits 0"""
+    for name in ("clsgwd", "clsgwctl", "clsgw-signer", "clsgw-worker", "clsgw-smgw-sim"):
+        r = subprocess.run([*program(name), "--version"], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, f"{name} --version: exit {r.returncode} {r.stderr}"
+        assert r.stdout.startswith(f"{name} clsgw ") and r.stdout.count("\n") == 1, r.stdout
