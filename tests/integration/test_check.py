@@ -74,3 +74,50 @@ def test_every_program_prints_its_version(env):
         r = subprocess.run([*program(name), "--version"], capture_output=True, text=True, timeout=10)
         assert r.returncode == 0, f"{name} --version: exit {r.returncode} {r.stderr}"
         assert r.stdout.startswith(f"{name} clsgw ") and r.stdout.count("\n") == 1, r.stdout
+
+
+@runs_emulated
+def test_clsgwctl_usage_errors_exit_2_and_name_the_option(env):
+    """a misspelled option, a missing value or a stray word is a usage error (exit 2) naming it, never ignored"""
+    key = env.path("k.key")
+    cases = [
+        (["key", "generate", "--curv", "brainpoolP512r1", "--out", key], "--curv"),
+        (["key", "generate", "--out"], "--out needs a value"),
+        (["cert", "self-sign", "--key", env.path("device.key"), "--subject", "CN=x", "--dayz", "10"], "--dayz"),
+        (["cert", "self-sign", "--key", env.path("device.key"), "--subject", "CN=x", "stray"], "'stray'"),
+    ]
+    for argv, named in cases:
+        r = env.ctl(*argv, check=False)
+        assert r.returncode == 2, f"clsgwctl {' '.join(argv)}: exit {r.returncode} {r.stdout}{r.stderr}"
+        assert named in r.stderr, r.stderr
+    assert not os.path.exists(key), "a key was written despite the misspelled option"
+
+
+@runs_emulated
+def test_clsgwctl_help_on_every_command(env):
+    """--help anywhere prints the usage on stdout and exits 0; it never wants a value"""
+    for argv in (["--help"], ["status", "--help"], ["key", "generate", "--help"], ["cert", "issue", "--help"],
+                 ["cert", "self-sign", "--key", "--help"], ["log-level", "--help"]):
+        r = env.ctl(*argv, check=False)
+        assert r.returncode == 0 and "usage: clsgwctl" in r.stdout, f"{argv}: {r.returncode} {r.stderr}"
+
+
+@runs_emulated
+def test_clsgwctl_refuses_a_subject_that_is_not_a_dn(env):
+    """--subject "not a dn" is refused (exit 2) instead of making a certificate with an empty subject"""
+    out = env.path("bad.crt")
+    r = env.ctl("cert", "self-sign", "--key", env.path("device.key"), "--subject", "not a dn", "--out", out, check=False)
+    assert r.returncode == 2 and "not a dn" in r.stderr, r.stderr
+    assert not os.path.exists(out)
+    r = env.ctl("cert", "self-sign", "--key", env.path("device.key"), "--subject", "CN=ok,O=Example\\, Inc.",
+                "--out", out, check=False)
+    assert r.returncode == 0, r.stderr
+
+
+@runs_emulated
+def test_clsgwctl_checks_daemon_command_arguments_before_sending(env):
+    """wrong arguments to daemon commands are usage errors found by clsgwctl, with no clsgwd to ask"""
+    for argv, named in ((["log-level", "loud"], "'loud' is not a level"), (["log-level"], "LEVEL"),
+                        (["reload", "now"], "reload takes no arguments"), (["status", "--jsn"], "--jsn")):
+        r = env.ctl("-s", env.path("nobody-listens.sock"), *argv, check=False)
+        assert r.returncode == 2 and named in r.stderr, f"{argv}: {r.returncode} {r.stderr}"
