@@ -221,6 +221,7 @@ void interpreter::global(const ini_entry &e)
         if (!n || *n == 0)
             return error(e.line, "max_channels: expected a number from 1 to 65536");
         cfg_.max_channels = static_cast<unsigned>(*n);
+        cfg_.max_channels_line = e.line;
     } else if (e.key == "spare_workers") {
         auto n = parse_uint(e.value, 64);
         if (!n)

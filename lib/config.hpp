@@ -61,6 +61,7 @@ struct config {
     std::string file;
     // [clsgw]
     unsigned max_channels = 64;
+    int max_channels_line = 0;
     unsigned spare_workers = 2; // started and sandboxed ahead of time, one channel each
     uint64_t handshake_timeout_ms = 30 * 1000;
     uint64_t connect_timeout_ms = 10 * 1000;

@@ -1,6 +1,7 @@
 #include "log.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -46,6 +47,17 @@ void stderr_sink(log_level level, const std::string &line)
     int fd = state().target == log_target::file && state().file_fd >= 0 ? state().file_fd : STDERR_FILENO;
     ssize_t ignored = write(fd, out.data(), out.size());
     (void)ignored;
+}
+
+// systemd sets JOURNAL_STREAM=DEV:INODE for a service whose stderr is the journal; a child
+// whose stderr went elsewhere (a pipe, a file) inherits the variable, so compare.
+bool stderr_is_journal_stream(const char *value)
+{
+    unsigned long long dev = 0, ino = 0;
+    struct stat st;
+    if (!value || sscanf(value, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
 }
 
 int syslog_priority(log_level level) { return level == log_level::trace ? LOG_DEBUG : static_cast<int>(level); }
@@ -111,7 +123,14 @@ void log_init(std::string_view program, log_level threshold)
 {
     state().program = std::string(program);
     state().threshold = threshold;
-    state().journal = getenv("JOURNAL_STREAM") != nullptr;
+    state().journal = stderr_is_journal_stream(getenv("JOURNAL_STREAM"));
+}
+
+std::string journal_prefix(log_level level)
+{
+    if (!stderr_is_journal_stream(getenv("JOURNAL_STREAM")))
+        return std::string();
+    return "<" + std::to_string(level == log_level::trace ? 7u : static_cast<unsigned>(level)) + ">";
 }
 
 bool log_set_target(log_target target, const std::string &file, std::string *error)

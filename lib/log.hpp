@@ -40,6 +40,9 @@ private:
 using log_sink = std::function<void(log_level, const std::string &line)>;
 
 void log_init(std::string_view program, log_level threshold);
+// "<N>" for a line of this level when stderr is systemd's journal stream (JOURNAL_STREAM names it),
+// else "": lets programs that print their own lines to stderr still set the journal priority.
+std::string journal_prefix(log_level level);
 
 enum class log_target { stderr_stream, syslog, file };
 // Sends lines to syslog (facility daemon) or appends them to a file instead of stderr.

@@ -198,6 +198,9 @@ unique_fd listen_on(const sock_address &address, int backlog)
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (address.family() == AF_INET6)
         setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    // A HAN address may come up after clsgwd (DHCP, a late interface): bind it anyway, so that
+    // its channel serves once it is up and no other channel waits for it.
+    setsockopt(fd.get(), IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
     if (bind(fd.get(), address.sa(), address.length) != 0 || listen(fd.get(), backlog) != 0) {
         int err = errno;
         fd.reset();

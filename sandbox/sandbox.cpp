@@ -89,8 +89,15 @@ std::string drop_capabilities(long uid, long gid)
         if (rc != 0)
             return "capng_change_id to " + std::to_string(uid) + ":" + std::to_string(gid) + " failed (" +
                    std::to_string(rc) + ")";
-    } else if (capng_apply(CAPNG_SELECT_BOTH) != 0) {
-        return "capng_apply failed";
+    } else {
+        // Without CAP_SETPCAP the bounding set cannot change, and libcap-ng says so at syslog
+        // priority err on every start: a false alarm for a process that holds no capability and
+        // can gain none (no_new_privs, no exec). Clear the sets it can clear.
+        capng_get_caps_process();
+        bool setpcap = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP);
+        capng_clear(CAPNG_SELECT_BOTH);
+        if (capng_apply(setpcap ? CAPNG_SELECT_BOTH : CAPNG_SELECT_CAPS) != 0)
+            return "capng_apply failed";
     }
     capng_get_caps_process();
     if (capng_have_capabilities(CAPNG_SELECT_CAPS) != CAPNG_NONE)

@@ -371,7 +371,8 @@ void signer_service::open_session(ipc_message &m)
     }
     uint64_t channel_id = id.value_or(0);
     if (sessions_.size() >= opt_.max_sessions) {
-        log_warn("too many signer sessions; refusing one", log_fields().add("channel", channel_id));
+        log_error("too many signer sessions; refusing one: raise --max-sessions to clsgwd's max_channels + 16",
+                  log_fields().add("channel", channel_id).add("max_sessions", static_cast<uint64_t>(opt_.max_sessions)));
         return;
     }
     int fd = m.fd.get();
@@ -583,7 +584,10 @@ void send_log_to_master(log_level level, const std::string &line)
         if (g_master.fd >= 0)
             return;
     }
-    std::string out = "clsgw-signer: " + line + "\n"; // no master to tell: stderr it is
+    // No master to tell: stderr it is; with the priority when stderr is the journal (a fatal
+    // line of clsgw-signer.service must reach journalctl -p err).
+    std::string priority = journal_prefix(level);
+    std::string out = (priority.empty() ? "clsgw-signer: " : priority) + line + "\n";
     ssize_t ignored = write(STDERR_FILENO, out.data(), out.size());
     (void)ignored;
 }

@@ -1,19 +1,23 @@
 // clsgwctl: the operator's tool. This version has the identity commands: key generation,
 // self-signed or CA-issued certificates, and the SHA-256 fingerprint a gateway administrator pins.
 #include <fcntl.h>
+#include <getopt.h>
 #include <nlohmann/json.hpp>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "../../lib/audit.hpp"
+#include "../../lib/log.hpp"
 #include "../../lib/pki.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
@@ -47,35 +51,64 @@ int fail(const std::string &message)
     return 1;
 }
 
-// --name value pairs and --flags after the subcommand words.
+// A usage error: what was wrong, where to look, exit 2 (clsgwctl(8)).
+int usage_error(const std::string &message)
+{
+    fprintf(stderr, "clsgwctl: %s (clsgwctl --help)\n", message.c_str());
+    return 2;
+}
+
+// --name value pairs and --flags after the subcommand words, by getopt_long: an option the
+// subcommand does not take, or one without its value, is an error naming it.
 struct arguments {
     std::map<std::string, std::string> values;
     std::map<std::string, bool> flags;
     std::string error;
+    bool help = false;
 };
 
-arguments parse_arguments(int argc, char **argv, int start, const std::vector<std::string> &flag_names)
+arguments parse_arguments(int argc, char **argv, int start, const std::vector<std::string> &value_names,
+                          const std::vector<std::string> &flag_names = {})
 {
     arguments a;
-    for (int i = start; i < argc; i++) {
-        std::string word = argv[i];
-        if (word.rfind("--", 0) != 0) {
-            a.error = "unexpected argument '" + word + "'";
+    std::vector<option> table;
+    for (const auto &n : value_names)
+        table.push_back({n.c_str(), required_argument, nullptr, 'v'});
+    for (const auto &n : flag_names)
+        table.push_back({n.c_str(), no_argument, nullptr, 'f'});
+    table.push_back({"help", no_argument, nullptr, 'h'});
+    table.push_back({nullptr, 0, nullptr, 0});
+    // argv[start - 1] (the subcommand's last word) stands in for the program name
+    std::vector<char *> args(argv + start - 1, argv + argc);
+    args.push_back(nullptr);
+    optind = 0; // also resets getopt's state between calls
+    opterr = 0;
+    int index = -1, opt;
+    while ((opt = getopt_long(static_cast<int>(args.size() - 1), args.data(), "+:", table.data(), &index)) != -1) {
+        std::string seen = args[optind - 1] ? args[optind - 1] : "";
+        if (opt == 'v' && seen.rfind("--", 0) != 0) // "--key FILE": the option is the word before
+            seen = args[optind - 2];
+        // getopt_long takes "--curv" for --curve; clsgwctl wants options spelt out
+        if ((opt == 'v' || opt == 'f') && seen.substr(2, seen.find('=') - 2) != table[index].name) {
+            a.error = "unknown option " + seen.substr(0, seen.find('=')) + " (did you mean --" + table[index].name + "?)";
             return a;
         }
-        std::string name = word.substr(2);
-        bool is_flag = false;
-        for (const auto &f : flag_names)
-            is_flag |= f == name;
-        if (is_flag) {
-            a.flags[name] = true;
-        } else if (i + 1 < argc) {
-            a.values[name] = argv[++i];
-        } else {
-            a.error = "option " + word + " needs a value";
+        if (opt == 'v')
+            a.values[table[index].name] = optarg;
+        else if (opt == 'f')
+            a.flags[table[index].name] = true;
+        else if (opt == 'h')
+            a.help = true;
+        else if (opt == ':')
+            a.error = "option " + seen.substr(0, seen.find('=')) + " needs a value";
+        else
+            a.error = "unknown option " + seen.substr(0, seen.find('='));
+        if (!a.error.empty())
             return a;
-        }
+        index = -1;
     }
+    if (optind < static_cast<int>(args.size() - 1))
+        a.error = std::string("unexpected argument '") + args[optind] + "'";
     return a;
 }
 
@@ -234,6 +267,21 @@ void print_status(const nlohmann::json &s)
 {
     printf("clsgwd pid %d, up %llus, log level %s\n", s["pid"].get<int>(),
            static_cast<unsigned long long>(s["uptime_s"].get<uint64_t>()), s["log_level"].get<std::string>().c_str());
+    if (s.contains("version"))
+        printf("version: %s\n", s["version"].get<std::string>().c_str());
+    for (const auto &l : s.value("listeners", nlohmann::json::array())) {
+        std::string names;
+        for (const auto &n : l["channels"])
+            names += (names.empty() ? "" : ",") + n.get<std::string>();
+        printf("listening: %s (%s) for %s\n", l["address"].get<std::string>().c_str(),
+               l["from"].get<std::string>().c_str(), names.c_str());
+    }
+    if (s.contains("smgw")) {
+        uint64_t left = s["smgw"].value("backoff_ms_left", uint64_t(0));
+        printf("smgw: %s%s\n", s["smgw"]["address"].get<std::string>().c_str(),
+               left ? (", backing off for " + std::to_string((left + 999) / 1000) + "s: new channels fail at once").c_str()
+                    : "");
+    }
     printf("channels: %zu open of %u, %llu accepted, %llu finished\n", s["channels"].size(),
            s["max_channels"].get<unsigned>(), static_cast<unsigned long long>(s["accepted"].get<uint64_t>()),
            static_cast<unsigned long long>(s["finished"].get<uint64_t>()));
@@ -262,6 +310,74 @@ void print_status(const nlohmann::json &s)
         printf("  %-8s %5lld days left  %s (%s)\n", c["role"].get<std::string>().c_str(),
                static_cast<long long>(c["days_left"].get<int64_t>()), c["subject"].get<std::string>().c_str(),
                c["path"].get<std::string>().c_str());
+}
+
+// The daemon commands' arguments, checked here: clsgwd would only say "unknown command".
+std::string control_arguments_problem(int argc, char **argv, int first)
+{
+    std::string cmd = argv[first];
+    std::vector<std::string> rest(argv + first + 1, argv + argc);
+    for (const auto &word : rest)
+        if (word.rfind("-", 0) == 0 && !(cmd == "status" && word == "--json"))
+            return cmd + ": unknown option " + word.substr(0, word.find('='));
+    if (cmd == "status")
+        return rest.size() > 1 || (rest.size() == 1 && rest[0] != "--json") ? "status takes only --json" : "";
+    if (cmd != "log-level")
+        return rest.empty() ? "" : cmd + " takes no arguments";
+    if (rest.empty() || rest.size() > 2)
+        return "log-level takes LEVEL [CHANNEL]";
+    if (!parse_log_level(rest[0]))
+        return "log-level: '" + rest[0] + "' is not a level: expected error, warn, info, debug or trace";
+    if (rest.size() == 2)
+        for (char c : rest[1])
+            if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+                return "log-level: '" + rest[1] + "' is not a channel name";
+    return "";
+}
+
+// A subject DN as clsgwctl writes it: KEY=VALUE pairs separated by commas, each key one that
+// certificates carry. mbedTLS would take "not a dn" and issue a certificate with an empty subject.
+std::string subject_problem(const std::string &dn)
+{
+    static const char *const keys[] = {"CN", "O", "OU", "C", "L", "ST", "R", "serialNumber", "emailAddress",
+                                       "title", "DC", "UID", "street", "postalCode", "pseudonym", "generationQualifier",
+                                       "initials", "givenName", "SN"};
+    if (dn.empty())
+        return "--subject is empty (for example CN=device-0001,O=Example)";
+    size_t start = 0;
+    while (start <= dn.size()) {
+        size_t end = start;
+        while (end < dn.size() && dn[end] != ',')
+            end += dn[end] == '\\' ? 2 : 1;
+        std::string rdn = dn.substr(start, end - start);
+        size_t eq = rdn.find('=');
+        std::string key = eq == std::string::npos ? "" : rdn.substr(0, eq);
+        while (!key.empty() && key.front() == ' ')
+            key.erase(0, 1);
+        bool known = false;
+        for (const char *k : keys)
+            known |= key == k;
+        if (eq == std::string::npos || !known || eq + 1 >= rdn.size())
+            return "--subject '" + dn + "': '" + rdn + "' is not KEY=VALUE with a known key (CN, O, OU, C, ...)";
+        start = end + 1;
+    }
+    return "";
+}
+
+// status's exit code, for monitoring: 4 when clsgwd answers but cannot serve as it should (the
+// signer not ready, the SMGW in back-off, a certificate expired), 3 when a certificate expires
+// within 30 days, else 0.
+int status_health(const nlohmann::json &s)
+{
+    bool sick = s["signer"].value("state", "") != "ready" ||
+                (s.contains("smgw") && s["smgw"].value("backoff_ms_left", uint64_t(0)) > 0);
+    bool soon = false;
+    for (const auto &c : s["certificates"]) {
+        int64_t days = c.value("days_left", int64_t(0));
+        sick |= c.value("not_after", int64_t(0)) < static_cast<int64_t>(time(nullptr));
+        soon |= days < 30;
+    }
+    return sick ? 4 : soon ? 3 : 0;
 }
 
 int control(const std::string &socket_path, int argc, char **argv, int first)
@@ -296,7 +412,7 @@ int control(const std::string &socket_path, int argc, char **argv, int first)
             printf("%s\n", status.dump(2).c_str());
         else
             print_status(status);
-        return 0;
+        return status_health(status);
     }
     fputs(body.c_str(), stdout);
     return 0;
@@ -317,8 +433,13 @@ int main(int argc, char **argv)
     if (argc <= first)
         return usage(2);
     std::string cmd = argv[first];
-    if (cmd == "status" || cmd == "log-level" || cmd == "reopen-logs" || cmd == "reload" || cmd == "check")
-        return control(socket_path, argc, argv, first);
+    for (int i = 1; i < argc; i++)
+        if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h")
+            return usage(0);
+    if (cmd == "status" || cmd == "log-level" || cmd == "reopen-logs" || cmd == "reload" || cmd == "check") {
+        std::string wrong = control_arguments_problem(argc, argv, first);
+        return wrong.empty() ? control(socket_path, argc, argv, first) : usage_error(wrong);
+    }
     if (first != 1)
         return usage(2);
     std::string sub = argc > 2 ? argv[2] : "";
@@ -340,13 +461,16 @@ int main(int argc, char **argv)
     if (cmd == "fingerprint")
         return argc == 3 ? fingerprint(argv[2]) : usage(2);
     if (cmd == "key" && sub == "generate") {
-        arguments a = parse_arguments(argc, argv, 3, {});
-        return a.error.empty() ? key_generate(a) : fail(a.error);
+        arguments a = parse_arguments(argc, argv, 3, {"curve", "out"});
+        return a.error.empty() ? key_generate(a) : usage_error(a.error);
     }
     if (cmd == "cert" && sub == "request") {
-        arguments a = parse_arguments(argc, argv, 3, {});
+        arguments a = parse_arguments(argc, argv, 3, {"key", "subject", "out"});
         if (!a.error.empty())
-            return fail(a.error);
+            return usage_error(a.error);
+        std::string bad_dn = subject_problem(a.values.count("subject") ? a.values.at("subject") : "");
+        if (a.values.count("subject") && !bad_dn.empty())
+            return usage_error(bad_dn);
         std::string err;
         auto key = read_input(a, "key", err);
         if (!key)
@@ -357,8 +481,16 @@ int main(int argc, char **argv)
         return csr.ok ? output(a, csr.pem, 0644) : fail(csr.error);
     }
     if (cmd == "cert" && (sub == "self-sign" || sub == "issue")) {
-        arguments a = parse_arguments(argc, argv, 3, {"ca"});
-        return a.error.empty() ? cert_make(a, sub == "self-sign") : fail(a.error);
+        std::vector<std::string> values = {"key", "subject", "days", "valid-from-days", "out"};
+        if (sub == "issue")
+            values.insert(values.end(), {"ca-cert", "ca-key"});
+        arguments a = parse_arguments(argc, argv, 3, values, {"ca"});
+        if (!a.error.empty())
+            return usage_error(a.error);
+        std::string bad_dn = subject_problem(a.values.count("subject") ? a.values.at("subject") : "");
+        if (a.values.count("subject") && !bad_dn.empty())
+            return usage_error(bad_dn);
+        return cert_make(a, sub == "self-sign");
     }
     return usage(2);
 }

@@ -19,9 +19,11 @@
 
 #include "../../lib/ipc.hpp"
 #include "../../lib/log.hpp"
+#include "../../lib/net.hpp"
 #include "../../lib/signer_proto.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
+#include "../../lib/version.hpp"
 #include "environment.hpp"
 #include "master.hpp"
 
@@ -92,6 +94,11 @@ void master::open_control_socket()
     struct stat st;
     if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(path.c_str()); // left by an earlier clsgwd that did not stop cleanly
+    // clsgwd.service makes /run/clsgw (RuntimeDirectory=); run by hand, clsgwd makes the folder
+    // itself, the last level only and as the unit would (0750).
+    std::string folder = path.substr(0, path.rfind('/'));
+    if (!folder.empty() && mkdir(folder.c_str(), 0750) == 0)
+        log_info("made the control socket's folder", log_fields().add("path", folder));
     unique_fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     mode_t old = umask(0117); // the socket is created 0660
     bool ok = fd && bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0 &&
@@ -375,16 +382,21 @@ void master::end_check(control_client &c, bool signed_ok, const std::string &why
     else
         c.problems += "signer: " + why + "\n";
     int64_t wall = static_cast<int64_t>(time(nullptr));
+    bool expired = false;
     for (const auto &cert : certificates_) {
         int64_t days = (cert.not_after - wall) / 86400;
         std::string line =
             cert.role + " certificate '" + cert.subject + "' expires in " + std::to_string(days) + " days\n";
-        if (days < 30)
+        if (cert.not_after < wall) {
+            expired = true; // an error, not the "expires soon" warning (exit 3)
+            c.problems += "error: " + cert.role + " certificate '" + cert.subject + "' has expired\n";
+        } else if (days < 30) {
             c.problems += "warning: " + line;
-        else
+        } else {
             c.report += line;
+        }
     }
-    bool failed = c.failed || !signed_ok;
+    bool failed = c.failed || !signed_ok || expired;
     answer_control(c, (failed ? "error: check failed\n" : "ok\n") + c.report + c.problems);
 }
 
@@ -451,11 +463,23 @@ void master::watch_certificates()
     add("identity", cfg_.certificate.path, certificate_pem_);
     for (const auto &[path, pem] : trust_pems_)
         add("trust", path, pem);
+    check_certificate_expiry();
+}
+
+// At the start, at each reload and once a day (check_deadlines): a warning from 30 days before
+// a certificate expires, an error once it has.
+void master::check_certificate_expiry()
+{
+    certificates_checked_ms_ = now_ms();
+    int64_t wall = static_cast<int64_t>(time(nullptr));
     for (const auto &c : certificates_) {
-        int64_t days = (c.not_after - static_cast<int64_t>(time(nullptr))) / 86400;
-        if (days < 30)
-            log_warn("certificate expires soon", log_fields().add("role", c.role).add("subject", c.subject)
-                                                     .add("days_left", static_cast<int64_t>(days)).add("path", c.path));
+        int64_t days = (c.not_after - wall) / 86400;
+        log_fields f;
+        f.add("role", c.role).add("subject", c.subject).add("days_left", days).add("path", c.path);
+        if (c.not_after < wall)
+            log_error("certificate expired", f);
+        else if (days < 30)
+            log_warn("certificate expires soon", f);
     }
 }
 
@@ -502,7 +526,15 @@ std::string master::status_json() const
                      {"capacity", sessions_.capacity()},
                      {"bytes", sessions_.bytes_used()},
                      {"evicted", sessions_.evicted()}};
-    json status = {{"pid", getpid()},
+    json listeners = json::array();
+    for (const auto &l : listeners_)
+        listeners.push_back({{"address", local_name(l.fd.get())},
+                             {"from", l.key.rfind("socket:", 0) == 0 ? "systemd" : "clsgwd"},
+                             {"channels", l.channels}});
+    json smgw = {{"address", cfg_.smgw_address ? cfg_.smgw_address->to_string() : std::string()},
+                 {"backoff_ms_left", smgw_blocked_until_ms_ > now ? smgw_blocked_until_ms_ - now : 0}};
+    json status = {{"version", clsgw_version_text()},
+                   {"pid", getpid()},
                    {"uptime_s", (now - started_ms_) / 1000},
                    {"max_channels", cfg_.max_channels},
                    {"open_channels", channels_.size()},
@@ -513,6 +545,8 @@ std::string master::status_json() const
                    {"channels", channels},
                    {"outcomes", outcomes},
                    {"signer", signer},
+                   {"listeners", listeners},
+                   {"smgw", smgw},
                    {"sessions", sessions},
                    {"certificates", certs}};
     // Every string in it comes from the configuration or was checked as printable on its way in;

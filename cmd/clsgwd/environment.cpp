@@ -3,11 +3,14 @@
 #include <mbedtls/x509_crt.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cctype>
 #include <climits>
+#include <optional>
 
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
@@ -64,6 +67,15 @@ void check_pem(const config &cfg, const config_path &p, const char *what, std::s
             return;
         }
     }
+    // The device's own certificate, expired: every SMGW refuses it. An error here (and so in the
+    // ExecStartPre check and at a reload), not a warning that only clsgwctl check shows.
+    if (std::string(what) == "certificate" && mbedtls_x509_time_is_past(&certs.get()->valid_to)) {
+        const mbedtls_x509_time &t = certs.get()->valid_to;
+        char date[32];
+        snprintf(date, sizeof date, "%04d-%02d-%02d", t.year, t.mon, t.day);
+        errors.push_back({cfg.file, p.line, std::string(what) + " " + p.path + " expired on " + date});
+        return;
+    }
     out = *text;
 }
 
@@ -79,6 +91,86 @@ void check_log_path(const config &cfg, const std::string &path, int line, const 
         errors.push_back({cfg.file, line, std::string(what) + " " + path + " is a symbolic link; name the file itself"});
     else if (!S_ISREG(st.st_mode))
         errors.push_back({cfg.file, line, std::string(what) + " " + path + " is not a regular file"});
+}
+
+// The cgroup's task limit (pids.max) of this process, cgroup v2 or v1; nullopt when unlimited.
+std::optional<unsigned long long> cgroup_tasks_max()
+{
+    auto text = read_file("/proc/self/cgroup", 64 * 1024);
+    if (!text)
+        return std::nullopt;
+    size_t pos = 0;
+    while (pos < text->size()) {
+        size_t end = text->find('\n', pos);
+        std::string line = text->substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        pos = end == std::string::npos ? text->size() : end + 1;
+        size_t a = line.find(':'), b = line.find(':', a + 1);
+        if (a == std::string::npos || b == std::string::npos)
+            continue;
+        std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+        std::string file;
+        if (controllers.empty())
+            file = "/sys/fs/cgroup" + path + "/pids.max";
+        else if (controllers == "pids")
+            file = "/sys/fs/cgroup/pids" + path + "/pids.max";
+        else
+            continue;
+        auto value = read_file(file, 64);
+        if (value && !value->empty() && isdigit(static_cast<unsigned char>((*value)[0])))
+            return std::stoull(*value);
+    }
+    return std::nullopt;
+}
+
+// What max_channels needs from the process limits: the master holds about four descriptors per
+// open channel (accepted socket, worker control, upstream, signer session) and one task per worker.
+// The soft descriptor limit is raised as far as the hard one allows; what cannot be met is an
+// error naming the limit and the setting, instead of channel N+1 failing at accept or fork.
+void check_limits(const config &cfg, std::vector<config_error> &errors)
+{
+    unsigned long long channels = cfg.max_channels, spares = cfg.spare_workers;
+    unsigned long long fds = 4 * channels + 2 * spares + cfg.channels.size() + 64;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < fds) {
+        if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= fds) {
+            rl.rlim_cur = fds;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        } else {
+            errors.push_back({cfg.file, cfg.max_channels_line,
+                              "max_channels = " + std::to_string(channels) + " needs " + std::to_string(fds) +
+                                  " file descriptors but the limit is " + std::to_string(rl.rlim_max) +
+                                  ": raise LimitNOFILE= (clsgwd.service) or lower max_channels"});
+        }
+    }
+    unsigned long long tasks = channels + spares + 8; // the master, the signer, workers on their way out
+    auto tasks_max = cgroup_tasks_max();
+    if (tasks_max && *tasks_max < tasks)
+        errors.push_back({cfg.file, cfg.max_channels_line,
+                          "max_channels = " + std::to_string(channels) + " and spare_workers = " +
+                              std::to_string(spares) + " need " + std::to_string(tasks) +
+                              " tasks but the cgroup allows " + std::to_string(*tasks_max) +
+                              ": raise TasksMax= (clsgwd.service) or lower max_channels"});
+}
+
+// 0.0.0.0:P (or [::]:P) beside a specific address with the same port: the second bind fails at
+// the start with EADDRINUSE, so the check says so first.
+void check_wildcard_overlap(const config &cfg, std::vector<config_error> &errors)
+{
+    std::map<std::string, const channel_config *> seen; // by listener
+    for (const auto &ch : cfg.channels)
+        if (ch.listen && !seen.count(ch.listen_text))
+            seen[ch.listen_text] = &ch;
+    for (const auto &[text, a] : seen)
+        for (const auto &[other, b] : seen) {
+            if (text == other || a->line > b->line || a->listen->family() != b->listen->family())
+                continue;
+            std::string host_a = text.substr(0, text.rfind(':')), host_b = other.substr(0, other.rfind(':'));
+            bool wild_a = host_a == "0.0.0.0" || host_a == "[::]", wild_b = host_b == "0.0.0.0" || host_b == "[::]";
+            if (text.substr(text.rfind(':')) == other.substr(other.rfind(':')) && (wild_a || wild_b))
+                errors.push_back({cfg.file, b->line, "channel '" + b->name + "' listens on " + other +
+                                                       ", which overlaps channel '" + a->name + "' on " + text +
+                                                       ": a wildcard address takes the port on every address"});
+        }
 }
 
 } // namespace
@@ -103,6 +195,11 @@ checked check_environment(const config &cfg, std::vector<config_error> &errors)
         else if (!loose.empty())
             errors.push_back({cfg.file, cfg.key.line, loose});
         check_log_path(cfg, cfg.audit_log.path, cfg.audit_log.line, "audit_log", errors);
+        std::string folder = cfg.audit_log.path.substr(0, cfg.audit_log.path.rfind('/') + 1);
+        struct stat dir;
+        if (!folder.empty() && (stat(folder.c_str(), &dir) != 0 || !S_ISDIR(dir.st_mode)))
+            errors.push_back({cfg.file, cfg.audit_log.line, "audit_log " + cfg.audit_log.path + ": folder " + folder +
+                                                                " does not exist"});
     }
     if (cfg.target == log_target::file)
         check_log_path(cfg, cfg.log_file, 0, "log_file", errors);
@@ -125,6 +222,8 @@ checked check_environment(const config &cfg, std::vector<config_error> &errors)
             c.gid = pw->pw_gid;
         }
     }
+    check_limits(cfg, errors);
+    check_wildcard_overlap(cfg, errors);
     c.paths.worker = helper_path(cfg.worker_path, "clsgw-worker");
     c.paths.signer = helper_path(cfg.signer_path, "clsgw-signer");
     for (const auto &p : {c.paths.worker, c.paths.signer})

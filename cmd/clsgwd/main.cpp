@@ -55,14 +55,15 @@ int main(int argc, char **argv)
     if (loaded.value)
         env = check_environment(*loaded.value, errors);
     if (!errors.empty()) {
+        std::string err = journal_prefix(log_level::error); // ExecStartPre's errors reach journalctl -p err
         for (const auto &e : errors)
-            fprintf(stderr, "%s\n", e.to_string().c_str());
-        fprintf(stderr, "clsgwd: %zu error(s) in %s\n", errors.size(), file.c_str());
+            fprintf(stderr, "%s%s\n", err.c_str(), e.to_string().c_str());
+        fprintf(stderr, "%sclsgwd: %zu error(s) in %s\n", err.c_str(), errors.size(), file.c_str());
         return 1;
     }
     if (test_only) {
         for (const auto &w : env.warnings)
-            fprintf(stderr, "clsgwd: warning: %s\n", w.c_str());
+            fprintf(stderr, "%sclsgwd: warning: %s\n", journal_prefix(log_level::warn).c_str(), w.c_str());
         printf("clsgwd: configuration %s is valid (%zu channel(s))\n", file.c_str(), loaded.value->channels.size());
         return 0;
     }

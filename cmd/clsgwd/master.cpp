@@ -28,6 +28,7 @@ constexpr uint64_t HANDSHAKE_GRACE_MS = 1000; // the worker reports its own time
 constexpr uint64_t LIMIT_LOG_INTERVAL_MS = 10000;
 constexpr uint64_t SIGNER_BACKOFF_MAX_MS = 60000;
 constexpr unsigned WORKER_LOG_LINES_MAX = 200;
+constexpr uint64_t CERTIFICATE_CHECK_INTERVAL_MS = 24ull * 3600 * 1000; // expiry warnings once a day
 constexpr uint64_t SMGW_BACKOFF_FIRST_MS = 1000;
 // Workers report their own failures: it takes this many channels failing in a row before their
 // word backs the SMGW off (clsgwd's own connect failing counts at once).
@@ -1158,6 +1159,8 @@ void master::check_deadlines()
         start_signer();
     if (!failures_.empty())
         flush_suppressed();
+    if (now - certificates_checked_ms_ >= CERTIFICATE_CHECK_INTERVAL_MS)
+        check_certificate_expiry();
     if (now >= sessions_.next_expiry())
         sessions_.sweep(now); // a session's secret does not outlive max_session_lifetime
     check_control_deadlines();

@@ -268,6 +268,8 @@ private:
     void check_control_deadlines();
     uint64_t next_control_deadline() const;
     void watch_certificates();
+    void check_certificate_expiry();
+    uint64_t certificates_checked_ms_ = 0;
     void count_outcome(const std::string &outcome, const std::string &reason);
 };
 

@@ -275,7 +275,9 @@ class Env:
     def clsgwctl(self, *args, check=True):
         r = subprocess.run([os.path.join(BIN, "clsgwctl"), "-s", self.path("control.sock"), *args],
                            capture_output=True, text=True, timeout=30)
-        if check and r.returncode != 0:
+        # status answers with 3 or 4 when clsgwd needs attention; its output is what a test reads
+        answered = r.returncode == 0 or ("status" in args and r.returncode in (3, 4))
+        if check and not answered:
             raise AssertionError(f"clsgwctl {' '.join(args)} failed ({r.returncode}): {r.stderr}")
         return r
 

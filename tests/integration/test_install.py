@@ -55,8 +55,11 @@ def test_make_install_produces_the_documented_tree(env):
         assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == machine, binary
     unit = open(os.path.join(dest, "usr/lib/systemd/system/clsgwd.service")).read()
     assert "ExecStart=/usr/sbin/clsgwd -c /etc/clsgw/clsgw.ini" in unit and "@SBINDIR@" not in unit
-    # the installed clsgwd finds its helpers in the libexec folder it was built for
-    r = subprocess.run(["strings", os.path.join(dest, "usr/sbin/clsgwd")], capture_output=True, text=True)
+    # the installed clsgwd finds its helpers in the libexec folder it was built for (its symbols kept: stripped,
+    # the path may live only in instructions that build the string)
+    kept = env.path("kept")
+    make("install", f"DESTDIR={kept}", "STRIP=")
+    r = subprocess.run(["strings", os.path.join(kept, "usr/sbin/clsgwd")], capture_output=True, text=True)
     assert "/usr/libexec/clsgw" in r.stdout
     with open(os.path.join(dest, "etc/clsgw/clsgw.ini"), "a") as f:
         f.write("; local change\n")
@@ -81,6 +84,7 @@ def test_units_verify(env):
         # the programs are checked where they were installed
         with open(os.path.join(units, name), "w") as f:
             f.write(text.replace("/usr/sbin/", os.path.join(dest, "usr/sbin/"))
+                    .replace("/usr/bin/clsgwctl", os.path.join(dest, "usr/bin/clsgwctl"))
                     .replace("/usr/libexec/", os.path.join(dest, "usr/libexec/")))
     shutil.copy(os.path.join(units, "clsgw-channel@.socket"), os.path.join(units, "clsgw-channel@app.socket"))
     os.makedirs(os.path.join(units, "clsgw-channel@app.socket.d"))
@@ -148,3 +152,32 @@ def test_yocto_recipe_drives_the_makefile(env):
         assert user in recipe and user in open(os.path.join(ROOT, "etc", "sysusers.d", "clsgw.conf")).read()
     groups = re.search(r'GROUPADD_PARAM:\$\{PN\} = "([^"]+)"', recipe).group(1)
     assert [g.split()[-1] for g in groups.split(";")] == ["clsgw", "clsgw-signer-clients"], groups
+
+
+def has_symbols(path):
+    r = subprocess.run(["readelf", "-S", "-W", path], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return ".symtab" in r.stdout
+
+
+@runs_emulated
+def test_make_install_strips_the_programs_unless_strip_is_empty(env):
+    """make install strips every installed program (the build keeps its symbols); STRIP= installs them as built"""
+    programs = ["usr/sbin/clsgwd", "usr/bin/clsgwctl", "usr/bin/clsgw-smgw-sim", "usr/libexec/clsgw/clsgw-worker",
+                "usr/libexec/clsgw/clsgw-signer"]
+    dest = install(env)
+    for p in programs:
+        assert not has_symbols(os.path.join(dest, p)), f"{p} was installed with its symbol table"
+    assert has_symbols(os.path.join(ROOT, BUILD, "bin", "clsgwd")), "the build itself lost its symbols"
+    kept = env.path("kept")
+    make("install", f"DESTDIR={kept}", "STRIP=")
+    for p in programs:
+        assert has_symbols(os.path.join(kept, p)), f"STRIP= still stripped {p}"
+
+
+@runs_emulated
+def test_tmpfiles_gives_group_clsgw_read_access_to_the_configuration(env):
+    """the README says group clsgw may read /etc/clsgw/clsgw.ini: tmpfiles.d sets root:clsgw 0640 on it"""
+    dest = install(env)
+    rules = open(os.path.join(dest, "usr/lib/tmpfiles.d/clsgw.conf")).read().splitlines()
+    assert any(r.split()[:5] == ["z", "/etc/clsgw/clsgw.ini", "0640", "root", "clsgw"] for r in rules), rules
