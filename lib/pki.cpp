@@ -128,7 +128,9 @@ result make_certificate(const cert_request &req)
     mbedtls_x509write_crt_set_issuer_key(w.get(), signing_key);
     unsigned char serial_bytes[16];
     tls::rng::random(&rng, serial_bytes, sizeof serial_bytes);
-    serial_bytes[0] &= 0x7f; // positive
+    // Positive and in DER's shortest form: a leading zero byte is not allowed before a byte below
+    // 0x80 (OpenSSL refuses such a certificate), so the first byte is never zero.
+    serial_bytes[0] = static_cast<unsigned char>((serial_bytes[0] & 0x7f) | 0x40);
     time_t now = time(nullptr);
     time_t from = now + static_cast<time_t>(req.valid_from_days) * 86400 - 60;
     time_t until = from + static_cast<time_t>(req.days) * 86400;
