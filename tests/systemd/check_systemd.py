@@ -85,6 +85,9 @@ max_channels = {max_channels}
 spare_workers = 2
 shutdown_timeout = 10s
 log_level = info
+# After an app's FIN clsgw waits for the SMGW's end (TLS 1.2 has no half-close); the simulator's
+# EMT never ends on its own, so the client's wait for end-of-stream lasts close_timeout.
+close_timeout = 2s
 {extra}
 [identity]
 certificate = /etc/clsgw/device.crt
