@@ -81,7 +81,7 @@ else
 $(error MBEDTLS=$(MBEDTLS) is not supported: use build (the default) or system)
 endif
 
-PROGRAMS := clsgwd clsgw-worker clsgw-signer clsgwctl clsgw-smgw-sim
+PROGRAMS := clsgwd clsgw-worker clsgw-signer clsgwctl clsgw-smgw-sim clsgw-hanscan
 LIB_SRC  := $(wildcard lib/*.cpp lib/tls/*.cpp sandbox/*.cpp)
 LIB_CSRC := $(wildcard lib/tls/*.c sandbox/*.c)
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o) $(LIB_CSRC:%.c=$(BUILD)/obj/%.o)
