@@ -17,7 +17,7 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = ["test_cli", "test_contain", "test_outbound", "test_inbound", "test_sandbox", "test_spares", "test_signer", "test_interop", "test_tls", "test_ops", "test_local", "test_install", "test_faults", "test_check", "test_service", "test_long"]
+MODULES = ["test_cli", "test_hanscan", "test_contain", "test_outbound", "test_inbound", "test_sandbox", "test_spares", "test_signer", "test_interop", "test_tls", "test_ops", "test_local", "test_install", "test_faults", "test_check", "test_service", "test_long"]
 
 
 EMULATION_LIMITS = ("need sandboxed helper processes: under qemu-user (no binfmt_misc here) clsgwd cannot "

@@ -30,6 +30,8 @@ const std::vector<uint16_t> OTHER_SUITES = {
     0xC009, 0xC00A, 0xCCA9, 0xC0AC, 0xC0AD, 0xC0AE, 0xC0AF, 0xC02F, 0xC030, 0xC027, 0xC028, 0xC013, 0xC014,
     0xCCA8, 0xC004, 0xC005, 0xC025, 0xC02D, 0xC02E, 0x009E, 0x009C, 0x009D, 0x003C, 0x002F, 0x0035, 0x000A, 0x0005,
 };
+const std::vector<uint16_t> OTHER_SIGNATURES = {0x0603, 0x0503, 0x0403, 0x0804, 0x0805, 0x0806,
+                                                0x0601, 0x0501, 0x0401, 0x0203, 0x0201};
 // Groups outside the profile: P-521, X25519, X448, P-224, P-192, FFDHE.
 const std::vector<uint16_t> OTHER_GROUPS = {25, 29, 30, 21, 19, 256, 257};
 
@@ -154,6 +156,8 @@ void check_suites(report &rep, prober &p)
         wire::client_hello h = p.profile_hello();
         h.suites = others;
         h.suites.push_back(wire::SUITE_RENEGOTIATION_SCSV);
+        // RSA signatures too: a device with an RSA certificate besides its EC one may show its RSA suites
+        set_extension(h, wire::EXT_SIGNATURE_ALGORITHMS, wire::u16_list(OTHER_SIGNATURES));
         probe_answer a = p.send(h);
         auto at = a.accepted() ? std::find(others.begin(), others.end(), a.hello->suite) : others.end();
         if (at == others.end()) {

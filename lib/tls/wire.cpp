@@ -436,6 +436,15 @@ const char *signature_algorithm_name(uint16_t alg)
     case 0x0805: return "rsa_pss_rsae_sha384";
     case 0x0806: return "rsa_pss_rsae_sha512";
     case 0x0807: return "ed25519";
+    case 0x0809: return "rsa_pss_pss_sha256";
+    case 0x080A: return "rsa_pss_pss_sha384";
+    case 0x080B: return "rsa_pss_pss_sha512";
+    case 0x0301: return "rsa_pkcs1_sha224";
+    case 0x0302: return "dsa_sha224";
+    case 0x0402: return "dsa_sha256";
+    case 0x0502: return "dsa_sha384";
+    case 0x0602: return "dsa_sha512";
+    case 0x0202: return "dsa_sha1";
     case 0x0808: return "ed448";
     case 0x081A: return "ecdsa_brainpoolP256r1tls13_sha256";
     case 0x081B: return "ecdsa_brainpoolP384r1tls13_sha384";

@@ -1,0 +1,176 @@
+"""clsgw-hanscan, the TR-03116-3 HAN scanner: against clsgw in both directions (every item passes), and
+against OpenSSL and stunnel peers configured outside the profile (each mistake is the right FAIL)."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+
+from harness import BIN, Service, SkipTest, free_port, program, recv_all, scenario, wait_until
+
+ITEMS = ["TLS_1.2", "ECC", "PFS", "CLIENT_CERT", "SERVER_CERT", "NO_COMPRESSION", "NO_TRUNC_HMAC", "RANDOM_TIME",
+         "DURATION", "NO_RENEGOTIATION", "ENC_THEN_MAC", "EXT_MASTER_SECRET", "SESSION_ID", "SESSION_TICKET",
+         "CHECK_CERTS"]
+PROFILE_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-SHA256:"
+                   "ECDHE-ECDSA-AES256-SHA384")
+PROFILE_GROUPS = "brainpoolP256r1:brainpoolP384r1:brainpoolP512r1:prime256v1:secp384r1"
+
+
+def scan_server(env, port, *extra, timeout=180):
+    """clsgw-hanscan server against 127.0.0.1:port as the SMGW (smgw identity), trusting the device's certificate."""
+    r = subprocess.run([*program("clsgw-hanscan"), "server", f"127.0.0.1:{port}", "--cert", env.path("smgw.crt"),
+                        "--key", env.path("smgw.key"), "--trust", env.path("device.crt"), "--json", *extra],
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode in (0, 1, 2), (r.returncode, r.stderr)
+    report = json.loads(r.stdout)
+    report["status"] = r.returncode
+    return report
+
+
+def items(report):
+    return {i["item"]: i for i in report["items"]}
+
+
+def evidence(report, item):
+    return " | ".join(e["text"] for e in items(report)[item]["evidence"])
+
+
+def failed(report):
+    return sorted(i["item"] for i in report["items"] if i["result"] == "FAIL")
+
+
+def assert_only_failures(report, *expected):
+    assert report["status"] == (1 if expected else 0), json.dumps(report, indent=1)
+    assert failed(report) == sorted(expected), json.dumps(report, indent=1)
+
+
+def test_server_scan_of_clsgw_inbound_passes_every_item(env):
+    """server mode against clsgw's inbound listener: every item PASS or INFO, exit 0, the items of
+    docs/conformance.md in its order"""
+    service = Service("echo")
+    port = free_port()
+    env.start_clsgwd(env.write_config(None, {"in": {"direction": "inbound", "listen": f"127.0.0.1:{port}",
+                                                    "forward": f"127.0.0.1:{service.port}"}}))
+    report = scan_server(env, port)
+    assert_only_failures(report)
+    assert [i["item"] for i in report["items"]] == ITEMS
+    result = {k: v["result"] for k, v in items(report).items()}
+    for item in ("TLS_1.2", "ECC", "PFS", "CLIENT_CERT", "SERVER_CERT", "NO_COMPRESSION", "NO_TRUNC_HMAC",
+                 "RANDOM_TIME", "NO_RENEGOTIATION", "ENC_THEN_MAC", "EXT_MASTER_SECRET", "SESSION_ID", "CHECK_CERTS"):
+        assert result[item] == "PASS", (item, evidence(report, item))
+    assert "TLSv1.3 refused" in evidence(report, "TLS_1.2") and "TLSv1.1 refused" in evidence(report, "TLS_1.2")
+    assert "secure renegotiation refused with a warning no_renegotiation" in evidence(report, "NO_RENEGOTIATION")
+    assert "expired SMGW certificate (same key and subject) refused: alert certificate_expired" in \
+        evidence(report, "CHECK_CERTS")
+    # the text form: one line per item in the same order, then the result
+    r = subprocess.run([*program("clsgw-hanscan"), "server", f"127.0.0.1:{port}", "--cert", env.path("smgw.crt"),
+                        "--key", env.path("smgw.key"), "--trust", env.path("device.crt")],
+                       capture_output=True, text=True, timeout=180)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and [l.split()[0] for l in lines[:15]] == ITEMS, r.stdout
+    assert lines[-1].startswith("result: every item passes"), r.stdout
+    assert service.accepts >= 1  # the trusted handshakes reached the service
+
+
+# --- OpenSSL s_server as the device, configured outside the profile in one way each ------------
+
+def device_server(env, *args, identity="device"):
+    """OpenSSL s_server as a device's HAN TLS server; the profile unless args change it."""
+    port = free_port()
+    defaults = {"-tls1_2": [], "-cipher": [PROFILE_CIPHERS], "-groups": [PROFILE_GROUPS],
+                "-Verify": ["1"], "-verify_return_error": []}
+    argv = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", env.path(f"{identity}.crt"),
+            "-key", env.path(f"{identity}.key"), "-CAfile", env.path("smgw.crt"), "-rev"]
+    drop = {a for a in args if a.startswith("no:")}
+    for flag, values in defaults.items():
+        if f"no:{flag}" not in drop and flag not in args:
+            argv += [flag, *values]
+    argv += [a for a in args if not a.startswith("no:")]
+    server = env.start(f"s_server-{len(env.processes)}", argv)
+    server.wait_log("ACCEPT")
+    return port
+
+
+@scenario("OpenSSL 3.0 s_server", "hanscan server", "the profile: every item passes")
+def test_server_scan_of_openssl_on_the_profile_passes(env):
+    """server mode against OpenSSL s_server on the profile: no item fails"""
+    report = scan_server(env, device_server(env))
+    assert_only_failures(report)
+    assert "resumed by session ticket" in evidence(report, "SESSION_TICKET")
+    assert "ticket lifetime hint 7200 s" in evidence(report, "DURATION")
+
+
+def test_server_scan_names_a_device_that_asks_for_no_client_certificate(env):
+    """OpenSSL s_server without -Verify: CLIENT_CERT fails (no CertificateRequest, a handshake without
+    certificate completes), and so does CHECK_CERTS (any certificate is taken)"""
+    report = scan_server(env, device_server(env, "no:-Verify", "no:-verify_return_error"))
+    assert_only_failures(report, "CLIENT_CERT", "CHECK_CERTS")
+    assert "no CertificateRequest" in evidence(report, "CLIENT_CERT")
+    assert "without a client certificate accepted" in evidence(report, "CLIENT_CERT")
+
+
+def test_server_scan_names_a_device_that_accepts_any_certificate(env):
+    """OpenSSL s_server -Verify 1 without -verify_return_error: CHECK_CERTS fails for the untrusted and
+    the expired SMGW certificate; CLIENT_CERT still passes"""
+    report = scan_server(env, device_server(env, "no:-verify_return_error"))
+    assert_only_failures(report, "CHECK_CERTS")
+    text = evidence(report, "CHECK_CERTS")
+    assert "untrusted SMGW certificate (self-signed, unknown key) accepted" in text, text
+    assert "expired SMGW certificate (same key and subject) accepted" in text, text
+
+
+def test_server_scan_names_a_device_that_allows_tls13(env):
+    """OpenSSL s_server without -tls1_2 (a P-256 device certificate, which TLS 1.3 can use): TLS_1.2 fails"""
+    env.make_identity("device-p256", "CN=device-p256", curve="secp256r1")
+    shutil.copy(env.path("device-p256.crt"), env.path("device.crt"))
+    report = scan_server(env, device_server(env, "no:-tls1_2", identity="device-p256"))
+    assert_only_failures(report, "TLS_1.2")
+    assert "TLSv1.3 accepted" in evidence(report, "TLS_1.2")
+
+
+def test_server_scan_names_cbc_sha1_suites(env):
+    """OpenSSL s_server that also allows ECDHE-ECDSA-AES128-SHA and -AES256-SHA: ECC fails naming both"""
+    report = scan_server(env, device_server(env, "-cipher", PROFILE_CIPHERS + ":ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"))
+    assert_only_failures(report, "ECC")
+    text = evidence(report, "ECC")
+    assert "suite outside the profile accepted: C0,09 ECDHE-ECDSA-AES128-SHA" in text, text
+    assert "suite outside the profile accepted: C0,0A ECDHE-ECDSA-AES256-SHA" in text, text
+
+
+def test_server_scan_names_rsa_suites(env):
+    """OpenSSL s_server with a second, RSA certificate and ECDHE-RSA and RSA key exchange suites allowed:
+    ECC fails for each, PFS for the static RSA key exchange"""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", env.path("rsa.key"),
+                    "-out", env.path("rsa.crt"), "-days", "30", "-subj", "/CN=rsa-device"], check=True,
+                   capture_output=True)
+    report = scan_server(env, device_server(env, "-dcert", env.path("rsa.crt"), "-dkey", env.path("rsa.key"),
+                                            "-cipher", PROFILE_CIPHERS + ":ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256"))
+    assert_only_failures(report, "ECC", "PFS")
+    assert "C0,2F ECDHE-RSA-AES128-GCM-SHA256" in evidence(report, "ECC")
+    assert "suite without forward secrecy accepted: 00,9C AES128-GCM-SHA256" in evidence(report, "PFS")
+
+
+def test_server_scan_names_a_device_that_renegotiates(env):
+    """OpenSSL s_server -client_renegotiation: NO_RENEGOTIATION fails (it answers the renegotiating
+    ClientHello with a ServerHello inside the session)"""
+    report = scan_server(env, device_server(env, "-client_renegotiation"))
+    assert_only_failures(report, "NO_RENEGOTIATION")
+    assert "secure renegotiation: renegotiated: answered with a ServerHello" in evidence(report, "NO_RENEGOTIATION")
+
+
+def test_server_scan_names_groups_outside_the_profile(env):
+    """OpenSSL s_server that prefers X25519 and P-521 over the profile's groups: ECC fails naming both"""
+    report = scan_server(env, device_server(env, "-groups", "X25519:P-521:" + PROFILE_GROUPS))
+    assert_only_failures(report, "ECC")
+    text = evidence(report, "ECC")
+    assert "group outside the profile accepted: x25519" in text and "accepted: secp521r1" in text, text
+
+
+def test_server_scan_cannot_test_what_is_not_there(env):
+    """nothing listening: exit 2 and the reason; a TLS server that refuses the profile outright: exit 2"""
+    report = scan_server(env, free_port())
+    assert report["status"] == 2 and report["result"] == "could_not_test"
+    assert "Connection refused" in report["reason"], report
+    report = scan_server(env, device_server(env, "-cipher", "ECDHE-ECDSA-AES128-SHA", "-tls1_2"))
+    assert report["status"] == 2 and "does not answer a ClientHello of the profile" in report["reason"], report
