@@ -44,6 +44,9 @@ report::entry &report::find(const std::string &item)
 void report::add(const std::string &item, verdict v, const std::string &evidence)
 {
     entry &e = find(item);
+    for (const auto &[seen, text] : e.evidence)
+        if (seen == v && text == evidence)
+            return; // the same fact from another connection or probe
     e.evidence.emplace_back(v, evidence);
     if (v == verdict::fail || (v == verdict::pass && e.result == verdict::info))
         e.result = v;

@@ -174,3 +174,168 @@ def test_server_scan_cannot_test_what_is_not_there(env):
     assert "Connection refused" in report["reason"], report
     report = scan_server(env, device_server(env, "-cipher", "ECDHE-ECDSA-AES128-SHA", "-tls1_2"))
     assert report["status"] == 2 and "does not answer a ClientHello of the profile" in report["reason"], report
+
+
+def stunnel_device(env, extra=""):
+    """stunnel as a device's HAN TLS server in front of an echo service."""
+    stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
+    if not stunnel:
+        raise SkipTest("stunnel4 is missing (make deps installs it)")
+    service = Service("echo")
+    port = free_port()
+    conf = env.path("stunnel.conf")
+    with open(conf, "w") as f:
+        f.write(f"""foreground = yes
+pid =
+debug = 5
+[device]
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{service.port}
+cert = {env.path('device.crt')}
+key = {env.path('device.key')}
+sslVersionMin = TLSv1.2
+sslVersionMax = TLSv1.2
+curves = {PROFILE_GROUPS.replace('prime256v1', 'prime256v1')}
+ciphers = {PROFILE_CIPHERS}
+{extra}""")
+    env.start("stunnel", [stunnel, conf]).wait_log("Configuration successful")
+    return port
+
+
+@scenario("stunnel 5.68", "hanscan server", "device server on the profile, and without verifyPeer")
+def test_server_scan_of_stunnel(env):
+    """stunnel as the device's server: on the profile (verifyPeer, CAfile, renegotiation = no) no item fails;
+    with its default verifyPeer = no, CLIENT_CERT and CHECK_CERTS fail"""
+    report = scan_server(env, stunnel_device(env, f"CAfile = {env.path('smgw.crt')}\nverifyPeer = yes\n"
+                                                  "renegotiation = no\n"))
+    assert_only_failures(report)
+    report = scan_server(env, stunnel_device(env))
+    assert_only_failures(report, "CLIENT_CERT", "CHECK_CERTS")
+
+
+# --- client mode: the device's HAN TLS client connects to clsgw-hanscan -------------------------
+
+class ClientScan:
+    """clsgw-hanscan client listening for the device; result() waits for its report."""
+
+    def __init__(self, env, connections=4, *extra):
+        self.port = free_port()
+        self.proc = subprocess.Popen([*program("clsgw-hanscan"), "client", "--listen", f"127.0.0.1:{self.port}",
+                                      "--cert", env.path("smgw.crt"), "--key", env.path("smgw.key"),
+                                      "--trust", env.path("device.crt"), "--connections", str(connections),
+                                      "--json", "--accept-timeout", "30s", *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: can_connect(self.port), 10, "clsgw-hanscan to listen")
+
+    def result(self, timeout=120):
+        out, err = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode in (0, 1, 2), (self.proc.returncode, err)
+        report = json.loads(out)
+        report["status"] = self.proc.returncode
+        return report
+
+
+def can_connect(port):
+    """True once something listens on port (checked through /proc, without connecting: every connection
+    to the scanner counts)."""
+    want = f":{port:04X} "
+    with open("/proc/net/tcp") as f:
+        return any(want in line and line.split()[3] == "0A" for line in f.readlines()[1:])
+
+
+def device_client(env, port, *args, identity="device"):
+    """OpenSSL s_client as a device's HAN TLS client; the profile unless args change it. It stays connected
+    until the scanner ends the session (stdin kept open)."""
+    defaults = {"-tls1_2": [], "-cipher": [PROFILE_CIPHERS], "-groups": [PROFILE_GROUPS],
+                "-sigalgs": ["ECDSA+SHA512:ECDSA+SHA384:ECDSA+SHA256"], "-verify_return_error": [],
+                "-cert": [env.path(f"{identity}.crt")], "-key": [env.path(f"{identity}.key")]}
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", env.path("smgw.crt")]
+    drop = {a for a in args if a.startswith("no:")}
+    for flag, values in defaults.items():
+        if f"no:{flag}" not in drop and flag not in args:
+            argv += [flag, *values]
+    argv += [a for a in args if not a.startswith("no:")]
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        p.wait(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def scan_openssl_client(env, *args, connections=4):
+    scan = ClientScan(env, connections)
+    for _ in range(connections):
+        device_client(env, scan.port, *args)
+    return scan.result()
+
+
+@scenario("OpenSSL 3.0 s_client", "hanscan client", "the profile, -no_renegotiation: every item passes")
+def test_client_scan_of_openssl_on_the_profile_passes(env):
+    """client mode against OpenSSL s_client on the profile (renegotiation off): no item fails"""
+    report = scan_openssl_client(env, "-no_renegotiation")
+    assert_only_failures(report)
+    assert "untrusted SMGW certificate (self-signed, unknown key) refused" in evidence(report, "CHECK_CERTS")
+    assert "expired SMGW certificate" in evidence(report, "CHECK_CERTS")
+    assert "none of 4 ClientHello.random starts with the clock" in evidence(report, "RANDOM_TIME")
+
+
+def test_client_scan_names_a_device_that_renegotiates(env):
+    """client mode: OpenSSL s_client answers a HelloRequest with a new ClientHello: NO_RENEGOTIATION fails"""
+    report = scan_openssl_client(env)
+    assert_only_failures(report, "NO_RENEGOTIATION")
+    assert "renegotiated: answered with a ClientHello" in evidence(report, "NO_RENEGOTIATION")
+
+
+def test_client_scan_names_a_device_that_accepts_any_certificate(env):
+    """client mode: OpenSSL s_client without -verify_return_error takes the untrusted and the expired SMGW
+    certificate: CHECK_CERTS fails for both"""
+    report = scan_openssl_client(env, "-no_renegotiation", "no:-verify_return_error")
+    assert_only_failures(report, "CHECK_CERTS")
+    assert "untrusted SMGW certificate (self-signed, unknown key) accepted" in evidence(report, "CHECK_CERTS")
+    assert "expired SMGW certificate (same key and subject) accepted" in evidence(report, "CHECK_CERTS")
+
+
+def test_client_scan_names_a_device_without_certificate(env):
+    """client mode: OpenSSL s_client without -cert: CLIENT_CERT fails"""
+    report = scan_openssl_client(env, "-no_renegotiation", "no:-cert", "no:-key")
+    assert_only_failures(report, "CLIENT_CERT")
+    assert "no client certificate presented" in evidence(report, "CLIENT_CERT")
+
+
+def test_client_scan_names_tls13_and_suites_outside_the_profile(env):
+    """client mode: s_client allowing TLS 1.3 fails TLS_1.2; one offering a CBC-SHA1 and an RSA suite fails ECC
+    (and PFS for the RSA key exchange)"""
+    report = scan_openssl_client(env, "-no_renegotiation", "no:-tls1_2", connections=3)
+    assert_only_failures(report, "TLS_1.2")
+    assert "supported_versions offers TLSv1.3" in evidence(report, "TLS_1.2")
+    # OpenSSL leaves RSA suites out of a hello whose signature algorithms are ECDSA only
+    report = scan_openssl_client(env, "-no_renegotiation", "no:-sigalgs", "-cipher",
+                                 PROFILE_CIPHERS + ":ECDHE-ECDSA-AES128-SHA:AES128-GCM-SHA256", connections=3)
+    assert_only_failures(report, "ECC", "PFS")
+    assert "signature algorithms outside the profile offered: " in evidence(report, "ECC")
+    assert "suite outside the profile offered: C0,09 ECDHE-ECDSA-AES128-SHA" in evidence(report, "ECC")
+    assert "suite without forward secrecy offered: 00,9C AES128-GCM-SHA256" in evidence(report, "PFS")
+
+
+def test_client_scan_of_clsgw_outbound_passes_every_item(env):
+    """client mode against clsgw's outbound channel pointed at the scanner: every item PASS or INFO, exit 0;
+    the device's later connection resumes with the scanner's ticket"""
+    scan = ClientScan(env, 5)
+    app_port = free_port()
+    env.start_clsgwd(env.write_config(scan.port, {"app": {"listen": f"127.0.0.1:{app_port}", "ingress": "static",
+                                                          "target": "emt.example:443", "proxy": "sni"}}))
+    for _ in range(5):
+        app = socket.create_connection(("127.0.0.1", app_port))
+        assert recv_all(app, timeout=60) == b""  # the scanner ends every channel
+        app.close()
+    report = scan.result()
+    assert_only_failures(report)
+    for item in ("TLS_1.2", "ECC", "PFS", "CLIENT_CERT", "NO_COMPRESSION", "NO_TRUNC_HMAC", "RANDOM_TIME",
+                 "NO_RENEGOTIATION", "ENC_THEN_MAC", "EXT_MASTER_SECRET", "CHECK_CERTS", "SESSION_TICKET"):
+        assert items(report)[item]["result"] == "PASS", (item, evidence(report, item))
+    assert "HelloRequest refused with a warning no_renegotiation alert" in evidence(report, "NO_RENEGOTIATION")
+    env.clsgwd.wait_log(r"TLS renegotiation attempt refused")
+    env.clsgwd.wait_log(r"channel closed id=2 .*outcome=failed reason=cert_untrusted ")
+    env.clsgwd.wait_log(r"channel closed id=3 .*outcome=failed reason=cert_expired ")
