@@ -339,3 +339,55 @@ def test_client_scan_of_clsgw_outbound_passes_every_item(env):
     env.clsgwd.wait_log(r"TLS renegotiation attempt refused")
     env.clsgwd.wait_log(r"channel closed id=2 .*outcome=failed reason=cert_untrusted ")
     env.clsgwd.wait_log(r"channel closed id=3 .*outcome=failed reason=cert_expired ")
+
+
+@scenario("stunnel 5.68", "hanscan client", "device client: its defaults, then ECDSA signatures and NoRenegotiation")
+def test_client_scan_of_stunnel(env):
+    """client mode against stunnel as the device's TLS client (client = yes, verifyPeer, the profile's curves
+    and suites): with its defaults ECC fails naming the RSA signature algorithms and NO_RENEGOTIATION fails (it
+    answers a HelloRequest); with OpenSSL's SignatureAlgorithms set to
+    ECDSA with SHA-2 and its Options NoRenegotiation no item fails"""
+    stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
+    if not stunnel:
+        raise SkipTest("stunnel4 is missing (make deps installs it)")
+    for extra in ("", "config = SignatureAlgorithms:ECDSA+SHA512:ECDSA+SHA384:ECDSA+SHA256\n"
+                  "config = Options:NoRenegotiation\n"):
+        scan = ClientScan(env, 3)
+        port = free_port()
+        conf = env.path(f"stunnel-client-{scan.port}.conf")
+        with open(conf, "w") as f:
+            f.write(f"""foreground = yes
+pid =
+debug = 5
+[device]
+client = yes
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{scan.port}
+cert = {env.path('device.crt')}
+key = {env.path('device.key')}
+CAfile = {env.path('smgw.crt')}
+verifyPeer = yes
+sslVersionMin = TLSv1.2
+sslVersionMax = TLSv1.2
+curves = {PROFILE_GROUPS}
+ciphers = {PROFILE_CIPHERS}
+{extra}""")
+        tunnel = env.start(f"stunnel-{scan.port}", [stunnel, conf])
+        tunnel.wait_log("Configuration successful")
+        for _ in range(3):
+            app = socket.create_connection(("127.0.0.1", port))
+            app.sendall(b"x")  # stunnel connects on to the SMGW when the app connects
+            try:
+                recv_all(app, timeout=60)
+            except ConnectionResetError:
+                pass  # stunnel resets the app when the SMGW refuses; the scan's report says what happened
+            app.close()
+        report = scan.result()
+        tunnel.stop()
+        if extra:
+            assert_only_failures(report)
+        else:
+            assert_only_failures(report, "ECC", "NO_RENEGOTIATION")
+            assert "signature algorithms outside the profile offered: " in evidence(report, "ECC")
+            assert "rsa_pkcs1_sha256" in evidence(report, "ECC")
+            assert "renegotiated: answered with a ClientHello" in evidence(report, "NO_RENEGOTIATION")
