@@ -236,10 +236,11 @@ install: programs
 	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/clsgw
 	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/clsgw/private
 	install -m 0755 $(BUILD)/bin/clsgwd $(DESTDIR)$(SBINDIR)/clsgwd
-	install -m 0755 $(BUILD)/bin/clsgwctl $(BUILD)/bin/clsgw-smgw-sim $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BUILD)/bin/clsgwctl $(BUILD)/bin/clsgw-smgw-sim $(BUILD)/bin/clsgw-hanscan $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(BUILD)/bin/clsgw-worker $(BUILD)/bin/clsgw-signer $(DESTDIR)$(LIBEXECDIR)/
 	$(if $(STRIP),$(STRIP) --strip-unneeded $(DESTDIR)$(SBINDIR)/clsgwd $(DESTDIR)$(BINDIR)/clsgwctl \
-	  $(DESTDIR)$(BINDIR)/clsgw-smgw-sim $(DESTDIR)$(LIBEXECDIR)/clsgw-worker $(DESTDIR)$(LIBEXECDIR)/clsgw-signer)
+	  $(DESTDIR)$(BINDIR)/clsgw-smgw-sim $(DESTDIR)$(BINDIR)/clsgw-hanscan $(DESTDIR)$(LIBEXECDIR)/clsgw-worker \
+	  $(DESTDIR)$(LIBEXECDIR)/clsgw-signer)
 	for u in etc/systemd/*; do \
 	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$${u##*/} \
 	    && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; \
@@ -254,7 +255,7 @@ install: programs
 
 # Leaves /etc/clsgw (configuration and the device key) and the logs in place.
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/clsgwd $(DESTDIR)$(BINDIR)/clsgwctl $(DESTDIR)$(BINDIR)/clsgw-smgw-sim
+	rm -f $(DESTDIR)$(SBINDIR)/clsgwd $(DESTDIR)$(BINDIR)/clsgwctl $(DESTDIR)$(BINDIR)/clsgw-smgw-sim $(DESTDIR)$(BINDIR)/clsgw-hanscan
 	rm -f $(DESTDIR)$(LIBEXECDIR)/clsgw-worker $(DESTDIR)$(LIBEXECDIR)/clsgw-signer
 	-rmdir $(DESTDIR)$(LIBEXECDIR)
 	for u in etc/systemd/*; do rm -f $(DESTDIR)$(UNITDIR)/$${u##*/}; done

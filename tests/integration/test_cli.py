@@ -14,9 +14,9 @@ def run(argv, **kw):
 
 @runs_emulated
 def test_every_program_names_its_version_and_the_mbedtls_it_links(env):
-    """--version on each of the five programs prints its name, clsgw's version and the mbedTLS 3.6
+    """--version on each of the six programs prints its name, clsgw's version and the mbedTLS 3.6
     it is linked with, and exits 0"""
-    for name in ("clsgwd", "clsgw-worker", "clsgw-signer", "clsgwctl", "clsgw-smgw-sim"):
+    for name in ("clsgwd", "clsgw-worker", "clsgw-signer", "clsgwctl", "clsgw-smgw-sim", "clsgw-hanscan"):
         r = run([*program(name), "--version"], timeout=30)
         assert r.returncode == 0, (name, r.stderr)
         assert re.fullmatch(rf"{name} \S+ \(mbedTLS 3\.6\.\d+\)\n", r.stdout), (name, r.stdout)

@@ -8,7 +8,8 @@ import subprocess
 from harness import ARCH, BUILD, runs_emulated
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PAGES = {"clsgwd.8", "clsgw-worker.8", "clsgw-signer.8", "clsgwctl.8", "clsgw.ini.5", "clsgw-smgw-sim.1"}
+PAGES = {"clsgwd.8", "clsgw-worker.8", "clsgw-signer.8", "clsgwctl.8", "clsgw.ini.5", "clsgw-smgw-sim.1",
+         "clsgw-hanscan.1"}
 
 
 def make(*args):
@@ -35,7 +36,7 @@ def test_make_install_produces_the_documented_tree(env):
     dest = install(env)
     expected = {
         "usr/sbin/clsgwd": 0o755, "usr/bin/clsgwctl": 0o755, "usr/bin/clsgw-smgw-sim": 0o755,
-        "usr/libexec/clsgw/clsgw-worker": 0o755, "usr/libexec/clsgw/clsgw-signer": 0o755,
+        "usr/bin/clsgw-hanscan": 0o755, "usr/libexec/clsgw/clsgw-worker": 0o755, "usr/libexec/clsgw/clsgw-signer": 0o755,
         "usr/lib/systemd/system/clsgwd.service": 0o644, "usr/lib/systemd/system/clsgw-channel@.socket": 0o644,
         "usr/lib/systemd/system/clsgw-signer.service": 0o644, "usr/lib/systemd/system/clsgw-signer.socket": 0o644,
         "usr/lib/sysusers.d/clsgw.conf": 0o644, "usr/lib/tmpfiles.d/clsgw.conf": 0o644,
@@ -163,8 +164,8 @@ def has_symbols(path):
 @runs_emulated
 def test_make_install_strips_the_programs_unless_strip_is_empty(env):
     """make install strips every installed program (the build keeps its symbols); STRIP= installs them as built"""
-    programs = ["usr/sbin/clsgwd", "usr/bin/clsgwctl", "usr/bin/clsgw-smgw-sim", "usr/libexec/clsgw/clsgw-worker",
-                "usr/libexec/clsgw/clsgw-signer"]
+    programs = ["usr/sbin/clsgwd", "usr/bin/clsgwctl", "usr/bin/clsgw-smgw-sim", "usr/bin/clsgw-hanscan",
+                "usr/libexec/clsgw/clsgw-worker", "usr/libexec/clsgw/clsgw-signer"]
     dest = install(env)
     for p in programs:
         assert not has_symbols(os.path.join(dest, p)), f"{p} was installed with its symbol table"
