@@ -5,7 +5,8 @@ Makes a throwaway brainpool PKI with clsgwctl, starts the EMT stand-in (echo), t
 simulator and clsgwd, sends traffic through static and socks5 ingress with both proxy
 formats (SOCKS5 inside TLS, and SNI), shows one refusal, lets the EMT reach a device service
 through an inbound (HKS4/HKS5) channel, prints the per-channel log lines
-and the signer's audit lines, stops everything and exits 0 (1 if anything went wrong).
+and the signer's audit lines, scans the inbound listener with clsgw-hanscan as a SMGW would
+connect to it, stops everything and exits 0 (1 if anything went wrong).
 """
 import argparse
 import os
@@ -103,6 +104,18 @@ def main():
         for line in audit:
             print("   " + line)
         ok &= len(audit) == 6
+
+        print(f"== 6. clsgw-hanscan plays the SMGW against the inbound listener 127.0.0.1:{inbound_port}: "
+              f"one line per TR-03116-3 item")
+        scan = __import__("subprocess").run(
+            [os.path.join(harness.BIN, "clsgw-hanscan"), "server", f"127.0.0.1:{inbound_port}",
+             "--server-name", "modbus.heat-pump-0001", "--cert", env.path("smgw.crt"), "--key", env.path("smgw.key"),
+             "--trust", env.path("device-ca.crt")], capture_output=True, text=True, timeout=300)
+        for line in scan.stdout.splitlines():
+            print("   " + (line if len(line) <= 160 else line[:157] + "..."))
+        if scan.returncode != 0:
+            print(f"   clsgw-hanscan exited {scan.returncode}: {scan.stderr.strip()}")
+        ok &= scan.returncode == 0
     except Exception as e:  # the demo reports, then cleans up
         print(f"demo failed: {e}")
         ok = False

@@ -202,7 +202,8 @@ void check_groups(report &rep, prober &p, const server_facts &facts)
     // RFC 8422 5.1: a server may only use an ECDSA certificate on a curve the client offers, so
     // each group is offered next to the certificate's, and alone when the device prefers that one.
     uint16_t own = facts.certificate_group;
-    std::vector<std::string> accepted;
+    std::vector<std::string> accepted, only_alone;
+    std::string alone_answer;
     for (uint16_t g : PROFILE_GROUPS) {
         std::vector<uint16_t> offer{g};
         if (own && own != g)
@@ -213,13 +214,17 @@ void check_groups(report &rep, prober &p, const server_facts &facts)
         if (chosen_group(a) == g) {
             accepted.push_back(wire::group_name(g));
         } else if (own && own != g && !a.accepted()) {
-            rep.info("ECC", std::string(wire::group_name(g)) + " not chosen next to " + wire::group_name(own) +
-                                " and refused alone (" + a.text() + "): the certificate is on " + wire::group_name(own));
+            only_alone.push_back(wire::group_name(g));
+            alone_answer = a.text();
         } else {
             rep.fail("ECC", std::string("profile group ") + wire::group_name(g) + " refused: " +
                                 (a.accepted() ? "chose group " + std::to_string(chosen_group(a)) : a.text()));
         }
     }
+    if (!only_alone.empty())
+        rep.info("ECC", joined(only_alone, " ") + " not chosen next to " + wire::group_name(own) +
+                            " and refused alone (" + alone_answer + "): the certificate is on " + wire::group_name(own) +
+                            " (RFC 8422 5.1)");
     if (!accepted.empty())
         rep.pass("ECC", "profile groups accepted: " + joined(accepted, " "));
     std::vector<uint16_t> others = OTHER_GROUPS;
