@@ -89,11 +89,9 @@ void report::print(bool json) const
         printf("%s\n", out.dump(1).c_str());
         return;
     }
-    if (stopped()) {
-        printf("could not test %s: %s\n", peer_.c_str(), stop_reason_.c_str());
-        return;
-    }
     for (const auto &e : items_) {
+        if (stopped() && e.evidence.empty())
+            continue; // what was judged before the scan had to stop is still worth reading
         // The failed evidence first: the line names what is wrong before what is right.
         std::string text;
         for (verdict want : {verdict::fail, verdict::pass, verdict::info})
@@ -102,7 +100,10 @@ void report::print(bool json) const
                     text += (text.empty() ? "" : "; ") + line;
         printf("%-17s %s  %s\n", e.item.c_str(), verdict_text(e.result), text.empty() ? "-" : text.c_str());
     }
-    printf("result: %s (%s mode, %s)\n", status == 0 ? "every item passes" : "FAIL", mode_.c_str(), peer_.c_str());
+    if (stopped())
+        printf("result: could not test %s: %s\n", peer_.c_str(), stop_reason_.c_str());
+    else
+        printf("result: %s (%s mode, %s)\n", status == 0 ? "every item passes" : "FAIL", mode_.c_str(), peer_.c_str());
 }
 
 } // namespace clsgw::hanscan

@@ -2,12 +2,14 @@
 against OpenSSL and stunnel peers configured outside the profile (each mistake is the right FAIL)."""
 import json
 import os
+import re
 import shutil
 import socket
+import struct
 import subprocess
-import threading
+import time
 
-from harness import BIN, Service, SkipTest, free_port, program, recv_all, scenario, wait_until
+from harness import Service, SkipTest, TestServer, free_port, program, recv_all, recv_exact, scenario, wait_until
 
 ITEMS = ["TLS_1.2", "ECC", "PFS", "CLIENT_CERT", "SERVER_CERT", "NO_COMPRESSION", "NO_TRUNC_HMAC", "RANDOM_TIME",
          "DURATION", "NO_RENEGOTIATION", "ENC_THEN_MAC", "EXT_MASTER_SECRET", "SESSION_ID", "SESSION_TICKET",
@@ -391,3 +393,51 @@ ciphers = {PROFILE_CIPHERS}
             assert "signature algorithms outside the profile offered: " in evidence(report, "ECC")
             assert "rsa_pkcs1_sha256" in evidence(report, "ECC")
             assert "renegotiated: answered with a ClientHello" in evidence(report, "NO_RENEGOTIATION")
+
+
+# --- RANDOM_TIME: peers that put the clock into their hello random (RFC 5246's gmt_unix_time) ----
+
+def clocked_random():
+    return struct.pack(">I", int(time.time())) + os.urandom(28)
+
+
+class ClockServer(TestServer):
+    """A TLS 1.2 server that answers every ClientHello with a ServerHello whose random starts with the
+    clock (C0,2B, extended master secret), and hangs up."""
+
+    def handle(self, conn):
+        header = recv_exact(conn, 5)
+        if len(header) < 5:
+            return
+        recv_exact(conn, struct.unpack(">H", header[3:5])[0])
+        ext = struct.pack(">HH", 23, 0)
+        body = b"\x03\x03" + clocked_random() + b"\x00" + b"\xc0\x2b" + b"\x00" + struct.pack(">H", len(ext)) + ext
+        message = b"\x02" + struct.pack(">I", len(body))[1:] + body
+        conn.sendall(b"\x16\x03\x03" + struct.pack(">H", len(message)) + message)
+
+
+def test_random_time_fails_for_a_server_that_sends_the_clock(env):
+    """server mode: a server whose ServerHello.random starts with the clock fails RANDOM_TIME (it cannot
+    be tested any further: exit 2, and the JSON still carries what was judged)"""
+    report = scan_server(env, ClockServer().port)
+    assert report["status"] == 2
+    assert items(report)["RANDOM_TIME"]["result"] == "FAIL", evidence(report, "RANDOM_TIME")
+    assert re.search(r"^\d+ of \d+ ServerHello.random start with the clock", evidence(report, "RANDOM_TIME"))
+
+
+def test_random_time_fails_for_a_client_that_sends_the_clock(env):
+    """client mode: a client whose ClientHello.random starts with the clock, three times, fails RANDOM_TIME"""
+    scan = ClientScan(env, 3)
+    for _ in range(3):
+        suites = b"\xc0\x2b\xc0\x2c"
+        ext = struct.pack(">HH", 10, 4) + b"\x00\x02\x00\x1a" + struct.pack(">HH", 13, 4) + b"\x00\x02\x04\x03"
+        body = (b"\x03\x03" + clocked_random() + b"\x00" + struct.pack(">H", len(suites)) + suites + b"\x01\x00" +
+                struct.pack(">H", len(ext)) + ext)
+        message = b"\x01" + struct.pack(">I", len(body))[1:] + body
+        s = socket.create_connection(("127.0.0.1", scan.port))
+        s.sendall(b"\x16\x03\x01" + struct.pack(">H", len(message)) + message)
+        recv_exact(s, 5)  # the scanner's first answer; then this client hangs up
+        s.close()
+    report = scan.result()
+    assert report["status"] == 1
+    assert "3 of 3 ClientHello.random start with the clock" in evidence(report, "RANDOM_TIME")
