@@ -80,6 +80,20 @@ bool load_identity(identity &id, const std::string &cert_file, const std::string
     return true;
 }
 
+std::string load_scan_files(const std::string &cert_file, const std::string &key_file, const std::string &trust_file,
+                            tls::rng &rng, identity &own, tls::cert_list &trust)
+{
+    std::string error;
+    auto trust_pem = read_file(trust_file, 1024 * 1024);
+    if (!rng.seed("clsgw-hanscan"))
+        return "cannot seed the random generator";
+    if (!load_identity(own, cert_file, key_file, rng, error))
+        return error;
+    if (!trust_pem || !trust.parse_pem(*trust_pem, error))
+        return "--trust " + trust_file + ": " + (trust_pem ? error : errno_text(errno));
+    return "";
+}
+
 bool make_untrusted_identity(identity &id, tls::rng &rng, std::string &error)
 {
     pki::result key = pki::generate_key("brainpoolP256r1");

@@ -38,6 +38,9 @@ struct identity {
 // Loads an identity; the error names the file.
 bool load_identity(identity &id, const std::string &cert_file, const std::string &key_file, tls::rng &rng,
                    std::string &error);
+// Seeds rng and loads the SMGW identity and the device's trust anchors; "" or what is wrong.
+std::string load_scan_files(const std::string &cert_file, const std::string &key_file, const std::string &trust_file,
+                            tls::rng &rng, identity &own, tls::cert_list &trust);
 // A throwaway identity: a fresh key's self-signed certificate (untrusted), or one for the same
 // key and subject that expired days ago.
 bool make_untrusted_identity(identity &id, tls::rng &rng, std::string &error);

@@ -235,14 +235,9 @@ int scan_server(const scan_options &o)
     tls::rng rng;
     identity own;
     tls::cert_list trust;
-    std::string error;
-    auto trust_pem = read_file(o.trust, 1024 * 1024);
-    if (!rng.seed("clsgw-hanscan"))
-        rep.could_not_test("cannot seed the random generator");
-    else if (!load_identity(own, o.cert, o.key, rng, error))
+    std::string error = load_scan_files(o.cert, o.key, o.trust, rng, own, trust);
+    if (!error.empty())
         rep.could_not_test(error);
-    else if (!trust_pem || !trust.parse_pem(*trust_pem, error))
-        rep.could_not_test("--trust " + o.trust + ": " + (trust_pem ? error : errno_text(errno)));
     if (rep.stopped()) {
         rep.print(o.json);
         return rep.exit_status();

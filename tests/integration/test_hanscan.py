@@ -178,6 +178,17 @@ def test_server_scan_cannot_test_what_is_not_there(env):
     assert report["status"] == 2 and "does not answer a ClientHello of the profile" in report["reason"], report
 
 
+def stunnel_conf(env, name, service, extra):
+    """A stunnel configuration for the device's side: its certificate, TLS 1.2, the profile's curves and suites."""
+    conf = env.path(name)
+    lines = ["foreground = yes", "pid =", "debug = 5", "[device]", *service, f"cert = {env.path('device.crt')}",
+             f"key = {env.path('device.key')}", "sslVersionMin = TLSv1.2", "sslVersionMax = TLSv1.2",
+             f"curves = {PROFILE_GROUPS}", f"ciphers = {PROFILE_CIPHERS}"]
+    with open(conf, "w") as f:
+        f.write("\n".join(lines) + "\n" + extra)
+    return conf
+
+
 def stunnel_device(env, extra=""):
     """stunnel as a device's HAN TLS server in front of an echo service."""
     stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
@@ -185,21 +196,8 @@ def stunnel_device(env, extra=""):
         raise SkipTest("stunnel4 is missing (make deps installs it)")
     service = Service("echo")
     port = free_port()
-    conf = env.path("stunnel.conf")
-    with open(conf, "w") as f:
-        f.write(f"""foreground = yes
-pid =
-debug = 5
-[device]
-accept = 127.0.0.1:{port}
-connect = 127.0.0.1:{service.port}
-cert = {env.path('device.crt')}
-key = {env.path('device.key')}
-sslVersionMin = TLSv1.2
-sslVersionMax = TLSv1.2
-curves = {PROFILE_GROUPS.replace('prime256v1', 'prime256v1')}
-ciphers = {PROFILE_CIPHERS}
-{extra}""")
+    conf = stunnel_conf(env, "stunnel.conf", [f"accept = 127.0.0.1:{port}", f"connect = 127.0.0.1:{service.port}"],
+                        extra)
     env.start("stunnel", [stunnel, conf]).wait_log("Configuration successful")
     return port
 
@@ -356,24 +354,9 @@ def test_client_scan_of_stunnel(env):
                   "config = Options:NoRenegotiation\n"):
         scan = ClientScan(env, 3)
         port = free_port()
-        conf = env.path(f"stunnel-client-{scan.port}.conf")
-        with open(conf, "w") as f:
-            f.write(f"""foreground = yes
-pid =
-debug = 5
-[device]
-client = yes
-accept = 127.0.0.1:{port}
-connect = 127.0.0.1:{scan.port}
-cert = {env.path('device.crt')}
-key = {env.path('device.key')}
-CAfile = {env.path('smgw.crt')}
-verifyPeer = yes
-sslVersionMin = TLSv1.2
-sslVersionMax = TLSv1.2
-curves = {PROFILE_GROUPS}
-ciphers = {PROFILE_CIPHERS}
-{extra}""")
+        conf = stunnel_conf(env, f"stunnel-client-{scan.port}.conf",
+                            ["client = yes", f"accept = 127.0.0.1:{port}", f"connect = 127.0.0.1:{scan.port}",
+                             f"CAfile = {env.path('smgw.crt')}", "verifyPeer = yes"], extra)
         tunnel = env.start(f"stunnel-{scan.port}", [stunnel, conf])
         tunnel.wait_log("Configuration successful")
         for _ in range(3):
