@@ -166,17 +166,22 @@ endpoint::~endpoint()
     mbedtls_ssl_config_free(&conf_);
 }
 
-bool endpoint::handshake(int fd, uint64_t deadline_ms)
+std::string timeout_text(const char *name, uint64_t ms)
+{
+    return std::string(name) + " (" + format_duration_ms(ms) + ")";
+}
+
+bool endpoint::handshake(int fd, uint64_t timeout_ms)
 {
     tap_.io.fd = fd;
-    tls::handshake_result r = tls::run_handshake(&ssl_, fd, deadline_ms);
+    tls::handshake_result r = tls::run_handshake(&ssl_, fd, now_ms() + timeout_ms);
     if (r.ret == 0)
         return true;
     const char *peer = is_client_ ? "the device" : "the device (client)";
     int alert = tls::peer_alert(&ssl_, r.ret);
     peer_alerted = alert >= 0;
     if (r.timed_out)
-        failure = "no answer within handshake_timeout";
+        failure = "no answer within " + timeout_text("handshake_timeout", timeout_ms);
     else if (peer_alerted)
         failure = std::string("alert ") + tls::alert_name(static_cast<unsigned char>(alert)) + " from " + peer;
     else if (r.ret == MBEDTLS_ERR_SSL_CONN_EOF || r.ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
@@ -266,7 +271,7 @@ unique_fd connect_with_deadline(const std::string &address, uint64_t timeout_ms,
     } while (r < 0 && errno == EINTR);
     socklen_t len = sizeof err;
     if (r == 0) {
-        error = "connect to " + address + ": no answer within connect_timeout";
+        error = "connect to " + address + ": no answer within " + timeout_text("connect_timeout", timeout_ms);
         return unique_fd();
     }
     if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {

@@ -35,6 +35,9 @@ struct identity {
     tls::private_key key;
     std::string subject;
 };
+// "answer_timeout (10s)": how evidence names a timeout that fired.
+std::string timeout_text(const char *name, uint64_t ms);
+
 // Loads an identity; the error names the file.
 bool load_identity(identity &id, const std::string &cert_file, const std::string &key_file, tls::rng &rng,
                    std::string &error);
@@ -71,8 +74,8 @@ public:
     endpoint(const endpoint &) = delete;
     endpoint &operator=(const endpoint &) = delete;
 
-    // Runs the handshake on fd (connected, non-blocking) until done, failure or the deadline.
-    bool handshake(int fd, uint64_t deadline_ms);
+    // Runs the handshake on fd (connected, non-blocking) until done, failure or timeout_ms.
+    bool handshake(int fd, uint64_t timeout_ms);
     // Why the handshake failed: "alert bad_certificate from the device", "closed by the device", ...
     std::string failure;
     bool peer_alerted = false;

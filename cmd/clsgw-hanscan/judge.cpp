@@ -142,7 +142,7 @@ bool renegotiation_answer(endpoint &e, int fd, tls::sealed_session &sealed, bool
         }
     }
     if (end == wait_end::timeout)
-        evidence = "ignored (no answer within renegotiation_wait)";
+        evidence = "ignored (no answer within " + timeout_text("renegotiation_wait", wait_ms) + ")";
     else
         evidence = end == wait_end::closed ? "refused by closing the connection" : "refused by resetting the connection";
     return false;

@@ -62,7 +62,7 @@ std::string probe_answer::text() const
         return std::string(alert->first == 1 ? "warning" : "alert") + " " + tls::alert_name(alert->second);
     case kind::closed: return "closed without an answer";
     case kind::reset: return "reset without an answer";
-    case kind::timeout: return "no answer within answer_timeout";
+    case kind::timeout: return "no answer within " + error;
     case kind::malformed: return "malformed answer: " + error;
     case kind::no_connection: return error;
     }
@@ -164,6 +164,7 @@ probe_answer prober::send(const wire::client_hello &request)
     } else if (a.alert) {
         a.what = probe_answer::kind::alert;
     } else {
+        a.error = timeout_text("answer_timeout", limits_.answer_ms);
         a.what = end == wait_end::timeout ? probe_answer::kind::timeout
                  : end == wait_end::reset ? probe_answer::kind::reset
                                           : probe_answer::kind::closed;

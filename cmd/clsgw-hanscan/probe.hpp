@@ -22,7 +22,7 @@ struct probe_answer {
     std::optional<wire::server_hello> hello;
     std::vector<wire::handshake_message> messages;
     std::optional<std::pair<uint8_t, uint8_t>> alert;
-    std::string error; // no_connection, malformed: why
+    std::string error; // no_connection, malformed: why; timeout: which
     const wire::handshake_message *find(uint8_t type) const;
     std::optional<wire::key_exchange> key_exchange() const;
     // "ServerHello TLSv1.2 C0,2B", "alert handshake_failure", "closed without an answer", ...

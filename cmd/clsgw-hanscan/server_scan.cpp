@@ -48,7 +48,7 @@ struct server_scan {
         if (!c.fd)
             return c;
         c.tls = std::make_unique<endpoint>(rng, settings);
-        c.ok = c.tls->handshake(c.fd.get(), now_ms() + opt.limits.handshake_ms);
+        c.ok = c.tls->handshake(c.fd.get(), opt.limits.handshake_ms);
         collect_randoms(c.tls->received(), wire::HS_SERVER_HELLO, randoms);
         return c;
     }

@@ -333,6 +333,8 @@ void record_reader::record(uint8_t type, const bytes &body)
 void record_reader::feed(const uint8_t *data, size_t len)
 {
     bytes_seen += len;
+    if (bytes_seen > MAX_READ)
+        return fail("more than " + std::to_string(MAX_READ) + " bytes");
     while (len > 0 && !malformed) {
         size_t want = pending_.size() < 5 ? 5 - pending_.size() : 0;
         if (want == 0) {

@@ -50,6 +50,7 @@ constexpr uint16_t SUITE_RENEGOTIATION_SCSV = 0x00ff;
 constexpr uint8_t EC_CURVE_TYPE_NAMED = 3;
 constexpr size_t MAX_RECORD_BODY = 16384 + 2048; // TLSCiphertext.length limit (RFC 5246 6.2.3)
 constexpr size_t MAX_HANDSHAKE_MESSAGE = 64 * 1024; // beyond it a peer's message is refused
+constexpr size_t MAX_READ = 256 * 1024; // what one reader takes from a peer at most
 
 struct extension {
     uint16_t type = 0;
@@ -121,8 +122,9 @@ struct handshake_message {
 
 // Reassembles the records of one direction of a connection as they arrive: the handshake
 // messages of the plaintext part, an alert, or the end of the plaintext (ChangeCipherSpec).
-// Bounded: a record longer than TLS allows, an unknown content type, an SSL 2 header or a
-// handshake message over MAX_HANDSHAKE_MESSAGE makes it `malformed` and it takes nothing more.
+// Bounded: a record longer than TLS allows, an unknown content type, an SSL 2 header, a
+// handshake message over MAX_HANDSHAKE_MESSAGE or more than MAX_READ bytes in all make it
+// `malformed`, and it takes nothing more.
 class record_reader {
 public:
     void feed(const uint8_t *data, size_t len);

@@ -413,7 +413,9 @@ def test_random_time_fails_for_a_server_that_sends_the_clock(env):
 
 
 def test_random_time_fails_for_a_client_that_sends_the_clock(env):
-    """client mode: a client whose ClientHello.random starts with the clock, three times, fails RANDOM_TIME"""
+    """client mode: a client whose ClientHello.random starts with the clock, three times, fails RANDOM_TIME;
+    as it never completes a handshake with the trusted SMGW certificate, the scan says it could not test the
+    rest (exit 2: refusing the untrusted certificates proves nothing then)"""
     scan = ClientScan(env, 3)
     for _ in range(3):
         suites = b"\xc0\x2b\xc0\x2c"
@@ -426,5 +428,25 @@ def test_random_time_fails_for_a_client_that_sends_the_clock(env):
         recv_exact(s, 5)  # the scanner's first answer; then this client hangs up
         s.close()
     report = scan.result()
-    assert report["status"] == 1
+    assert report["status"] == 2 and "the handshake with the SMGW certificate of --cert failed" in report["reason"]
     assert "3 of 3 ClientHello.random start with the clock" in evidence(report, "RANDOM_TIME")
+
+
+class Silent(TestServer):
+    """Accepts and never says a word, until the client leaves."""
+
+    def handle(self, conn):
+        conn.recv(65536)
+        recv_all(conn, timeout=60)
+
+
+def test_every_wait_has_a_deadline_named_when_it_fires(env):
+    """a device that accepts and stays silent is reported as not answering within answer_timeout (500ms),
+    and a device that never connects in client mode within accept_timeout (1s): exit 2 both times"""
+    started = time.monotonic()
+    report = scan_server(env, Silent().port, "--answer-timeout", "500ms")
+    assert report["status"] == 2 and "no answer within answer_timeout (500ms)" in report["reason"], report
+    assert time.monotonic() - started < 10
+    scan = ClientScan(env, 3, "--accept-timeout", "1s")
+    report = scan.result(timeout=30)
+    assert report["status"] == 2 and report["reason"] == "0 of 3 connections came within accept_timeout (1s)", report

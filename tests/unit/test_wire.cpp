@@ -146,6 +146,13 @@ TEST_CASE("the record reader takes messages split across records and bytes, and 
     bytes header{wire::CONTENT_HANDSHAKE, 3, 3, 0, 4, wire::HS_CERTIFICATE, 0x10, 0, 0};
     big_message.feed(header.data(), header.size());
     CHECK(big_message.malformed); // a 1 MiB handshake message is refused before it is buffered
+    wire::record_reader endless; // HelloRequests without end: the reader stops taking them
+    bytes hello_requests{wire::CONTENT_HANDSHAKE, 3, 3, 0x40, 0};
+    hello_requests.resize(5 + 0x4000, 0);
+    for (int i = 0; i < 20 && !endless.malformed; i++)
+        endless.feed(hello_requests.data(), hello_requests.size());
+    CHECK(endless.malformed);
+    CHECK(endless.messages.size() <= wire::MAX_READ / 4);
 }
 
 TEST_CASE("ServerKeyExchange, CertificateRequest and NewSessionTicket bodies parse strictly")
