@@ -83,6 +83,9 @@ public:
     tap &wire_tap() { return tap_; }
     tls::exported_keys keys;
     uint32_t verify_flags() const { return mbedtls_ssl_get_verify_result(&ssl_); }
+    // After a handshake: whether it resumed a session. The transport's record streams saw every
+    // ServerKeyExchange, and every suite of the profile is ECDHE: a handshake without one resumed.
+    bool resumed() const { return (is_client_ ? tap_.io.received : tap_.io.sent).kex_group < 0; }
     // The handshake messages each side sent in the clear, and what came after.
     wire::record_reader received() const;
     wire::record_reader sent() const;

@@ -53,14 +53,6 @@ struct server_scan {
         return c;
     }
 
-    static bool resumed(const endpoint &e)
-    {
-        for (const auto &m : e.received().messages)
-            if (m.type == wire::HS_CERTIFICATE)
-                return false;
-        return true;
-    }
-
     static std::optional<uint32_t> ticket_lifetime(const endpoint &e)
     {
         for (const auto &m : e.received().messages)
@@ -192,7 +184,7 @@ struct server_scan {
             std::string outcome;
             for (int attempt = 1; attempt <= RESUME_ATTEMPTS; attempt++) {
                 connection again = handshake(s, error);
-                if (again.ok && resumed(*again.tls)) {
+                if (again.ok && again.tls->resumed()) {
                     outcome = std::string(by_ticket ? "resumed by session ticket" : "resumed by session id") +
                               (attempt > 1 ? " (at attempt " + std::to_string(attempt) + ")" : "");
                     break;
