@@ -355,6 +355,7 @@ void interpreter::channel(channel_config &ch, const ini_entry &e)
             error(e.line, "direction: expected outbound or inbound");
     } else if (e.key == "listen") {
         ch.listen_text = v;
+        ch.listen_line = e.line;
         ch.listen = parse_sock_address(v);
         if (!ch.listen)
             error(e.line, "listen: '" + v + "' is not a numeric address:port (IPv6 as [addr]:port)");

@@ -33,6 +33,7 @@ struct channel_config {
     channel_direction direction = channel_direction::outbound;
     std::string listen_text;
     std::optional<sock_address> listen; // unset: the listener comes from systemd only
+    int listen_line = 0;
     ingress_kind ingress = ingress_kind::static_target;
     std::optional<host_port> target;
     std::vector<allow_rule> allow;

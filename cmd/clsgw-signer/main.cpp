@@ -30,6 +30,7 @@
 #include "../../lib/ipc.hpp"
 #include "../../lib/log.hpp"
 #include "../../lib/outbox.hpp"
+#include "../../lib/pki.hpp"
 #include "../../lib/signer_proto.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
@@ -161,17 +162,14 @@ void signer_service::load_identity()
     mbedtls_platform_zeroize(pem->data(), pem->size());
     if (ret != 0)
         die("cannot parse the private key", log_fields().add("path", opt_.key_path).add("error", tls::error_text(ret)));
-    if (!mbedtls_pk_can_do(key_.get(), MBEDTLS_PK_ECDSA) ||
-        !tls::curve_in_profile(tls::key_group(key_.get())))
-        die("the private key is not an EC key on a HAN profile curve", log_fields().add("path", opt_.key_path));
     auto cert_pem = read_file(opt_.certificate_path, 64 * 1024);
     tls::cert_list cert;
-    std::string err;
+    std::string err = cert_pem ? "" : errno_text(errno);
     if (!cert_pem || !cert.parse_pem(*cert_pem, err))
         die("cannot read the certificate", log_fields().add("path", opt_.certificate_path).add("error", err));
-    if (mbedtls_pk_check_pair(&cert.get()->pk, key_.get(), tls::rng::random, &rng_) != 0)
-        die("the private key does not match the certificate",
-              log_fields().add("key", opt_.key_path).add("certificate", opt_.certificate_path));
+    std::string wrong = pki::key_pair_problem(key_.get(), cert.get());
+    if (!wrong.empty())
+        die(wrong, log_fields().add("key", opt_.key_path).add("certificate", opt_.certificate_path));
     if (!tls::key_id(&cert.get()->pk, key_id_))
         die("cannot compute the key id");
     key_id_hex_ = hex(key_id_, sizeof key_id_);
@@ -596,6 +594,7 @@ void usage()
 {
     fprintf(stderr, "usage: clsgw-signer --key FILE --certificate FILE --audit-log FILE [--max-sessions N]\n"
                     "                    [--master-uid USER]... [--refusal-budget N/DURATION] [--log-level LEVEL]\n"
+                    "       clsgw-signer --check --key FILE --certificate FILE\n"
                     "(started by clsgwd with its control socket on fd 3, or by clsgw-signer.socket)\n");
     exit(2);
 }
@@ -636,11 +635,14 @@ int main(int argc, char **argv)
         {"key", required_argument, nullptr, 'k'},          {"certificate", required_argument, nullptr, 'c'},
         {"audit-log", required_argument, nullptr, 'a'},    {"max-sessions", required_argument, nullptr, 'm'},
         {"log-level", required_argument, nullptr, 'l'},    {"master-uid", required_argument, nullptr, 'u'},
-        {"refusal-budget", required_argument, nullptr, 'r'}, {nullptr, 0, nullptr, 0},
+        {"refusal-budget", required_argument, nullptr, 'r'}, {"check", no_argument, nullptr, 't'},
+        {nullptr, 0, nullptr, 0},
     };
     int c;
+    bool check_only = false;
     while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
         switch (c) {
+        case 't': check_only = true; break;
         case 'k': o.key_path = optarg; break;
         case 'c': o.certificate_path = optarg; break;
         case 'a': o.audit_path = optarg; break;
@@ -676,9 +678,17 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (o.key_path.empty() || o.certificate_path.empty() || o.audit_path.empty() || optind != argc)
+    if (o.key_path.empty() || o.certificate_path.empty() || (o.audit_path.empty() && !check_only) || optind != argc)
         usage();
     log_init("clsgw-signer", o.level);
+    if (check_only) {
+        // clsgwd -t: the key as the start would load it, by the only program that reads it; the
+        // reason of a refusal goes to stderr (no master is connected), exit 1.
+        g_master.fd = -1;
+        log_set_sink(send_log_to_master);
+        signer_service(o).load_identity();
+        return 0;
+    }
     std::string err;
     auto activated = take_activated_sockets(err, SOCK_SEQPACKET);
     if (!err.empty() || activated.size() > 1 || (activated.size() == 1 && activated[0].fd.get() != FIRST_FD))

@@ -1,17 +1,25 @@
 #include "environment.hpp"
 
 #include <mbedtls/x509_crt.h>
+#include <cap-ng.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cctype>
 #include <climits>
 #include <optional>
+#include <set>
 
+#include "../../lib/activation.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
 
@@ -173,7 +181,178 @@ void check_wildcard_overlap(const config &cfg, std::vector<config_error> &errors
         }
 }
 
+constexpr uint64_t KEY_CHECK_TIMEOUT_MS = 10000;
+
+// Runs a program with stdin and stdout on /dev/null and an empty environment, and returns its
+// stderr and exit status (-1 when it ran past timeout_ms and was killed). nullopt with errno when
+// it could not be started at all.
+struct program_run {
+    int status = 0;
+    std::string stderr_text;
+};
+std::optional<program_run> run_program(const std::string &path, std::vector<std::string> args, uint64_t timeout_ms)
+{
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0)
+        return std::nullopt;
+    unique_fd out(pipe_fds[0]), in(pipe_fds[1]);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, in.get(), 2);
+    std::vector<char *> argv;
+    for (auto &a : args)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+    char *envp[] = {nullptr};
+    pid_t pid = -1;
+    int err = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv.data(), envp);
+    posix_spawn_file_actions_destroy(&actions);
+    if (err != 0) {
+        errno = err;
+        return std::nullopt;
+    }
+    in.reset();
+    program_run r;
+    uint64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        uint64_t now = now_ms();
+        pollfd p{out.get(), POLLIN, 0};
+        if (now >= deadline || poll(&p, 1, static_cast<int>(deadline - now)) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+            r.status = -1;
+            return r;
+        }
+        char buf[4096];
+        ssize_t n = read(out.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (r.stderr_text.size() < 64 * 1024)
+            r.stderr_text.append(buf, static_cast<size_t>(n));
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r;
+}
+
+// The last line a program wrote, without its "program: " prefix.
+std::string last_line(std::string text, const std::string &program)
+{
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
+        text.pop_back();
+    text = text.substr(text.rfind('\n') + 1);
+    if (text.rfind(program + ": ", 0) == 0)
+        text = text.substr(program.size() + 2);
+    return text;
+}
+
+// Read now by -t and the start: the lowest port anyone may bind (net.ipv4.ip_unprivileged_port_start).
+unsigned unprivileged_port_start()
+{
+    auto text = read_file("/proc/sys/net/ipv4/ip_unprivileged_port_start", 64);
+    auto n = text ? parse_uint(text->substr(0, text->find('\n')), 65536) : std::nullopt;
+    return n ? static_cast<unsigned>(*n) : 1024;
+}
+
+bool may_bind_below_1024()
+{
+    capng_get_caps_process();
+    bool can = capng_have_capability(CAPNG_EFFECTIVE, CAP_NET_BIND_SERVICE);
+    capng_clear(CAPNG_SELECT_BOTH);
+    return can;
+}
+
+// A channel socket unit enabled for the channel: systemd binds its address and passes it.
+std::string enabled_socket_unit(const std::string &channel)
+{
+    std::string unit = "clsgw-channel@" + channel + ".socket";
+    for (const char *dir : {"/etc/systemd/system/sockets.target.wants/", "/run/systemd/system/sockets.target.wants/"}) {
+        struct stat st;
+        if (stat((std::string(dir) + unit).c_str(), &st) == 0)
+            return unit;
+    }
+    return "";
+}
+
+uint16_t port_of(const sock_address &a)
+{
+    if (a.family() == AF_INET)
+        return ntohs(reinterpret_cast<const sockaddr_in *>(&a.storage)->sin_port);
+    return ntohs(reinterpret_cast<const sockaddr_in6 *>(&a.storage)->sin6_port);
+}
+
 } // namespace
+
+void check_key_pair(const config &cfg, checked &c, std::vector<config_error> &errors)
+{
+    if (!cfg.signer_socket.empty())
+        return; // clsgw-signer.service reads its key and refuses a wrong one at its own start
+    auto run = run_program(c.paths.signer,
+                           {"clsgw-signer", "--check", "--key", cfg.key.path, "--certificate", cfg.certificate.path},
+                           KEY_CHECK_TIMEOUT_MS);
+    if (!run) {
+        // e.g. under an emulator that cannot start another program: said, not guessed
+        c.warnings.push_back("the key was not checked against the certificate: cannot run " + c.paths.signer + ": " +
+                             errno_text(errno));
+        return;
+    }
+    if (run->status == 0)
+        return;
+    std::string why = run->status < 0 ? "clsgw-signer did not finish checking it within 10s"
+                                      : last_line(run->stderr_text, "clsgw-signer");
+    errors.push_back({cfg.file, cfg.key.line, "key " + cfg.key.path + ": " + (why.empty() ? "refused by clsgw-signer" : why)});
+}
+
+void check_listeners(const config &cfg, checked &c, std::vector<config_error> &errors)
+{
+    std::map<std::string, std::string> from_systemd; // channel name -> the socket's address
+    for (const auto &s : activated_addresses())
+        from_systemd[s.name] = s.address;
+    std::set<std::string> from_systemd_listeners; // a socket named after any channel of a listener serves it
+    for (const auto &ch : cfg.channels)
+        if (from_systemd.count(ch.name))
+            from_systemd_listeners.insert(ch.listener_key());
+    std::set<std::string> seen;
+    for (const auto &ch : cfg.channels) {
+        auto socket = from_systemd.find(ch.name);
+        if (!ch.listen)
+            continue;
+        std::string where = cfg.file + ":" + std::to_string(ch.listen_line);
+        if (socket != from_systemd.end() && socket->second != ch.listen->to_string())
+            c.warnings.push_back("channel '" + ch.name + "': systemd's socket listens on " + socket->second +
+                                 ", not on listen = " + ch.listen_text + " (" + where +
+                                 "); the socket is used: make the two agree, or remove listen");
+        if (from_systemd_listeners.count(ch.listener_key()) || !seen.insert(ch.listener_key()).second)
+            continue;
+        unsigned lowest = unprivileged_port_start();
+        uint16_t port = port_of(*ch.listen);
+        if (port >= lowest)
+            continue;
+        std::string below = "listen = " + ch.listen_text + " is below net.ipv4.ip_unprivileged_port_start (" +
+                            std::to_string(lowest) + ")";
+        std::string unit = enabled_socket_unit(ch.name);
+        if (may_bind_below_1024())
+            c.notes.push_back("channel '" + ch.name + "': " + below +
+                              "; this process may bind it (CAP_NET_BIND_SERVICE), clsgwd.service does not grant "
+                              "that: there it needs clsgw-channel@" + ch.name + ".socket");
+        else if (!unit.empty())
+            c.notes.push_back("channel '" + ch.name + "': " + below + ", which clsgwd cannot bind itself; " + unit +
+                              " is enabled and passes it");
+        else
+            errors.push_back({cfg.file, ch.listen_line,
+                              "channel '" + ch.name + "': " + below +
+                                  " and clsgwd has no CAP_NET_BIND_SERVICE to bind it (clsgwd.service does not "
+                                  "grant it): let clsgw-channel@" + ch.name +
+                                  ".socket listen there (systemctl edit, ListenStream=), or choose a port from " +
+                                  std::to_string(lowest)});
+    }
+}
 
 checked check_environment(const config &cfg, std::vector<config_error> &errors)
 {

@@ -322,6 +322,10 @@ void master::on_signer_message()
 
 void master::signer_exited(int status)
 {
+    // What it said before it exited (why it failed) may still wait in its socket: the SIGCHLD can
+    // be read first. on_signer_message logs it, and resets the socket at its end.
+    for (pollfd p{signer_.control.get(), POLLIN, 0}; signer_.control && poll(&p, 1, 0) == 1;)
+        on_signer_message();
     signer_.pid = -1;
     signer_.control.reset();
     bool was_ready = signer_.ever_ready;

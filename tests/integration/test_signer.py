@@ -445,3 +445,22 @@ def test_audit_log_is_a_hash_chain_that_survives_restarts_and_shows_tampering(en
     assert "record 2 (line 2) was altered" in verify(altered)
     assert "record 3 removed before record 4 (line 3)" in verify(lines[:2] + lines[3:])
     assert "record inserted (line 3): it repeats sequence number 2" in verify(lines[:2] + [lines[1]] + lines[2:])
+
+
+def test_a_self_started_signer_that_refuses_its_key_is_named_every_time(env):
+    """clsgwd started 20 times with a key that does not belong to the certificate: each time it exits 1 and says
+    why the signer failed, not only its exit status (the signer's last line once lost the race with its SIGCHLD)"""
+    from harness import program
+    env.make_identity("other", "CN=other")
+    cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}})
+    with open(cfg) as f:
+        text = f.read().replace("key = device.key", "key = other.key")
+    with open(cfg, "w") as f:
+        f.write(text)
+    lost = 0
+    for _ in range(20):
+        r = subprocess.run([*program("clsgwd"), "-c", cfg], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "the signer failed to start" in r.stderr, r.stderr
+        lost += "the private key does not match the certificate" not in r.stderr
+    assert lost == 0, f"the reason was missing in {lost} of 20 starts"
