@@ -122,8 +122,10 @@ private:
     event_budget refused_peers_;
     uint64_t unlogged_peers_ = 0;
     uint64_t accept_paused_until_ms_ = 0;
+    uint64_t signatures_made_ = 0, requests_refused_ = 0; // since start, for signer_probe
 
     void serve_control();
+    void answer_probe(const bytes &payload);
     void open_session(ipc_message &m);
     bool serve_request(session &s);
     bool refuse(session &s, const signer::request *req, signer::status st, uint64_t started_us);
@@ -307,6 +309,7 @@ bool signer_service::answer_unread(const session &s) const
 // Returns false: the session is over.
 bool signer_service::refuse(session &s, const signer::request *req, signer::status st, uint64_t started_us)
 {
+    requests_refused_++;
     uint64_t now = now_ms();
     summarise_refusals(now);
     if (refusals_.take(now)) {
@@ -353,6 +356,7 @@ bool signer_service::serve_request(session &s)
         return refuse(s, &*req, signer::status::sign_failed, started);
     // The record is on disk before the answer leaves: no signature is ever released unaudited.
     audit(s, &*req, signer::status::ok, now_us() - started);
+    signatures_made_++;
     return send_answer(s, &*req, signer::status::ok, bytes(sig, sig + sig_len));
 }
 
@@ -423,9 +427,27 @@ void signer_service::serve_control()
         }
         if (r.status == ipc_status::ok && r.message.type == msg_type::session_open)
             open_session(r.message);
+        else if (r.status == ipc_status::ok && r.message.type == msg_type::signer_probe && !r.message.fd)
+            answer_probe(r.message.payload);
         else
             log_error("unexpected message on the control socket", log_fields().add("error", r.error));
     }
+}
+
+// A liveness probe (clsgwctl check, clsgwctl metrics): answered from this loop, so an answer
+// shows it turns; it signs nothing and writes no audit record.
+void signer_service::answer_probe(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    auto seq = r.parse(payload, err) ? r.u64(1) : std::nullopt;
+    if (!seq) {
+        log_error("malformed signer_probe from the master");
+        return;
+    }
+    tlv_writer counts;
+    counts.add_u64(1, *seq).add_u64(2, signatures_made_).add_u64(3, requests_refused_).add_u64(4, sessions_.size());
+    send_to_master(msg_type::signer_counts, counts.data());
 }
 
 // True while a master is connected. A master that has hung up is let go here first (its last

@@ -33,14 +33,15 @@ int usage(int code)
             "       clsgwctl [-s SOCKET] log-level LEVEL [CHANNEL]\n"
             "       clsgwctl [-s SOCKET] reopen-logs\n"
             "       clsgwctl [-s SOCKET] reload\n"
-            "       clsgwctl [-s SOCKET] check\n"
+            "       clsgwctl [-s SOCKET] check [--sign]\n"
+            "       clsgwctl [-s SOCKET] metrics\n"
             "       clsgwctl key generate [--curve CURVE] --out FILE\n"
             "       clsgwctl cert self-sign --key FILE --subject DN [--days N] [--ca] [--out FILE]\n"
             "       clsgwctl cert issue --ca-cert FILE --ca-key FILE --key FILE --subject DN [--days N] [--ca]\n"
             "                           [--valid-from-days N] [--out FILE]\n"
             "       clsgwctl cert request --key FILE --subject DN [--out FILE]\n"
             "       clsgwctl fingerprint FILE\n"
-            "       clsgwctl audit verify FILE\n"
+            "       clsgwctl audit verify FILE...\n"
             "curves: brainpoolP256r1 (default), brainpoolP384r1, brainpoolP512r1, secp256r1, secp384r1\n");
     return code;
 }
@@ -318,10 +319,12 @@ std::string control_arguments_problem(int argc, char **argv, int first)
     std::string cmd = argv[first];
     std::vector<std::string> rest(argv + first + 1, argv + argc);
     for (const auto &word : rest)
-        if (word.rfind("-", 0) == 0 && !(cmd == "status" && word == "--json"))
+        if (word.rfind("-", 0) == 0 && !(cmd == "status" && word == "--json") && !(cmd == "check" && word == "--sign"))
             return cmd + ": unknown option " + word.substr(0, word.find('='));
     if (cmd == "status")
         return rest.size() > 1 || (rest.size() == 1 && rest[0] != "--json") ? "status takes only --json" : "";
+    if (cmd == "check")
+        return rest.size() > 1 || (rest.size() == 1 && rest[0] != "--sign") ? "check takes only --sign" : "";
     if (cmd != "log-level")
         return rest.empty() ? "" : cmd + " takes no arguments";
     if (rest.empty() || rest.size() > 2)
@@ -436,7 +439,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h")
             return usage(0);
-    if (cmd == "status" || cmd == "log-level" || cmd == "reopen-logs" || cmd == "reload" || cmd == "check") {
+    if (cmd == "status" || cmd == "log-level" || cmd == "reopen-logs" || cmd == "reload" || cmd == "check" ||
+        cmd == "metrics") {
         std::string wrong = control_arguments_problem(argc, argv, first);
         return wrong.empty() ? control(socket_path, argc, argv, first) : usage_error(wrong);
     }
