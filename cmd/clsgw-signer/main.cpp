@@ -186,11 +186,14 @@ void signer_service::load_identity()
 
 void signer_service::open_audit_log()
 {
-    chain_ = audit::read_tail(opt_.audit_path);
+    audit::start_point start = audit::chain_start(opt_.audit_path);
+    chain_ = start.at;
     if (!chain_.readable) {
         log_error("the audit log's last line is not a chained record; the chain restarts here "
-                  "(clsgwctl audit verify will show where)", log_fields().add("path", opt_.audit_path));
+                  "(clsgwctl audit verify will show where)",
+                  log_fields().add("path", start.predecessor.empty() ? opt_.audit_path : start.predecessor));
         chain_ = audit::tail{0, audit::genesis(), true};
+        start.predecessor.clear();
     }
     std::string why;
     unique_fd fd = open_log_file(opt_.audit_path, 0640, why);
@@ -200,6 +203,13 @@ void signer_service::open_audit_log()
         fd.release(); // already in place: fd 4 is the audit log from now on
     else if (dup2(fd.get(), AUDIT_FD) != AUDIT_FD)
         die("cannot place the audit log fd");
+    if (!start.predecessor.empty()) {
+        // A new log after logrotate: its first record says it continues the rotated one's chain.
+        audit_line(log_fields().add("time", utc_timestamp()).add("key", key_id_hex_).add("result", audit::CONTINUED)
+                       .add("previous_log", start.predecessor));
+        log_info("the audit chain continues from the rotated log",
+                 log_fields().add("previous_log", start.predecessor).add("seq", chain_.seq));
+    }
 }
 
 void signer_service::confine()

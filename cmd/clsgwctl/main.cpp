@@ -214,6 +214,27 @@ int fingerprint(const char *path)
     return 0;
 }
 
+// audit verify FILE...: one log alone, or rotated logs oldest first, each continuing the last.
+int audit_verify(int count, char **paths)
+{
+    std::vector<audit::named_log> logs;
+    for (int i = 0; i < count; i++) {
+        auto text = read_file(paths[i], 1ULL << 30);
+        if (!text)
+            return fail(std::string("cannot read ") + paths[i] + ": " + errno_text(errno));
+        logs.push_back({paths[i], std::move(*text)});
+    }
+    std::string names = logs.size() == 1 ? logs[0].name : std::to_string(logs.size()) + " logs";
+    audit::verdict v = logs.size() == 1 ? audit::verify(logs[0].text) : audit::verify(logs);
+    if (!v.intact) {
+        printf("%s: %s (%llu records verified before it)\n", logs.size() == 1 ? names.c_str() : "audit verify",
+               v.problem.c_str(), static_cast<unsigned long long>(v.records));
+        return 1;
+    }
+    printf("%s: %llu records, chain intact\n", names.c_str(), static_cast<unsigned long long>(v.records));
+    return 0;
+}
+
 // Sends one command to clsgwd and returns its answer; first line "ok" or "error: ...".
 bool ask_clsgwd(const std::string &socket_path, const std::string &command, std::string &answer)
 {
@@ -449,19 +470,8 @@ int main(int argc, char **argv)
     std::string sub = argc > 2 ? argv[2] : "";
     if (cmd == "-h" || cmd == "--help" || cmd == "help")
         return usage(0);
-    if (cmd == "audit" && sub == "verify" && argc == 4) {
-        auto text = read_file(argv[3], 1ULL << 30);
-        if (!text)
-            return fail(std::string("cannot read ") + argv[3] + ": " + errno_text(errno));
-        audit::verdict v = audit::verify(*text);
-        if (!v.intact) {
-            printf("%s: %s (%llu records verified before it)\n", argv[3], v.problem.c_str(),
-                   static_cast<unsigned long long>(v.records));
-            return 1;
-        }
-        printf("%s: %llu records, chain intact\n", argv[3], static_cast<unsigned long long>(v.records));
-        return 0;
-    }
+    if (cmd == "audit" && sub == "verify" && argc >= 4)
+        return audit_verify(argc - 3, argv + 3);
     if (cmd == "fingerprint")
         return argc == 3 ? fingerprint(argv[2]) : usage(2);
     if (cmd == "key" && sub == "generate") {
