@@ -20,6 +20,7 @@
 #include <set>
 
 #include "../../lib/activation.hpp"
+#include "../../lib/pki.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
 
@@ -70,8 +71,15 @@ void check_pem(const config &cfg, const config_path &p, const char *what, std::s
     }
     for (const mbedtls_x509_crt *c = certs.get(); c && c->raw.p; c = c->next) {
         if (!mbedtls_pk_can_do(&c->pk, MBEDTLS_PK_ECDSA) || !tls::curve_in_profile(tls::key_group(&c->pk))) {
-            errors.push_back({cfg.file, p.line, std::string(what) + " " + p.path +
-                                                    ": a certificate's key is not EC on a HAN profile curve"});
+            // The device's own key must be on a group the SMGW offers (RFC 8422), and clsgw offers and
+            // accepts the profile's groups only: a handshake with any other curve cannot succeed.
+            bool own = std::string(what) == "certificate" && c == certs.get();
+            errors.push_back({cfg.file, p.line, std::string(what) + " " + p.path + ": " +
+                                                    (own ? "the device key" : "a certificate's key") + " is " +
+                                                    pki::key_curve_name(&c->pk) +
+                                                    ", not one of the groups clsgw offers and accepts on the HAN (" +
+                                                    pki::profile_curves_text() + ")" +
+                                                    (own ? ": make the key on one the SMGW offers (clsgw.ini(5))" : "")});
             return;
         }
     }
@@ -287,7 +295,21 @@ uint16_t port_of(const sock_address &a)
     return ntohs(reinterpret_cast<const sockaddr_in6 *>(&a.storage)->sin6_port);
 }
 
+// The audit log's folder, without its trailing slash; empty for a file in the current folder.
+std::string audit_folder(const config &cfg)
+{
+    size_t slash = cfg.audit_log.path.rfind('/');
+    return slash == std::string::npos || slash == 0 ? "" : cfg.audit_log.path.substr(0, slash);
+}
+
 } // namespace
+
+void make_audit_folder(const config &cfg)
+{
+    std::string folder = audit_folder(cfg);
+    if (cfg.signer_socket.empty() && !folder.empty() && mkdir(folder.c_str(), 0750) == 0)
+        log_info("made the audit log's folder", log_fields().add("path", folder));
+}
 
 void check_key_pair(const config &cfg, checked &c, std::vector<config_error> &errors)
 {
@@ -367,6 +389,10 @@ checked check_environment(const config &cfg, std::vector<config_error> &errors)
     for (const auto &t : trusts)
         if (!c.trust_pems.count(t.path))
             check_pem(cfg, t, "trust", c.trust_pems[t.path], errors);
+    if (!cfg.signer_socket_absent.empty())
+        c.notes.push_back("signer_socket " + cfg.signer_socket_absent +
+                          " does not exist (no clsgw-signer.socket here): clsgwd starts clsgw-signer itself with key = " +
+                          cfg.key.path);
     if (cfg.signer_socket.empty()) { // clsgwd starts the signer with this key and audit log
         std::string loose = private_key_mode_problem(cfg.key.path);
         if (access(cfg.key.path.c_str(), F_OK) != 0 && errno == ENOENT)
@@ -374,11 +400,18 @@ checked check_environment(const config &cfg, std::vector<config_error> &errors)
         else if (!loose.empty())
             errors.push_back({cfg.file, cfg.key.line, loose});
         check_log_path(cfg, cfg.audit_log.path, cfg.audit_log.line, "audit_log", errors);
-        std::string folder = cfg.audit_log.path.substr(0, cfg.audit_log.path.rfind('/') + 1);
+        // Without clsgwd.service's LogsDirectory= (run by hand) the start makes the last level
+        // (make_audit_folder); a folder further up missing is an error.
+        std::string folder = audit_folder(cfg), parent = folder.substr(0, folder.rfind('/'));
         struct stat dir;
-        if (!folder.empty() && (stat(folder.c_str(), &dir) != 0 || !S_ISDIR(dir.st_mode)))
-            errors.push_back({cfg.file, cfg.audit_log.line, "audit_log " + cfg.audit_log.path + ": folder " + folder +
-                                                                " does not exist"});
+        if (!folder.empty() && (stat(folder.c_str(), &dir) != 0 || !S_ISDIR(dir.st_mode))) {
+            if (!parent.empty() && stat(parent.c_str(), &dir) == 0 && S_ISDIR(dir.st_mode))
+                c.notes.push_back("audit_log " + cfg.audit_log.path + ": folder " + folder +
+                                  " does not exist yet; the start makes it (mode 0750)");
+            else
+                errors.push_back({cfg.file, cfg.audit_log.line, "audit_log " + cfg.audit_log.path + ": folder " + folder +
+                                                                    " does not exist, nor does " + parent});
+        }
     }
     if (cfg.target == log_target::file)
         check_log_path(cfg, cfg.log_file, 0, "log_file", errors);

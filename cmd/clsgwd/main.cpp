@@ -84,6 +84,7 @@ int main(int argc, char **argv)
         log_warn(w);
     for (const auto &n : env.notes)
         log_info(n);
+    make_audit_folder(cfg);
     master m(std::move(cfg), env.paths, env.certificate_pem, env.trust_pems, env.uid, env.gid);
     std::string err;
     if (!m.open_listeners(err))

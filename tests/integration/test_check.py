@@ -29,16 +29,21 @@ def test_check_refuses_an_expired_identity_certificate(env):
 
 @runs_emulated
 def test_check_refuses_an_audit_log_in_a_missing_folder(env):
-    """audit_log in a folder that does not exist is named with its line"""
+    """audit_log two folders deep into nothing is named with its line; one missing level is made at the start
+    (as LogsDirectory= would), which -t says"""
     cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}})
     with open(cfg) as f:
-        text = f.read().replace("audit_log = audit.log", "audit_log = gone/audit.log")
+        text = f.read().replace("audit_log = audit.log", "audit_log = gone/deeper/audit.log")
     with open(cfg, "w") as f:
         f.write(text)
     r = check(cfg)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert f"{cfg}:{line_of(cfg, 'audit_log = gone/audit.log')}: audit_log " in r.stderr and "does not exist" in r.stderr, \
-        r.stderr
+    assert f"{cfg}:{line_of(cfg, 'audit_log = gone/deeper/audit.log')}: audit_log " in r.stderr and \
+        "does not exist, nor does" in r.stderr, r.stderr
+    with open(cfg, "w") as f:
+        f.write(text.replace("gone/deeper/audit.log", "gone/audit.log"))
+    r = check(cfg)
+    assert r.returncode == 0 and "the start makes it (mode 0750)" in r.stderr, r.stdout + r.stderr
 
 
 @runs_emulated
@@ -206,3 +211,21 @@ def test_cert_issue_refuses_an_issuer_that_is_not_a_ca(env):
                 "--subject", "CN=leaf", "--out", out, check=False)
     assert r.returncode == 1 and "keyUsage does not allow keyCertSign" in r.stderr, r.stderr
     assert not os.path.exists(out)
+
+
+@runs_emulated
+def test_check_names_an_identity_curve_outside_the_han_groups(env):
+    """a device certificate on secp521r1 (which clsgw neither offers nor accepts on the HAN): -t refuses it at its
+    line, naming the curve and the groups to choose from"""
+    subprocess.run(["openssl", "ecparam", "-name", "secp521r1", "-genkey", "-noout", "-out", env.path("p521.key")],
+                   check=True)
+    os.chmod(env.path("p521.key"), 0o600)
+    subprocess.run(["openssl", "req", "-x509", "-new", "-key", env.path("p521.key"), "-subj", "/CN=p521", "-days", "30",
+                    "-out", env.path("device.crt")], check=True, capture_output=True)
+    cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}})
+    with_key(cfg, "p521.key")
+    r = check(cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{cfg}:{line_of(cfg, 'certificate = device.crt')}: certificate {env.path('device.crt')}: the device key is " \
+        "secp521r1, not one of the groups clsgw offers and accepts on the HAN (brainpoolP256r1, brainpoolP384r1, " \
+        "brainpoolP512r1, secp256r1, secp384r1): make the key on one the SMGW offers" in r.stderr, r.stderr
