@@ -218,3 +218,23 @@ def test_the_installed_example_also_works_without_systemd(env):
     s.shutdown(socket.SHUT_WR)
     assert recv_all(s) == b"no systemd here\n"
     assert os.path.isdir(env.path("log")) and os.path.getsize(env.path("log/audit.log")) > 0
+
+
+@runs_emulated
+def test_clsgwctl_man_page_names_every_command_and_option_of_its_usage(env):
+    """every command word and every --option clsgwctl's usage shows is documented in clsgwctl(8)"""
+    from harness import program
+    usage = subprocess.run([*program("clsgwctl"), "--help"], capture_output=True, text=True).stdout
+    manual = open(os.path.join(ROOT, "man", "clsgwctl.8")).read()
+    options = set(re.findall(r"--([a-z][a-z-]+)", usage))
+    commands = set()
+    for line in usage.splitlines():
+        words = line.replace("usage:", "").replace("[-s SOCKET]", "").split()
+        if len(words) > 1 and words[0] == "clsgwctl":
+            commands.add(words[1])
+    assert len(options) >= 10 and {"sign", "valid-from-days", "json"} <= options, options
+    assert {"status", "check", "metrics", "audit", "cert", "key"} <= commands, commands
+    for option in options:
+        assert re.search(rf"^\.(Op )?Fl -{option}\b", manual, re.M) or f"Fl -{option}" in manual, f"--{option}"
+    for command in commands:
+        assert re.search(rf"^\.(It )?Cm {command}\b", manual, re.M), command
