@@ -323,15 +323,17 @@ class Suite:
 
     def test_a_port_below_1024_needs_its_channel_socket(self):
         """listen on port 502 under the shipped unit (no CAP_NET_BIND_SERVICE): ExecStartPre's clsgwd -t refuses it,
-        naming the line, in journalctl -p err; with clsgw-channel@low.socket on that address clsgwd starts and serves"""
+        naming the line; with clsgw-channel@low.socket on that address clsgwd starts and serves"""
         m = self.m
         c = self.cursor()
         self.config(ini({"meter-data": {}, "low": {"listen": "127.0.0.1:502"}}))
         try:
             r = m.exec(["systemctl", "restart", "clsgwd.service"], check=False)
             assert r.returncode != 0, "clsgwd started with a port it cannot bind"
+            log = m.journal("-u", "clsgwd.service", "--after-cursor", c)
+            assert "clsgw.ini:" in log and "listen = 127.0.0.1:502 is below" in log, log
             errs = m.journal("-p", "err", "-u", "clsgwd.service", "--after-cursor", c)
-            assert "clsgw.ini:" in errs and "listen = 127.0.0.1:502 is below" in errs, errs
+            assert "1 error(s) in /etc/clsgw/clsgw.ini" in errs, errs
             m.exec(["systemctl", "reset-failed", "clsgwd.service"], check=False)
             self.channel_socket("low", "127.0.0.1:502")
             m.exec(["systemctl", "restart", "clsgwd.service"])
