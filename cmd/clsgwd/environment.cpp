@@ -318,10 +318,11 @@ void check_key_pair(const config &cfg, checked &c, std::vector<config_error> &er
     auto run = run_program(c.paths.signer,
                            {"clsgw-signer", "--check", "--key", cfg.key.path, "--certificate", cfg.certificate.path},
                            KEY_CHECK_TIMEOUT_MS);
-    if (!run) {
-        // e.g. under an emulator that cannot start another program: said, not guessed
-        c.warnings.push_back("the key was not checked against the certificate: cannot run " + c.paths.signer + ": " +
-                             errno_text(errno));
+    // 127 and not a word: the exec failed in the child (an emulator such as qemu-user turns
+    // posix_spawn into a fork, and cannot start another architecture's program). Said, not guessed.
+    if (!run || (run->status == 127 && run->stderr_text.empty())) {
+        c.warnings.push_back("the key was not checked against the certificate: cannot run " + c.paths.signer +
+                             (run ? "" : ": " + errno_text(errno)));
         return;
     }
     if (run->status == 0)
