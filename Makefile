@@ -26,7 +26,8 @@ LDFLAGS  += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
 DEB_PACKAGES := g++ make libseccomp-dev libcap-ng-dev libinih-dev \
                 doctest-dev nlohmann-json3-dev python3 openssl stunnel4 systemd mandoc clang libclang-rt-14-dev \
-                microsocks curl ncat proxychains4 python3-socks gnutls-bin libbotan-2-dev
+                microsocks curl ncat proxychains4 python3-socks gnutls-bin libbotan-2-dev \
+                python3-prometheus-client
 
 # mbedTLS 3.6 LTS (clsgw needs 3.6; Debian 12's 2.28 is end of life and no longer builds it).
 #   MBEDTLS=build   (default) Debian's own mbedtls 3.6 source package from the trixie suite,

@@ -82,6 +82,20 @@ std::vector<activated_socket> take_activated_sockets(std::string &error, int wan
     return out;
 }
 
+std::vector<activated_address> activated_addresses()
+{
+    std::vector<activated_address> out;
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    auto p = pid ? parse_uint(pid, 0x7fffffff) : std::nullopt;
+    auto n = fds ? parse_uint(fds, MAX_ACTIVATED) : std::nullopt;
+    if (!p || !n || static_cast<pid_t>(*p) != getpid())
+        return out;
+    std::vector<std::string> labels = split_names(getenv("LISTEN_FDNAMES"), *n);
+    for (unsigned i = 0; i < *n && i < labels.size(); i++)
+        out.push_back({labels[i], local_name(LISTEN_FDS_START + static_cast<int>(i))});
+    return out;
+}
+
 bool sd_notify_state(const std::string &state)
 {
     const char *path = getenv("NOTIFY_SOCKET");

@@ -92,43 +92,109 @@ std::string seal(tail &t, const std::string &record_text)
     return text + CHAIN + t.chain;
 }
 
-verdict verify(const std::string &log_text)
+start_point chain_start(const std::string &path)
 {
-    verdict v;
-    std::string chain = genesis();
-    uint64_t expected = 1, line_no = 0;
-    size_t pos = 0;
-    while (pos < log_text.size()) {
-        size_t end = log_text.find('\n', pos);
-        std::string line = log_text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
-        pos = end == std::string::npos ? log_text.size() : end + 1;
+    start_point start;
+    start.at = read_tail(path);
+    if (!start.at.readable || start.at.seq > 0)
+        return start;
+    tail before = read_tail(path + ".1");
+    if (before.seq > 0 || !before.readable) {
+        start.at = before;
+        start.predecessor = path + ".1";
+    }
+    return start;
+}
+
+namespace {
+
+// Where the chain stands while logs are read: the next sequence number and the chain value
+// before it; expected == 0 before the first record.
+struct chain_position {
+    uint64_t expected = 0;
+    std::string chain;
+    std::string file; // the log the last record was in
+};
+
+// Checks one log's records from pos on; the problem names `name` when it is not empty.
+bool verify_log(const std::string &name, const std::string &log_text, chain_position &pos, verdict &v)
+{
+    std::string in = name.empty() ? "" : name + ": ";
+    uint64_t line_no = 0;
+    size_t at = 0;
+    while (at < log_text.size()) {
+        size_t end = log_text.find('\n', at);
+        std::string line = log_text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        at = end == std::string::npos ? log_text.size() : end + 1;
         line_no++;
         if (line.empty())
             continue;
         parsed_record r = parse(line);
         std::string where = " (line " + std::to_string(line_no) + ")";
         if (!r.ok) {
-            v.problem = "line " + std::to_string(line_no) + " is not a chained audit record";
-            return v;
+            v.problem = in + "line " + std::to_string(line_no) + " is not a chained audit record";
+            return false;
         }
-        if (r.seq > expected) {
-            v.problem = "record" + std::string(r.seq - expected > 1 ? "s " : " ") + std::to_string(expected) +
-                        (r.seq - expected > 1 ? "-" + std::to_string(r.seq - 1) : "") + " removed before record " +
-                        std::to_string(r.seq) + where;
-            return v;
+        if (pos.expected == 0) { // the very first record
+            bool continues = r.seq > 1 && r.text.find(" result=" + std::string(CONTINUED) + " ") != std::string::npos;
+            if (r.seq == 1 || continues) {
+                pos.expected = r.seq;
+                pos.chain = continues ? "" : genesis(); // the link into a log not given is not checked
+            } else {
+                pos.expected = 1;
+            }
         }
-        if (r.seq < expected) {
-            v.problem = "record inserted" + where + ": it repeats sequence number " + std::to_string(r.seq);
-            return v;
+        bool new_file = pos.file != name;
+        if (r.seq > pos.expected) {
+            std::string missing = "record" + std::string(r.seq - pos.expected > 1 ? "s " : " ") +
+                                  std::to_string(pos.expected) +
+                                  (r.seq - pos.expected > 1 ? "-" + std::to_string(r.seq - 1) : "");
+            v.problem = new_file && !pos.file.empty()
+                            ? in + "starts at record " + std::to_string(r.seq) + " but " + pos.file + " ends at record " +
+                                  std::to_string(pos.expected - 1) + ": " + missing +
+                                  " are missing between them (a log removed?)"
+                            : in + missing + " removed before record " + std::to_string(r.seq) + where;
+            return false;
         }
-        if (next(chain, r.text) != r.chain) {
-            v.problem = "record " + std::to_string(r.seq) + where + " was altered";
-            return v;
+        if (r.seq < pos.expected) {
+            v.problem = new_file && !pos.file.empty()
+                            ? in + "starts at record " + std::to_string(r.seq) + ", before the end of " + pos.file +
+                                  " (record " + std::to_string(pos.expected - 1) + "): give the logs oldest first"
+                            : in + "record inserted" + where + ": it repeats sequence number " + std::to_string(r.seq);
+            return false;
         }
-        chain = r.chain;
-        expected++;
+        if (!pos.chain.empty() && next(pos.chain, r.text) != r.chain) {
+            v.problem = new_file && !pos.file.empty()
+                            ? in + "record " + std::to_string(r.seq) + where + " does not continue the chain of " +
+                                  pos.file + " (altered, or not the log that follows it)"
+                            : in + "record " + std::to_string(r.seq) + where + " was altered";
+            return false;
+        }
+        pos.chain = r.chain;
+        pos.expected++;
+        pos.file = name;
         v.records++;
     }
+    return true;
+}
+
+} // namespace
+
+verdict verify(const std::string &log_text)
+{
+    verdict v;
+    chain_position pos;
+    v.intact = verify_log("", log_text, pos, v);
+    return v;
+}
+
+verdict verify(const std::vector<named_log> &logs)
+{
+    verdict v;
+    chain_position pos;
+    for (const auto &log : logs)
+        if (!verify_log(log.name, log.text, pos, v))
+            return v;
     v.intact = true;
     return v;
 }

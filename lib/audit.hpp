@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace clsgw::audit {
 
@@ -21,6 +22,17 @@ struct tail {
 // Where an existing log leaves off (reads at most its last 64 KiB).
 tail read_tail(const std::string &path);
 
+// Where a signer starting on the log at path continues the chain: after the log's last record;
+// when the log is empty or missing (logrotate has just moved it away), after the last record of
+// its predecessor path + ".1" (logrotate's name for it; delaycompress keeps it uncompressed).
+struct start_point {
+    tail at;
+    std::string predecessor; // set when the chain continues from that file
+};
+start_point chain_start(const std::string &path);
+// The result of the record a signer writes first in a log that continues its predecessor's chain.
+constexpr const char *CONTINUED = "chain_continued";
+
 // Appends " seq=N" and " chain=HEX" to a record's text and advances t.
 std::string seal(tail &t, const std::string &record_text);
 
@@ -30,5 +42,14 @@ struct verdict {
     std::string problem; // the first one: "record 3 (line 3) was altered", ...
 };
 verdict verify(const std::string &log_text);
+
+// Several logs in order, oldest first (audit.log.2, audit.log.1, audit.log): each one's first
+// record must continue the previous one's last, so a file removed, or given out of order, is
+// named. Problems name their file. The first log may itself continue an earlier one not given
+// (its first record is a chain_continued record): then its first link is not checked.
+struct named_log {
+    std::string name, text;
+};
+verdict verify(const std::vector<named_log> &logs);
 
 } // namespace clsgw::audit

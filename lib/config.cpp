@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include <sys/stat.h>
+
 #include <ini.h>
 #include <strings.h>
 
@@ -355,6 +357,7 @@ void interpreter::channel(channel_config &ch, const ini_entry &e)
             error(e.line, "direction: expected outbound or inbound");
     } else if (e.key == "listen") {
         ch.listen_text = v;
+        ch.listen_line = e.line;
         ch.listen = parse_sock_address(v);
         if (!ch.listen)
             error(e.line, "listen: '" + v + "' is not a numeric address:port (IPv6 as [addr]:port)");
@@ -601,7 +604,16 @@ config_result load_config(const std::string &file)
         result.errors.push_back({file, 0, "cannot read: " + errno_text(errno)});
         return result;
     }
-    return parse_config(*text, file);
+    config_result result = parse_config(*text, file);
+    // With key set too, signer_socket is used when its socket exists (systemd's clsgw-signer.socket
+    // made it); without one, as when clsgwd runs by hand, clsgwd starts the signer itself.
+    struct stat st;
+    if (result.value && !result.value->signer_socket.empty() && !result.value->key.path.empty() &&
+        (stat(result.value->signer_socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))) {
+        result.value->signer_socket_absent = result.value->signer_socket;
+        result.value->signer_socket.clear();
+    }
+    return result;
 }
 
 } // namespace clsgw

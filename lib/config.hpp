@@ -33,6 +33,7 @@ struct channel_config {
     channel_direction direction = channel_direction::outbound;
     std::string listen_text;
     std::optional<sock_address> listen; // unset: the listener comes from systemd only
+    int listen_line = 0;
     ingress_kind ingress = ingress_kind::static_target;
     std::optional<host_port> target;
     std::vector<allow_rule> allow;
@@ -96,6 +97,9 @@ struct config {
     config_path key;
     config_path audit_log{"/var/log/clsgw/audit.log", 0};
     std::string signer_socket; // set: clsgw-signer runs as its own service; clsgwd connects here
+    // signer_socket as configured when load_config found no socket there and key is set: clsgwd
+    // starts the signer itself (run without systemd's clsgw-signer.socket)
+    std::string signer_socket_absent;
     // [smgw]
     std::optional<sock_address> smgw_address;
     int smgw_address_line = 0;

@@ -36,6 +36,8 @@ bool known_type(uint16_t t)
     case msg_type::progress:
     case msg_type::signer_ready:
     case msg_type::session_open:
+    case msg_type::signer_probe:
+    case msg_type::signer_counts:
     case msg_type::sign_request:
     case msg_type::sign_answer:
         return true;

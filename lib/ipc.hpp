@@ -36,6 +36,8 @@ enum class msg_type : uint16_t {
     // signer <-> master
     signer_ready = 32,
     session_open = 33, // carries the signer end of a per-channel session
+    signer_probe = 34,  // liveness: answered with signer_counts, signs nothing
+    signer_counts = 35, // the probe's sequence number, signatures and refusals since start, open sessions
     // worker <-> signer (on the session)
     sign_request = 48,
     sign_answer = 49,

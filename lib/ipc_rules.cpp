@@ -37,6 +37,9 @@ const ipc_rule RULES[] = {
     {msg_type::signer_ready,     "signer_ready",    role_signer,               role_master,               1024,                       ipc_rule::no_fd,          1},
     // Not counted: one per channel on the master's connection; the signer bounds its sessions.
     {msg_type::session_open,     "session_open",    role_master,               role_signer,               1024,                       ipc_rule::fd_required,    0},
+    // Not counted: on the master's connection, one per clsgwctl check or metrics waiting for it.
+    {msg_type::signer_probe,     "signer_probe",    role_master,               role_signer,               64,                         ipc_rule::no_fd,          0},
+    {msg_type::signer_counts,    "signer_counts",   role_signer,               role_master,               256,                        ipc_rule::no_fd,          0},
     {msg_type::sign_request,     "sign_request",    role_worker | role_master, role_signer,               signer::REQUEST_SIZE,       ipc_rule::no_fd,          signer::SIGNATURES_PER_SESSION},
     {msg_type::sign_answer,      "sign_answer",     role_signer,               role_worker | role_master, 256,                        ipc_rule::no_fd,          signer::SIGNATURES_PER_SESSION},
 };

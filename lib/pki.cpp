@@ -71,12 +71,66 @@ private:
 
 bool curve_supported(const std::string &curve) { return curve_id(curve).has_value(); }
 
+std::string profile_curves_text()
+{
+    std::string out;
+    for (const auto *g = tls::profile_groups(); *g != MBEDTLS_ECP_DP_NONE; g++)
+        out += (out.empty() ? "" : ", ") + std::string(tls::group_name(*g));
+    return out;
+}
+
+std::string key_curve_name(const mbedtls_pk_context *key)
+{
+    if (!mbedtls_pk_can_do(key, MBEDTLS_PK_ECKEY))
+        return "not an EC key";
+    return tls::group_name(tls::key_group(key));
+}
+
+std::string key_pair_problem(mbedtls_pk_context *key, const mbedtls_x509_crt *cert)
+{
+    if (!mbedtls_pk_can_do(key, MBEDTLS_PK_ECDSA) || !tls::curve_in_profile(tls::key_group(key)))
+        return "the private key is not an EC key on a HAN profile curve (it is " + key_curve_name(key) +
+               "; clsgw offers and accepts " + profile_curves_text() + ")";
+    tls::rng rng;
+    if (!rng.seed("clsgw-pair-check"))
+        return "cannot seed the random generator";
+    // the pk context of a parsed certificate is only read here
+    if (mbedtls_pk_check_pair(const_cast<mbedtls_pk_context *>(&cert->pk), key, tls::rng::random, &rng) != 0)
+        return "the private key does not match the certificate (its public key is another)";
+    return "";
+}
+
+std::string key_pair_problem(const std::string &key_pem, const std::string &cert_pem)
+{
+    tls::rng rng;
+    tls::private_key key;
+    tls::cert_list cert;
+    std::string err;
+    if (!rng.seed("clsgw-pair-check"))
+        return "cannot seed the random generator";
+    int ret = mbedtls_pk_parse_key(key.get(), reinterpret_cast<const unsigned char *>(key_pem.c_str()),
+                                   key_pem.size() + 1, nullptr, 0, tls::rng::random, &rng);
+    if (ret != 0)
+        return "cannot parse the private key: " + tls::error_text(ret);
+    if (!cert.parse_pem(cert_pem, err))
+        return "cannot parse the certificate: " + err;
+    return key_pair_problem(key.get(), cert.get());
+}
+
+std::string issuer_problem(const mbedtls_x509_crt *issuer)
+{
+    if (mbedtls_x509_crt_get_ca_istrue(issuer) != 1)
+        return "it is not a CA certificate (basicConstraints without CA:TRUE)";
+    if (mbedtls_x509_crt_check_key_usage(issuer, MBEDTLS_X509_KU_KEY_CERT_SIGN) != 0)
+        return "its keyUsage does not allow keyCertSign";
+    return "";
+}
+
 result generate_key(const std::string &curve)
 {
     auto id = curve_id(curve);
     if (!id)
-        return failure("curve '" + curve + "' is not in the HAN profile (brainpoolP256r1, brainpoolP384r1, "
-                       "brainpoolP512r1, secp256r1, secp384r1)");
+        return failure("curve '" + curve + "' is not in the HAN profile (" + profile_curves_text() + ")");
     tls::rng rng;
     if (!rng.seed("clsgw-keygen"))
         return failure("cannot seed the random generator");
@@ -112,8 +166,15 @@ result make_certificate(const cert_request &req)
         std::string err;
         if (!issuer.parse_pem(req.issuer_cert_pem, err))
             return failure("issuer certificate: " + err);
+        std::string not_ca = issuer_problem(issuer.get());
+        if (!not_ca.empty())
+            return failure("the issuer certificate cannot issue certificates: " + not_ca +
+                           " (make a CA with clsgwctl cert self-sign --ca)");
         if (!parse_key(issuer_key.get(), req.issuer_key_pem, rng))
             return failure("cannot parse the issuer key");
+        std::string mismatch = key_pair_problem(issuer_key.get(), issuer.get());
+        if (!mismatch.empty())
+            return failure("issuer: " + mismatch);
         char name[512];
         if (mbedtls_x509_dn_gets(name, sizeof name, &issuer.get()->subject) < 0)
             return failure("issuer name too long");

@@ -2,6 +2,9 @@
 // SHA-256 fingerprint a gateway administrator pins. Used by clsgwctl and by `make demo`.
 #pragma once
 
+#include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
+
 #include <optional>
 #include <string>
 
@@ -31,6 +34,22 @@ struct cert_request {
 result make_certificate(const cert_request &request);
 // A PKCS#10 certificate signing request for the key (digitalSignature key usage).
 result make_request(const std::string &key_pem, const std::string &subject);
+
+// What clsgw-signer requires of its identity before it signs anything: the key is EC on a HAN
+// profile curve and is the private half of the (first) certificate's public key. Empty when all
+// is well, else what is wrong, as a sentence naming the curve or the mismatch.
+std::string key_pair_problem(mbedtls_pk_context *key, const mbedtls_x509_crt *cert);
+// The same from PEM text; also says when either does not parse.
+std::string key_pair_problem(const std::string &key_pem, const std::string &cert_pem);
+
+// The HAN profile's groups as a list for messages: "brainpoolP256r1, ..., secp384r1".
+std::string profile_curves_text();
+// The name of an EC key's curve ("secp521r1"), "not an EC key" for any other key.
+std::string key_curve_name(const mbedtls_pk_context *key);
+
+// Why a certificate cannot issue others (basicConstraints without CA:TRUE, or a keyUsage
+// without keyCertSign); empty when it can.
+std::string issuer_problem(const mbedtls_x509_crt *issuer);
 
 // SHA-256 over the first certificate's DER as upper-case, colon-separated hex.
 std::optional<std::string> fingerprint_pem(const std::string &pem, std::string &error);

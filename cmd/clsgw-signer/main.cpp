@@ -30,6 +30,7 @@
 #include "../../lib/ipc.hpp"
 #include "../../lib/log.hpp"
 #include "../../lib/outbox.hpp"
+#include "../../lib/pki.hpp"
 #include "../../lib/signer_proto.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
@@ -121,8 +122,10 @@ private:
     event_budget refused_peers_;
     uint64_t unlogged_peers_ = 0;
     uint64_t accept_paused_until_ms_ = 0;
+    uint64_t signatures_made_ = 0, requests_refused_ = 0; // since start, for signer_probe
 
     void serve_control();
+    void answer_probe(const bytes &payload);
     void open_session(ipc_message &m);
     bool serve_request(session &s);
     bool refuse(session &s, const signer::request *req, signer::status st, uint64_t started_us);
@@ -161,17 +164,14 @@ void signer_service::load_identity()
     mbedtls_platform_zeroize(pem->data(), pem->size());
     if (ret != 0)
         die("cannot parse the private key", log_fields().add("path", opt_.key_path).add("error", tls::error_text(ret)));
-    if (!mbedtls_pk_can_do(key_.get(), MBEDTLS_PK_ECDSA) ||
-        !tls::curve_in_profile(tls::key_group(key_.get())))
-        die("the private key is not an EC key on a HAN profile curve", log_fields().add("path", opt_.key_path));
     auto cert_pem = read_file(opt_.certificate_path, 64 * 1024);
     tls::cert_list cert;
-    std::string err;
+    std::string err = cert_pem ? "" : errno_text(errno);
     if (!cert_pem || !cert.parse_pem(*cert_pem, err))
         die("cannot read the certificate", log_fields().add("path", opt_.certificate_path).add("error", err));
-    if (mbedtls_pk_check_pair(&cert.get()->pk, key_.get(), tls::rng::random, &rng_) != 0)
-        die("the private key does not match the certificate",
-              log_fields().add("key", opt_.key_path).add("certificate", opt_.certificate_path));
+    std::string wrong = pki::key_pair_problem(key_.get(), cert.get());
+    if (!wrong.empty())
+        die(wrong, log_fields().add("key", opt_.key_path).add("certificate", opt_.certificate_path));
     if (!tls::key_id(&cert.get()->pk, key_id_))
         die("cannot compute the key id");
     key_id_hex_ = hex(key_id_, sizeof key_id_);
@@ -186,11 +186,14 @@ void signer_service::load_identity()
 
 void signer_service::open_audit_log()
 {
-    chain_ = audit::read_tail(opt_.audit_path);
+    audit::start_point start = audit::chain_start(opt_.audit_path);
+    chain_ = start.at;
     if (!chain_.readable) {
         log_error("the audit log's last line is not a chained record; the chain restarts here "
-                  "(clsgwctl audit verify will show where)", log_fields().add("path", opt_.audit_path));
+                  "(clsgwctl audit verify will show where)",
+                  log_fields().add("path", start.predecessor.empty() ? opt_.audit_path : start.predecessor));
         chain_ = audit::tail{0, audit::genesis(), true};
+        start.predecessor.clear();
     }
     std::string why;
     unique_fd fd = open_log_file(opt_.audit_path, 0640, why);
@@ -200,6 +203,13 @@ void signer_service::open_audit_log()
         fd.release(); // already in place: fd 4 is the audit log from now on
     else if (dup2(fd.get(), AUDIT_FD) != AUDIT_FD)
         die("cannot place the audit log fd");
+    if (!start.predecessor.empty()) {
+        // A new log after logrotate: its first record says it continues the rotated one's chain.
+        audit_line(log_fields().add("time", utc_timestamp()).add("key", key_id_hex_).add("result", audit::CONTINUED)
+                       .add("previous_log", start.predecessor));
+        log_info("the audit chain continues from the rotated log",
+                 log_fields().add("previous_log", start.predecessor).add("seq", chain_.seq));
+    }
 }
 
 void signer_service::confine()
@@ -309,6 +319,7 @@ bool signer_service::answer_unread(const session &s) const
 // Returns false: the session is over.
 bool signer_service::refuse(session &s, const signer::request *req, signer::status st, uint64_t started_us)
 {
+    requests_refused_++;
     uint64_t now = now_ms();
     summarise_refusals(now);
     if (refusals_.take(now)) {
@@ -355,6 +366,7 @@ bool signer_service::serve_request(session &s)
         return refuse(s, &*req, signer::status::sign_failed, started);
     // The record is on disk before the answer leaves: no signature is ever released unaudited.
     audit(s, &*req, signer::status::ok, now_us() - started);
+    signatures_made_++;
     return send_answer(s, &*req, signer::status::ok, bytes(sig, sig + sig_len));
 }
 
@@ -425,9 +437,27 @@ void signer_service::serve_control()
         }
         if (r.status == ipc_status::ok && r.message.type == msg_type::session_open)
             open_session(r.message);
+        else if (r.status == ipc_status::ok && r.message.type == msg_type::signer_probe && !r.message.fd)
+            answer_probe(r.message.payload);
         else
             log_error("unexpected message on the control socket", log_fields().add("error", r.error));
     }
+}
+
+// A liveness probe (clsgwctl check, clsgwctl metrics): answered from this loop, so an answer
+// shows it turns; it signs nothing and writes no audit record.
+void signer_service::answer_probe(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    auto seq = r.parse(payload, err) ? r.u64(1) : std::nullopt;
+    if (!seq) {
+        log_error("malformed signer_probe from the master");
+        return;
+    }
+    tlv_writer counts;
+    counts.add_u64(1, *seq).add_u64(2, signatures_made_).add_u64(3, requests_refused_).add_u64(4, sessions_.size());
+    send_to_master(msg_type::signer_counts, counts.data());
 }
 
 // True while a master is connected. A master that has hung up is let go here first (its last
@@ -596,6 +626,7 @@ void usage()
 {
     fprintf(stderr, "usage: clsgw-signer --key FILE --certificate FILE --audit-log FILE [--max-sessions N]\n"
                     "                    [--master-uid USER]... [--refusal-budget N/DURATION] [--log-level LEVEL]\n"
+                    "       clsgw-signer --check --key FILE --certificate FILE\n"
                     "(started by clsgwd with its control socket on fd 3, or by clsgw-signer.socket)\n");
     exit(2);
 }
@@ -636,11 +667,14 @@ int main(int argc, char **argv)
         {"key", required_argument, nullptr, 'k'},          {"certificate", required_argument, nullptr, 'c'},
         {"audit-log", required_argument, nullptr, 'a'},    {"max-sessions", required_argument, nullptr, 'm'},
         {"log-level", required_argument, nullptr, 'l'},    {"master-uid", required_argument, nullptr, 'u'},
-        {"refusal-budget", required_argument, nullptr, 'r'}, {nullptr, 0, nullptr, 0},
+        {"refusal-budget", required_argument, nullptr, 'r'}, {"check", no_argument, nullptr, 't'},
+        {nullptr, 0, nullptr, 0},
     };
     int c;
+    bool check_only = false;
     while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
         switch (c) {
+        case 't': check_only = true; break;
         case 'k': o.key_path = optarg; break;
         case 'c': o.certificate_path = optarg; break;
         case 'a': o.audit_path = optarg; break;
@@ -676,9 +710,17 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (o.key_path.empty() || o.certificate_path.empty() || o.audit_path.empty() || optind != argc)
+    if (o.key_path.empty() || o.certificate_path.empty() || (o.audit_path.empty() && !check_only) || optind != argc)
         usage();
     log_init("clsgw-signer", o.level);
+    if (check_only) {
+        // clsgwd -t: the key as the start would load it, by the only program that reads it; the
+        // reason of a refusal goes to stderr (no master is connected), exit 1.
+        g_master.fd = -1;
+        log_set_sink(send_log_to_master);
+        signer_service(o).load_identity();
+        return 0;
+    }
     std::string err;
     auto activated = take_activated_sockets(err, SOCK_SEQPACKET);
     if (!err.empty() || activated.size() > 1 || (activated.size() == 1 && activated[0].fd.get() != FIRST_FD))

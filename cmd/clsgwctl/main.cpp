@@ -33,14 +33,15 @@ int usage(int code)
             "       clsgwctl [-s SOCKET] log-level LEVEL [CHANNEL]\n"
             "       clsgwctl [-s SOCKET] reopen-logs\n"
             "       clsgwctl [-s SOCKET] reload\n"
-            "       clsgwctl [-s SOCKET] check\n"
+            "       clsgwctl [-s SOCKET] check [--sign]\n"
+            "       clsgwctl [-s SOCKET] metrics\n"
             "       clsgwctl key generate [--curve CURVE] --out FILE\n"
             "       clsgwctl cert self-sign --key FILE --subject DN [--days N] [--ca] [--out FILE]\n"
             "       clsgwctl cert issue --ca-cert FILE --ca-key FILE --key FILE --subject DN [--days N] [--ca]\n"
             "                           [--valid-from-days N] [--out FILE]\n"
             "       clsgwctl cert request --key FILE --subject DN [--out FILE]\n"
             "       clsgwctl fingerprint FILE\n"
-            "       clsgwctl audit verify FILE\n"
+            "       clsgwctl audit verify FILE...\n"
             "curves: brainpoolP256r1 (default), brainpoolP384r1, brainpoolP512r1, secp256r1, secp384r1\n");
     return code;
 }
@@ -213,6 +214,27 @@ int fingerprint(const char *path)
     return 0;
 }
 
+// audit verify FILE...: one log alone, or rotated logs oldest first, each continuing the last.
+int audit_verify(int count, char **paths)
+{
+    std::vector<audit::named_log> logs;
+    for (int i = 0; i < count; i++) {
+        auto text = read_file(paths[i], 1ULL << 30);
+        if (!text)
+            return fail(std::string("cannot read ") + paths[i] + ": " + errno_text(errno));
+        logs.push_back({paths[i], std::move(*text)});
+    }
+    std::string names = logs.size() == 1 ? logs[0].name : std::to_string(logs.size()) + " logs";
+    audit::verdict v = logs.size() == 1 ? audit::verify(logs[0].text) : audit::verify(logs);
+    if (!v.intact) {
+        printf("%s: %s (%llu records verified before it)\n", logs.size() == 1 ? names.c_str() : "audit verify",
+               v.problem.c_str(), static_cast<unsigned long long>(v.records));
+        return 1;
+    }
+    printf("%s: %llu records, chain intact\n", names.c_str(), static_cast<unsigned long long>(v.records));
+    return 0;
+}
+
 // Sends one command to clsgwd and returns its answer; first line "ok" or "error: ...".
 bool ask_clsgwd(const std::string &socket_path, const std::string &command, std::string &answer)
 {
@@ -318,10 +340,12 @@ std::string control_arguments_problem(int argc, char **argv, int first)
     std::string cmd = argv[first];
     std::vector<std::string> rest(argv + first + 1, argv + argc);
     for (const auto &word : rest)
-        if (word.rfind("-", 0) == 0 && !(cmd == "status" && word == "--json"))
+        if (word.rfind("-", 0) == 0 && !(cmd == "status" && word == "--json") && !(cmd == "check" && word == "--sign"))
             return cmd + ": unknown option " + word.substr(0, word.find('='));
     if (cmd == "status")
         return rest.size() > 1 || (rest.size() == 1 && rest[0] != "--json") ? "status takes only --json" : "";
+    if (cmd == "check")
+        return rest.size() > 1 || (rest.size() == 1 && rest[0] != "--sign") ? "check takes only --sign" : "";
     if (cmd != "log-level")
         return rest.empty() ? "" : cmd + " takes no arguments";
     if (rest.empty() || rest.size() > 2)
@@ -436,7 +460,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h")
             return usage(0);
-    if (cmd == "status" || cmd == "log-level" || cmd == "reopen-logs" || cmd == "reload" || cmd == "check") {
+    if (cmd == "status" || cmd == "log-level" || cmd == "reopen-logs" || cmd == "reload" || cmd == "check" ||
+        cmd == "metrics") {
         std::string wrong = control_arguments_problem(argc, argv, first);
         return wrong.empty() ? control(socket_path, argc, argv, first) : usage_error(wrong);
     }
@@ -445,19 +470,8 @@ int main(int argc, char **argv)
     std::string sub = argc > 2 ? argv[2] : "";
     if (cmd == "-h" || cmd == "--help" || cmd == "help")
         return usage(0);
-    if (cmd == "audit" && sub == "verify" && argc == 4) {
-        auto text = read_file(argv[3], 1ULL << 30);
-        if (!text)
-            return fail(std::string("cannot read ") + argv[3] + ": " + errno_text(errno));
-        audit::verdict v = audit::verify(*text);
-        if (!v.intact) {
-            printf("%s: %s (%llu records verified before it)\n", argv[3], v.problem.c_str(),
-                   static_cast<unsigned long long>(v.records));
-            return 1;
-        }
-        printf("%s: %llu records, chain intact\n", argv[3], static_cast<unsigned long long>(v.records));
-        return 0;
-    }
+    if (cmd == "audit" && sub == "verify" && argc >= 4)
+        return audit_verify(argc - 3, argv + 3);
     if (cmd == "fingerprint")
         return argc == 3 ? fingerprint(argv[2]) : usage(2);
     if (cmd == "key" && sub == "generate") {

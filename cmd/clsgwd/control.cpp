@@ -248,8 +248,14 @@ void master::run_command(control_client &c, const std::string &line)
         reload_waiters_.push_back(c.id);
         return reload();
     }
-    if (w[0] == "check" && w.size() == 1)
-        return begin_check(c);
+    if (w[0] == "check" && (w.size() == 1 || (w.size() == 2 && w[1] == "--sign")))
+        return begin_check(c, w.size() == 2);
+    if (w[0] == "metrics" && w.size() == 1) {
+        c.metrics = true;
+        if (!send_liveness_probe(c))
+            answer_metrics(c, std::nullopt);
+        return;
+    }
     if (w[0] == "reopen-logs" && w.size() == 1) {
         std::string why;
         if (log_reopen(&why))
@@ -258,7 +264,7 @@ void master::run_command(control_client &c, const std::string &line)
         return answer_control(c, "error: cannot reopen the log file: " + why + "\n");
     }
     answer_control(c, "error: unknown command '" + line.substr(0, 80) +
-                          "' (status, check, reload, log-level, reopen-logs)\n");
+                          "' (status, check, metrics, reload, log-level, reopen-logs)\n");
 }
 
 std::string master::log_level_command(const std::vector<std::string> &w)
@@ -290,10 +296,10 @@ void master::answer_reload_waiters(const std::string &why)
     reload_waiters_.clear();
 }
 
-// clsgwctl check: the configuration file as `clsgwd -t` sees it now, then a signature made by
-// the running signer and verified against our certificate (end_check), and certificates close
-// to expiry.
-void master::begin_check(control_client &c)
+// clsgwctl check: the configuration file as `clsgwd -t` sees it now, the running signer's
+// liveness (a probe it answers from its loop, signing nothing), or with --sign a signature it
+// makes (audited) verified against our certificate; then certificates close to expiry.
+void master::begin_check(control_client &c, bool sign)
 {
     config_result loaded = load_config(cfg_.file);
     std::vector<config_error> errors = loaded.errors;
@@ -308,10 +314,53 @@ void master::begin_check(control_client &c)
         c.report += "config: " + cfg_.file + " is valid\n";
     c.failed = !errors.empty();
     std::string why;
+    if (!sign) {
+        if (!send_liveness_probe(c))
+            end_check(c, false, "not ready");
+        return;
+    }
     if (!send_test_signature(c, why))
         return end_check(c, false, why);
     c.waiting = true;
     c.deadline_ms = now_ms() + cfg_.signer_timeout_ms;
+}
+
+// Asks the signer for its counts; the answer comes to on_signer_counts within signer_timeout.
+bool master::send_liveness_probe(control_client &c)
+{
+    if (!signer_.ready || !signer_.control)
+        return false;
+    tlv_writer probe;
+    probe.add_u64(1, ++next_probe_seq_);
+    if (!ipc_send_nowait(signer_.control.get(), msg_type::signer_probe, probe.data()))
+        return false;
+    c.probe_seq = next_probe_seq_;
+    c.waiting = true;
+    c.deadline_ms = now_ms() + cfg_.signer_timeout_ms;
+    return true;
+}
+
+// The signer's answer to a probe: it is alive. An answer nobody waits for any more (its client
+// timed out) is dropped.
+void master::on_signer_counts(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    if (!r.parse(payload, err) || !r.u64(1) || !r.u64(2) || !r.u64(3) || !r.u64(4)) {
+        log_error("malformed signer_counts from the signer", log_fields().add("error", err));
+        return;
+    }
+    metrics::signer_counts counts{*r.u64(2), *r.u64(3), *r.u64(4)};
+    for (auto &[id, c] : control_clients_) {
+        if (c.probe_seq != *r.u64(1))
+            continue;
+        c.probe_seq = 0;
+        if (c.metrics)
+            answer_metrics(c, counts);
+        else
+            end_check(c, true, "signer: alive (pid " + std::to_string(signer_.pid) + ", " +
+                                   std::to_string(counts.signatures) + " signatures since its start; nothing signed for this check)");
+    }
 }
 
 // Opens a signer session of the check's own and sends one request; the answer comes to
@@ -371,16 +420,18 @@ void master::on_control_probe(uint64_t id)
     if (mbedtls_pk_verify(&cert.get()->pk, MBEDTLS_MD_SHA256, c.probe_hash.data(), c.probe_hash.size(),
                           a->signature.data(), a->signature.size()) != 0)
         return end_check(c, false, "the signature does not verify with the certificate's public key");
-    end_check(c, true, "");
+    end_check(c, true, "signer: test signature verified against " + cfg_.certificate.path);
 }
 
-void master::end_check(control_client &c, bool signed_ok, const std::string &why)
+// signer_line: what the signer showed (signer_ok), or what went wrong.
+void master::end_check(control_client &c, bool signer_ok, const std::string &signer_line)
 {
     c.probe.reset(); // its session ends with it
-    if (signed_ok)
-        c.report += "signer: test signature verified against " + cfg_.certificate.path + "\n";
+    c.probe_seq = 0;
+    if (signer_ok)
+        c.report += signer_line + "\n";
     else
-        c.problems += "signer: " + why + "\n";
+        c.problems += "signer: " + signer_line + "\n";
     int64_t wall = static_cast<int64_t>(time(nullptr));
     bool expired = false;
     for (const auto &cert : certificates_) {
@@ -396,7 +447,7 @@ void master::end_check(control_client &c, bool signed_ok, const std::string &why
             c.report += line;
         }
     }
-    bool failed = c.failed || !signed_ok || expired;
+    bool failed = c.failed || !signer_ok || expired;
     answer_control(c, (failed ? "error: check failed\n" : "ok\n") + c.report + c.problems);
 }
 
@@ -411,8 +462,13 @@ void master::check_control_deadlines()
             ++it;
             continue;
         }
-        if (c.probe) {
-            end_check(c, false, "no answer within signer_timeout (" + format_duration_ms(cfg_.signer_timeout_ms) + ")");
+        if (c.probe || c.probe_seq) {
+            std::string silent = "no answer within signer_timeout (" + format_duration_ms(cfg_.signer_timeout_ms) + ")";
+            c.probe_seq = 0;
+            if (c.metrics)
+                answer_metrics(c, std::nullopt);
+            else
+                end_check(c, false, silent);
             ++it;
             continue;
         }
@@ -444,6 +500,37 @@ void master::count_outcome(const std::string &outcome, const std::string &reason
     if (outcomes_.size() >= OUTCOME_KEYS_MAX && !outcomes_.count(key))
         key = outcome + "/other";
     outcomes_[key]++;
+}
+
+// A channel that ended, for clsgwctl metrics: its bytes (the last progress report when it left
+// no result) and its handshake time when its TLS session stood.
+void master::count_channel_metrics(const channel &ch)
+{
+    bool tls = ch.result && !ch.result->tls_version.empty();
+    channel_metrics_.finished(ch.result ? ch.result->bytes_up : ch.live.bytes_up,
+                              ch.result ? ch.result->bytes_down : ch.live.bytes_down,
+                              tls ? std::optional<uint64_t>(ch.result->handshake_ms) : std::nullopt);
+}
+
+void master::answer_metrics(control_client &c, const std::optional<metrics::signer_counts> &signer)
+{
+    metrics::snapshot now;
+    now.version = clsgw_version_text();
+    now.open_channels = channels_.size();
+    now.max_channels = cfg_.max_channels;
+    now.accepted = accepted_total_;
+    for (const auto &[id, ch] : channels_) {
+        now.open_bytes_up += ch.live.bytes_up;
+        now.open_bytes_down += ch.live.bytes_down;
+    }
+    now.outcomes = outcomes_;
+    now.signer = signer;
+    uint64_t ms = now_ms();
+    now.smgw_backoff_ms_left = smgw_blocked_until_ms_ > ms ? smgw_blocked_until_ms_ - ms : 0;
+    int64_t wall = static_cast<int64_t>(time(nullptr));
+    for (const auto &cert : certificates_)
+        now.certificates.push_back({cert.role, cert.subject, cert.path, (cert.not_after - wall) / 86400});
+    answer_control(c, "ok\n" + metrics::openmetrics_text(channel_metrics_, now));
 }
 
 void master::watch_certificates()

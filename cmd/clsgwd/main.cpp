@@ -52,8 +52,13 @@ int main(int argc, char **argv)
     config_result loaded = load_config(file);
     std::vector<config_error> errors = loaded.errors;
     checked env;
-    if (loaded.value)
+    if (loaded.value) {
         env = check_environment(*loaded.value, errors);
+        check_listeners(*loaded.value, env, errors);
+        // The start leaves this to the signer it starts, which says why it refuses a key.
+        if (test_only && errors.empty())
+            check_key_pair(*loaded.value, env, errors);
+    }
     if (!errors.empty()) {
         std::string err = journal_prefix(log_level::error); // ExecStartPre's errors reach journalctl -p err
         for (const auto &e : errors)
@@ -64,6 +69,8 @@ int main(int argc, char **argv)
     if (test_only) {
         for (const auto &w : env.warnings)
             fprintf(stderr, "%sclsgwd: warning: %s\n", journal_prefix(log_level::warn).c_str(), w.c_str());
+        for (const auto &n : env.notes)
+            fprintf(stderr, "%sclsgwd: note: %s\n", journal_prefix(log_level::info).c_str(), n.c_str());
         printf("clsgwd: configuration %s is valid (%zu channel(s))\n", file.c_str(), loaded.value->channels.size());
         return 0;
     }
@@ -75,6 +82,9 @@ int main(int argc, char **argv)
         fatal("cannot open the log file", log_fields().add("path", cfg.log_file).add("error", why));
     for (const auto &w : env.warnings)
         log_warn(w);
+    for (const auto &n : env.notes)
+        log_info(n);
+    make_audit_folder(cfg);
     master m(std::move(cfg), env.paths, env.certificate_pem, env.trust_pems, env.uid, env.gid);
     std::string err;
     if (!m.open_listeners(err))

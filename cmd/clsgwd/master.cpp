@@ -300,6 +300,8 @@ void master::on_signer_message()
                                      .add("mode", signer_.external ? "service" : "child"));
         return;
     }
+    if (r.status == ipc_status::ok && r.message.type == msg_type::signer_counts)
+        return on_signer_counts(r.message.payload); // control.cpp: clsgwctl check and metrics
     if (r.status == ipc_status::closed) {
         signer_.control.reset(); // a child's exit status arrives through SIGCHLD
         signer_.ready = false;
@@ -322,6 +324,10 @@ void master::on_signer_message()
 
 void master::signer_exited(int status)
 {
+    // What it said before it exited (why it failed) may still wait in its socket: the SIGCHLD can
+    // be read first. on_signer_message logs it, and resets the socket at its end.
+    for (pollfd p{signer_.control.get(), POLLIN, 0}; signer_.control && poll(&p, 1, 0) == 1;)
+        on_signer_message();
     signer_.pid = -1;
     signer_.control.reset();
     bool was_ready = signer_.ever_ready;
@@ -1067,6 +1073,7 @@ void master::on_worker_exit(channel &ch, int status)
         on_worker_message(ch);
     }
     log_summary(ch, status);
+    count_channel_metrics(ch); // control.cpp: clsgwctl metrics
     note_smgw_outcome(ch);
     note_worker_usefulness(ch);
 }

@@ -16,6 +16,7 @@
 #include "../../lib/ipc.hpp"
 #include "../../lib/ipc_rules.hpp"
 #include "../../lib/job.hpp"
+#include "../../lib/metrics.hpp"
 #include "../../lib/net.hpp"
 #include "../../lib/session_cache.hpp"
 
@@ -103,6 +104,9 @@ struct control_client {
     // check: a test signature on a signer session of its own, and the report so far
     unique_fd probe;
     bytes probe_hash;
+    // check and metrics: the signer's liveness probe this client waits for (0: none)
+    uint64_t probe_seq = 0;
+    bool metrics = false; // the command is `metrics`
     std::string report, problems;
     bool failed = false;
     short poll_events() const { return !answer.empty() ? POLLOUT : waiting ? 0 : POLLIN; }
@@ -261,10 +265,17 @@ private:
     std::string log_level_command(const std::vector<std::string> &w);
     void answer_reload_waiters(const std::string &why);
     std::string status_json() const;
-    void begin_check(control_client &c);
+    void begin_check(control_client &c, bool sign);
     bool send_test_signature(control_client &c, std::string &why);
     void on_control_probe(uint64_t id);
-    void end_check(control_client &c, bool signed_ok, const std::string &signer_line);
+    void end_check(control_client &c, bool signer_ok, const std::string &signer_line);
+    // clsgwctl check (without --sign) and metrics: a signer_probe that signs nothing
+    uint64_t next_probe_seq_ = 0;
+    bool send_liveness_probe(control_client &c);
+    void on_signer_counts(const bytes &payload);
+    void answer_metrics(control_client &c, const std::optional<metrics::signer_counts> &signer);
+    metrics::channel_counters channel_metrics_;
+    void count_channel_metrics(const channel &ch);
     void check_control_deadlines();
     uint64_t next_control_deadline() const;
     void watch_certificates();

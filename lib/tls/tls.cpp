@@ -131,6 +131,8 @@ const mbedtls_x509_crt_profile han_cert_profile = {
     0x7fffffff, // no RSA key is acceptable
 };
 
+const mbedtls_ecp_group_id *profile_groups() { return han_groups; }
+
 bool curve_in_profile(mbedtls_ecp_group_id id)
 {
     for (const auto *g = han_groups; *g != MBEDTLS_ECP_DP_NONE; g++)

@@ -182,3 +182,60 @@ def test_tmpfiles_gives_group_clsgw_read_access_to_the_configuration(env):
     dest = install(env)
     rules = open(os.path.join(dest, "usr/lib/tmpfiles.d/clsgw.conf")).read().splitlines()
     assert any(r.split()[:5] == ["z", "/etc/clsgw/clsgw.ini", "0640", "root", "clsgw"] for r in rules), rules
+
+
+def test_the_installed_example_also_works_without_systemd(env):
+    """the installed clsgw.ini, its paths moved into a test folder: with no clsgw-signer.socket, -t says clsgwd starts
+    the signer itself, and clsgwd so started (by hand, no systemd) carries a channel and makes the audit log's
+    folder"""
+    import socket
+    from harness import BIN, free_port, recv_all
+    dest = install(env)
+    text = open(os.path.join(dest, "etc/clsgw/clsgw.ini")).read()
+    echo = env.start_echo()
+    sim = env.start_sim([f"emt.example.org:443=127.0.0.1:{echo}"])
+    meter, apps, modbus = free_port(), free_port(), free_port()
+    os.makedirs(env.path("etc/private"))
+    os.rename(env.path("device.key"), env.path("etc/private/device.key"))
+    shutil.copy(env.path("device.crt"), env.path("etc/device.crt"))  # the simulator keeps using its own copies
+    shutil.copy(env.path("smgw.crt"), env.path("etc/smgw-han.crt"))
+    for old, new in (("/etc/clsgw/", env.path("etc") + "/"), ("/var/log/clsgw/", env.path("log") + "/"),
+                     ("/run/clsgw-signer/", env.path("no-signer-socket") + "/"),
+                     ("192.168.100.100:4443", f"127.0.0.1:{sim}"), ("127.0.0.1:7001", f"127.0.0.1:{meter}"),
+                     ("127.0.0.1:1080", f"127.0.0.1:{apps}"), ("192.168.100.50:8443", f"127.0.0.1:{modbus}"),
+                     ("close_timeout = 30s", "close_timeout = 1s"),  # the echo EMT never ends on its own
+                     ("worker_user = clsgw-worker", f"worker_user = nobody\ncontrol_socket = {env.path('control.sock')}")):
+        assert old in text, old
+        text = text.replace(old, new)
+    cfg = env.path("etc/clsgw.ini")
+    with open(cfg, "w") as f:
+        f.write(text)
+    r = subprocess.run([os.path.join(BIN, "clsgwd"), "-t", "-c", cfg], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "does not exist (no clsgw-signer.socket here): clsgwd starts clsgw-signer itself" in r.stderr, r.stderr
+    env.start_clsgwd(cfg)
+    s = socket.create_connection(("127.0.0.1", meter))
+    s.sendall(b"no systemd here\n")
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s) == b"no systemd here\n"
+    assert os.path.isdir(env.path("log")) and os.path.getsize(env.path("log/audit.log")) > 0
+
+
+@runs_emulated
+def test_clsgwctl_man_page_names_every_command_and_option_of_its_usage(env):
+    """every command word and every --option clsgwctl's usage shows is documented in clsgwctl(8)"""
+    from harness import program
+    usage = subprocess.run([*program("clsgwctl"), "--help"], capture_output=True, text=True).stdout
+    manual = open(os.path.join(ROOT, "man", "clsgwctl.8")).read()
+    options = set(re.findall(r"--([a-z][a-z-]+)", usage))
+    commands = set()
+    for line in usage.splitlines():
+        words = line.replace("usage:", "").replace("[-s SOCKET]", "").split()
+        if len(words) > 1 and words[0] == "clsgwctl":
+            commands.add(words[1])
+    assert len(options) >= 10 and {"sign", "valid-from-days", "json"} <= options, options
+    assert {"status", "check", "metrics", "audit", "cert", "key"} <= commands, commands
+    for option in options:
+        assert re.search(rf"^\.(Op )?Fl -{option}\b", manual, re.M) or f"Fl -{option}" in manual, f"--{option}"
+    for command in commands:
+        assert re.search(rf"^\.(It )?Cm {command}\b", manual, re.M), command

@@ -203,10 +203,10 @@ def test_notify_protocol_ready_after_the_signer_status_watchdog_stopping(env):
 
 
 def test_check_signs_through_the_running_signer_and_warns_of_expiry(env):
-    """clsgwctl check: config valid, a test signature verified against our certificate (and audited),
+    """clsgwctl check --sign: config valid, a test signature verified against our certificate (and audited),
     exit 3 with a warning when a certificate expires within 30 days"""
     gateway(env)
-    r = env.clsgwctl("check")
+    r = env.clsgwctl("check", "--sign")
     assert "is valid" in r.stdout and "test signature verified" in r.stdout, r.stdout
     assert [l for l in env.audit_lines() if "name=clsgwctl-check" in l and "result=ok" in l]
     env.clsgwd.stop()
@@ -306,3 +306,89 @@ def test_signer_as_its_own_socket_activated_service(env):
     wait_until(lambda: len(env.clsgwd.lines(r"signer ready pid=-1 .*mode=service")) == 2, 15, "the reconnect")
     assert echo_once() == b"via the signer service"
     assert json.loads(env.clsgwctl("status", "--json").stdout)["signer"]["mode"] == "service"
+
+
+def test_health_probes_sign_nothing_and_still_find_a_dead_signer(env):
+    """clsgwctl check (without --sign) and clsgwctl metrics ask the signer for a liveness answer: 20 of them add no
+    audit line and no signature; a stopped signer fails check after signer_timeout, a killed one at once"""
+    import subprocess
+    from harness import children_of, proc_name
+    port = gateway(env, clsgw={"signer_timeout": "1s"})
+    s, rep = socks5_connect(port, "emt.example", 4443)
+    assert rep == 0
+    s.close()
+    env.clsgwd.wait_log(r"channel closed id=1 ")
+    before = env.audit_lines()
+    assert before, "the channel's handshake was audited"
+    for _ in range(10):
+        r = env.clsgwctl("check")
+        assert r.returncode == 0 and "signer: alive" in r.stdout and "nothing signed" in r.stdout, r.stdout + r.stderr
+        assert "clsgw_signer_up 1" in env.clsgwctl("metrics").stdout
+    assert env.audit_lines() == before, "a health probe wrote to the audit log"
+    assert f"clsgw_signer_signatures_total {len(before)}" in env.clsgwctl("metrics").stdout
+    signer = [p for p in children_of(env.clsgwd.pid) if proc_name(p) == "clsgw-signer"][0]
+    os.kill(signer, signal.SIGSTOP)
+    try:
+        r = env.clsgwctl("check", check=False)
+        assert r.returncode == 1 and "signer: no answer within signer_timeout (1s)" in r.stdout + r.stderr, \
+            r.stdout + r.stderr
+        assert "clsgw_signer_up 0" in env.clsgwctl("metrics").stdout
+    finally:
+        os.kill(signer, signal.SIGCONT)
+    os.kill(signer, signal.SIGKILL)
+    env.clsgwd.wait_log("signer exited; restarting")
+    r = env.clsgwctl("check", check=False)
+    assert r.returncode == 1 and "signer: not ready" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert env.audit_lines() == before
+
+
+def test_metrics_are_openmetrics_a_foreign_parser_reads(env):
+    """clsgwctl metrics: OpenMetrics text ending in # EOF that prometheus_client's parser reads, with the open
+    channels, channels by outcome and reason, the handshake histogram, bytes each way, the signer's signatures
+    and the certificates' days left"""
+    import subprocess
+    port = gateway(env)
+    s, rep = socks5_connect(port, "emt.example", 4443)
+    assert rep == 0
+    s.sendall(b"x" * 1000)
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s) == b"x" * 1000
+    env.clsgwd.wait_log(r"channel closed id=1 .*outcome=ok")
+    refused, rep = socks5_connect(port, "emt.example", 9)  # the simulator routes no such target
+    refused.close()
+    env.clsgwd.wait_log(r"channel closed id=2 ")
+    held = socket.create_connection(("127.0.0.1", port))  # open: a channel still in its SOCKS5 exchange
+    wait_until(lambda: json.loads(env.clsgwctl("status", "--json").stdout)["open_channels"] == 1, 10, "an open channel")
+    text = env.clsgwctl("metrics").stdout
+    held.close()
+    assert text.endswith("# EOF\n"), text[-200:]
+    parser = (
+        "import json, sys\n"
+        "from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n"
+        "out = {}\n"
+        "for f in parse(sys.stdin.read()):\n"
+        "    out[f.name] = {'type': f.type, 'samples': [[s.name, s.labels, s.value] for s in f.samples]}\n"
+        "print(json.dumps(out))\n")
+    r = subprocess.run(["/usr/bin/python3", "-c", parser], input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr + text
+    families = json.loads(r.stdout)
+
+    def value(name, sample=None, **labels):
+        for n, l, v in families[name]["samples"]:
+            if n == (sample or name) and all(l.get(k) == v2 for k, v2 in labels.items()):
+                return v
+        raise AssertionError(f"no {sample or name} {labels} in {families[name]}")
+
+    assert families["clsgw_channels_finished"]["type"] == "counter"
+    assert value("clsgw_channels_open") == 1
+    assert value("clsgw_channels_finished", "clsgw_channels_finished_total", outcome="ok") == 1
+    assert sum(v for n, l, v in families["clsgw_channels_finished"]["samples"]) == 2
+    assert families["clsgw_handshake_seconds"]["type"] == "histogram"
+    assert value("clsgw_handshake_seconds", "clsgw_handshake_seconds_count") == 2  # both channels reached TLS
+    assert value("clsgw_handshake_seconds", "clsgw_handshake_seconds_bucket", le="+Inf") == 2
+    assert value("clsgw_bytes_up", "clsgw_bytes_up_total") >= 1000
+    assert value("clsgw_bytes_down", "clsgw_bytes_down_total") >= 1000
+    assert value("clsgw_signer_up") == 1
+    assert value("clsgw_signer_signatures", "clsgw_signer_signatures_total") == len(env.audit_lines())
+    assert value("clsgw_certificate_days_left", role="identity") > 800
+    assert value("clsgw_certificate_days_left", role="trust") > 800

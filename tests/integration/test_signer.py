@@ -445,3 +445,56 @@ def test_audit_log_is_a_hash_chain_that_survives_restarts_and_shows_tampering(en
     assert "record 2 (line 2) was altered" in verify(altered)
     assert "record 3 removed before record 4 (line 3)" in verify(lines[:2] + lines[3:])
     assert "record inserted (line 3): it repeats sequence number 2" in verify(lines[:2] + [lines[1]] + lines[2:])
+
+
+def test_a_self_started_signer_that_refuses_its_key_is_named_every_time(env):
+    """clsgwd started 20 times with a key that does not belong to the certificate: each time it exits 1 and says
+    why the signer failed, not only its exit status (the signer's last line once lost the race with its SIGCHLD)"""
+    from harness import program
+    env.make_identity("other", "CN=other")
+    cfg = env.write_config(4443, {"app": {"listen": "127.0.0.1:7000", "ingress": "static", "target": "emt.example:443"}})
+    with open(cfg) as f:
+        text = f.read().replace("key = device.key", "key = other.key")
+    with open(cfg, "w") as f:
+        f.write(text)
+    lost = 0
+    for _ in range(20):
+        r = subprocess.run([*program("clsgwd"), "-c", cfg], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "the signer failed to start" in r.stderr, r.stderr
+        lost += "the private key does not match the certificate" not in r.stderr
+    assert lost == 0, f"the reason was missing in {lost} of 20 starts"
+
+
+def test_audit_chain_continues_across_rotation_and_verify_names_a_missing_log(env):
+    """after logrotate moves audit.log to audit.log.1 (twice), each new signer's log continues the chain and the
+    sequence numbers; clsgwctl audit verify takes the logs oldest first, names a removed one and a reordered one"""
+    def signer_round(tag):
+        signer = Signer(env)
+        s = signer.session(tag)
+        for i in range(2):
+            assert signer.request(s, hashlib.sha256(f"{tag}{i}".encode()).digest(), seq=i)[1] == "ok"
+        s.close()
+        signer.control.close()
+        wait_until(lambda: signer.proc.proc.poll() is not None, 10, "the signer to exit")
+        return signer
+
+    log, log1, log2 = env.path("audit.log"), env.path("audit.log.1"), env.path("audit.log.2")
+    signer_round("first")
+    os.rename(log, log1)  # logrotate: audit.log -> audit.log.1, then the signer starts on a new audit.log
+    signer = signer_round("second")
+    assert "the audit chain continues from the rotated log" in signer.proc.output() + "".join(signer.log_lines)
+    os.rename(log1, log2)
+    os.rename(log, log1)
+    signer_round("third")
+    seqs = [l.split(" seq=")[1].split()[0] for l in audit(env)]
+    assert seqs == ["6", "7", "8"], seqs
+    assert "result=chain_continued" in audit(env)[0] and f"previous_log={log1}" in audit(env)[0]
+    r = env.ctl("audit", "verify", log2, log1, log)
+    assert "3 logs: 8 records, chain intact" in r.stdout, r.stdout
+    assert "3 records, chain intact" in env.ctl("audit", "verify", log).stdout  # alone: its first link unchecked
+    r = env.ctl("audit", "verify", log2, log, check=False)
+    assert r.returncode == 1 and f"{log}: starts at record 6 but {log2} ends at record 2: records 3-5 are missing " \
+        "between them" in r.stdout, r.stdout
+    r = env.ctl("audit", "verify", log1, log2, log, check=False)
+    assert r.returncode == 1 and f"{log2}: starts at record 1, before the end of {log1}" in r.stdout, r.stdout

@@ -253,11 +253,14 @@ def test_every_suite_and_group_as_client(env):
     n = 0
     for suite, suite_name in SUITES.items():
         for group, group_name in GROUPS.items():
-            s_server(env, smgw, "-tls1_2", "-cipher", suite, "-groups", groups_with_certificates(group), "-serverpref")
+            server = s_server(env, smgw, "-tls1_2", "-cipher", suite, "-groups", groups_with_certificates(group),
+                              "-serverpref")
             assert reverse_through(app) == b"eliforp NAH\n", (suite, group)
             n += 1
             env.clsgwd.wait_log(rf"channel closed id={n} .*outcome=ok .*tls=TLSv1.2 suite={suite_name} "
                                 rf"group={group_name} ")
+            # the next s_server binds the same port: this one holds it until it has exited
+            wait_until(lambda: server.proc.poll() is not None, 10, f"{server.name} to exit")
 
 
 @scenario("OpenSSL 3.0 s_client", "inbound", "4 suites x 5 groups, client certificate")

@@ -7,6 +7,7 @@ journalctl. Ends with "N passed, N failed" like make check.
 """
 import argparse
 import os
+import re
 import sys
 import time
 import traceback
@@ -319,6 +320,40 @@ class Suite:
         wait_until(works, 120, "a channel through the recovered signer "
                    f"(signer {m.prop('clsgw-signer.service', 'ActiveState')}, "
                    f"socket {m.prop('clsgw-signer.socket', 'ActiveState')}, clsgwd {self.active('clsgwd.service')})")
+
+    def test_a_port_below_1024_needs_its_channel_socket(self):
+        """listen on port 502 under the shipped unit (no CAP_NET_BIND_SERVICE): ExecStartPre's clsgwd -t refuses it,
+        naming the line; with clsgw-channel@low.socket on that address clsgwd starts and serves"""
+        m = self.m
+        c = self.cursor()
+        self.config(ini({"meter-data": {}, "low": {"listen": "127.0.0.1:502"}}))
+        try:
+            r = m.exec(["systemctl", "restart", "clsgwd.service"], check=False)
+            assert r.returncode != 0, "clsgwd started with a port it cannot bind"
+            log = m.journal("-u", "clsgwd.service", "--after-cursor", c)
+            assert "clsgw.ini:" in log and "listen = 127.0.0.1:502 is below" in log, log
+            errs = m.journal("-p", "err", "-u", "clsgwd.service", "--after-cursor", c)
+            assert "1 error(s) in /etc/clsgw/clsgw.ini" in errs, errs
+            m.exec(["systemctl", "reset-failed", "clsgwd.service"], check=False)
+            self.channel_socket("low", "127.0.0.1:502")
+            m.exec(["systemctl", "restart", "clsgwd.service"])
+            r = self.client(502)
+            assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr
+        finally:
+            m.exec(["systemctl", "disable", "--now", "clsgw-channel@low.socket"], check=False)
+            self.config(ini({"meter-data": {}}))
+            m.exec(["systemctl", "reset-failed", "clsgwd.service"], check=False)
+            m.exec(["systemctl", "restart", "clsgwd.service"], check=False)
+
+    def test_security_scores_match_the_readme(self):
+        """systemd-analyze security in the booted container rates the units as README.md says"""
+        readme = open(os.path.join(HERE, "..", "..", "README.md")).read()
+        said = re.search(r"rates it ([0-9.]+) \(OK\) and `clsgw-signer.service` ([0-9.]+)", readme)
+        assert said, "README.md gives no scores"
+        for unit, expected in (("clsgwd.service", said.group(1)), ("clsgw-signer.service", said.group(2))):
+            out = self.m.exec(["systemd-analyze", "security", "--no-pager", unit], check=False).stdout
+            score = re.search(rf"Overall exposure level for {unit}: ([0-9.]+)", out)
+            assert score and score.group(1) == expected, f"{unit}: README says {expected}, systemd-analyze: {out[-300:]}"
 
 
 def main():

@@ -68,3 +68,58 @@ TEST_CASE("a forged record with the next sequence number but no valid chain is a
     lines.push_back("channel=9 result=ok seq=4 chain=" + std::string(64, 'a'));
     CHECK(audit::verify(join(lines)).problem == "record 4 (line 4) was altered");
 }
+
+namespace {
+
+// Logs as logrotate leaves them: every `per_log` records the signer starts a new log, whose first
+// record says it continues the last one's chain.
+std::vector<audit::named_log> rotated(int logs, int per_log)
+{
+    audit::tail t{0, audit::genesis(), true};
+    std::vector<audit::named_log> out;
+    for (int f = 0; f < logs; f++) {
+        audit::named_log log{"audit.log." + std::to_string(logs - f), ""};
+        if (f > 0)
+            log.text += audit::seal(t, "time=x key=k result=chain_continued previous_log=audit.log.1") + "\n";
+        for (int i = 0; i < per_log; i++)
+            log.text += audit::seal(t, "channel=" + std::to_string(i) + " result=ok") + "\n";
+        out.push_back(log);
+    }
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("rotated audit logs given oldest first verify as one chain; a log that continues one not given verifies alone")
+{
+    auto logs = rotated(3, 2);
+    auto v = audit::verify(logs);
+    CHECK(v.intact);
+    CHECK(v.records == 8); // two records a log, and one chain_continued record in each later log
+    CHECK(audit::verify(logs[2].text).intact);
+    CHECK(audit::verify(std::vector<audit::named_log>(logs.begin() + 1, logs.end())).intact);
+}
+
+TEST_CASE("a removed, a reordered or a foreign log among rotated ones is named")
+{
+    auto logs = rotated(3, 2);
+    auto v = audit::verify(std::vector<audit::named_log>{logs[0], logs[2]});
+    CHECK_FALSE(v.intact);
+    CHECK(v.problem == "audit.log.1: starts at record 6 but audit.log.3 ends at record 2: records 3-5 are missing "
+                       "between them (a log removed?)");
+    v = audit::verify(std::vector<audit::named_log>{logs[1], logs[0], logs[2]});
+    CHECK(v.problem == "audit.log.3: starts at record 1, before the end of audit.log.2 (record 5): give the logs "
+                       "oldest first");
+    audit::tail elsewhere{2, audit::next(audit::genesis(), "another gateway"), true}; // same numbers, another chain
+    audit::named_log foreign{"foreign.log", audit::seal(elsewhere, "time=x key=k result=chain_continued") + "\n"};
+    v = audit::verify(std::vector<audit::named_log>{logs[0], foreign});
+    CHECK(v.problem == "foreign.log: record 3 (line 1) does not continue the chain of audit.log.3 (altered, or not the "
+                       "log that follows it)");
+}
+
+TEST_CASE("a log that starts past record 1 without saying it continues another has lost its first records")
+{
+    auto lines = chained(4);
+    lines.erase(lines.begin());
+    CHECK(audit::verify(join(lines)).problem == "record 1 removed before record 2 (line 1)");
+}

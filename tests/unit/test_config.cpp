@@ -309,6 +309,8 @@ TEST_CASE("the annotated etc/clsgw.ini shipped with clsgw is valid")
     REQUIRE(r.value);
     CHECK(r.value->channels.size() == 3);
     CHECK(r.value->find_channel("modbus")->direction == channel_direction::inbound);
-    CHECK(r.value->signer_socket == "/run/clsgw-signer/signer.sock");
+    // the signer service's socket when it exists, else (no systemd here) clsgwd starts the signer with the key
+    CHECK(r.value->signer_socket + r.value->signer_socket_absent == "/run/clsgw-signer/signer.sock");
+    CHECK(r.value->key.path == "/etc/clsgw/private/device.key");
     CHECK(r.value->max_session_lifetime_ms == 48ULL * 3600 * 1000);
 }

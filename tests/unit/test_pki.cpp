@@ -27,3 +27,50 @@ TEST_CASE("certificate serials are positive and in DER's shortest form, so OpenS
         mbedtls_x509_crt_free(&crt);
     }
 }
+
+TEST_CASE("a key pair is checked as the signer checks it: the certificate's own key, on a profile curve")
+{
+    auto key = pki::generate_key("brainpoolP256r1"), other = pki::generate_key("brainpoolP256r1");
+    REQUIRE(key.ok);
+    REQUIRE(other.ok);
+    pki::cert_request req;
+    req.subject = "CN=pair";
+    req.key_pem = key.pem;
+    auto cert = pki::make_certificate(req);
+    REQUIRE(cert.ok);
+    CHECK(pki::key_pair_problem(key.pem, cert.pem) == "");
+    CHECK(pki::key_pair_problem(other.pem, cert.pem).find("does not match the certificate") != std::string::npos);
+    CHECK(pki::key_pair_problem("not a key", cert.pem).find("cannot parse the private key") == 0);
+    CHECK(pki::key_pair_problem(key.pem, "not a certificate").find("cannot parse the certificate") == 0);
+    CHECK(pki::profile_curves_text() == "brainpoolP256r1, brainpoolP384r1, brainpoolP512r1, secp256r1, secp384r1");
+}
+
+TEST_CASE("only a CA certificate issues: CA:FALSE or a keyUsage without keyCertSign is refused, with why")
+{
+    auto ca_key = pki::generate_key("secp256r1"), leaf_key = pki::generate_key("secp256r1");
+    REQUIRE(ca_key.ok);
+    REQUIRE(leaf_key.ok);
+    pki::cert_request self;
+    self.subject = "CN=not-a-ca";
+    self.key_pem = ca_key.pem;
+    auto not_ca = pki::make_certificate(self);
+    self.subject = "CN=ca";
+    self.is_ca = true;
+    auto ca = pki::make_certificate(self);
+    REQUIRE(not_ca.ok);
+    REQUIRE(ca.ok);
+    pki::cert_request issue;
+    issue.subject = "CN=leaf";
+    issue.key_pem = leaf_key.pem;
+    issue.issuer_key_pem = ca_key.pem;
+    issue.issuer_cert_pem = not_ca.pem;
+    auto refused = pki::make_certificate(issue);
+    CHECK_FALSE(refused.ok);
+    CHECK(refused.error.find("not a CA certificate (basicConstraints without CA:TRUE)") != std::string::npos);
+    issue.issuer_cert_pem = ca.pem;
+    CHECK(pki::make_certificate(issue).ok);
+    issue.issuer_key_pem = leaf_key.pem; // not the CA's key
+    auto wrong_key = pki::make_certificate(issue);
+    CHECK_FALSE(wrong_key.ok);
+    CHECK(wrong_key.error.find("does not match the certificate") != std::string::npos);
+}
