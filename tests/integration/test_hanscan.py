@@ -64,8 +64,8 @@ def test_server_scan_of_clsgw_inbound_passes_every_item(env):
         assert result[item] == "PASS", (item, evidence(report, item))
     assert "TLSv1.3 refused" in evidence(report, "TLS_1.2") and "TLSv1.1 refused" in evidence(report, "TLS_1.2")
     assert "secure renegotiation refused with a warning no_renegotiation" in evidence(report, "NO_RENEGOTIATION")
-    # clsgw's alert may be lost to the reset of its closing socket: its log names the reason
-    assert "expired SMGW certificate (same key and subject) refused: " in evidence(report, "CHECK_CERTS")
+    assert "expired SMGW certificate (same key and subject) refused: alert certificate_expired" in \
+        evidence(report, "CHECK_CERTS")
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_expired ")
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_untrusted ")
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=no_client_certificate ")
@@ -77,6 +77,26 @@ def test_server_scan_of_clsgw_inbound_passes_every_item(env):
     assert r.returncode == 0 and [l.split()[0] for l in lines[:15]] == ITEMS, r.stdout
     assert lines[-1].startswith("result: every item passes"), r.stdout
     assert service.accepts >= 1  # the trusted handshakes reached the service
+
+
+def test_clsgw_refusals_reach_the_scanner_whole_not_as_resets(env):
+    """ten server scans of clsgw: an untrusted and an expired client certificate are refused with clsgw's
+    fatal alert, and a handshake without one with an orderly close (mbedTLS sends no alert there), never
+    with a reset: the worker half-closes after its alert and reads what the SMGW still sends, instead of
+    closing with it unread (which makes Linux send a reset that can overtake the alert)"""
+    service = Service("echo")
+    port = free_port()
+    env.start_clsgwd(env.write_config(None, {"in": {"direction": "inbound", "listen": f"127.0.0.1:{port}",
+                                                    "forward": f"127.0.0.1:{service.port}"}}))
+    expected = ["a handshake without a client certificate refused: closed by the device",
+                "an untrusted SMGW certificate (self-signed, unknown key) refused: alert unknown_ca from the device",
+                "an expired SMGW certificate (same key and subject) refused: alert certificate_expired from the device"]
+    for scan in range(10):
+        report = scan_server(env, port)
+        assert_only_failures(report)
+        refusals = [e["text"] for item in ("CLIENT_CERT", "CHECK_CERTS") for e in items(report)[item]["evidence"]
+                    if " refused: " in e["text"]]
+        assert refusals == expected, (scan, refusals)
 
 
 # --- OpenSSL s_server as the device, configured outside the profile in one way each ------------
