@@ -470,3 +470,32 @@ def test_every_wait_has_a_deadline_named_when_it_fires(env):
     scan = ClientScan(env, 3, "--accept-timeout", "1s")
     report = scan.result(timeout=30)
     assert report["status"] == 2 and report["reason"] == "0 of 3 connections came within accept_timeout (1s)", report
+
+
+class GoneAfterOne(TestServer):
+    """A TLS 1.2 server that answers one ClientHello (ServerHello, ServerHelloDone) and then stops
+    listening: every later probe finds nothing to connect to."""
+
+    def handle(self, conn):
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; no connection is queued after this
+        self.sock.close()
+        header = recv_exact(conn, 5)
+        recv_exact(conn, struct.unpack(">H", header[3:5])[0])
+        ext = struct.pack(">HH", 23, 0)
+        body = b"\x03\x03" + os.urandom(32) + b"\x00" + b"\xc0\x2b" + b"\x00" + struct.pack(">H", len(ext)) + ext
+        messages = b"\x02" + struct.pack(">I", len(body))[1:] + body + b"\x0e\x00\x00\x00"
+        conn.sendall(b"\x16\x03\x03" + struct.pack(">H", len(messages)) + messages)
+        recv_all(conn, timeout=10)
+
+
+def test_a_device_that_goes_away_during_the_scan_is_not_judged_by_its_absence(env):
+    """server mode: a device that answers the first hello and then takes no connection cannot be tested
+    (exit 2, the reason names the failed connect); its absence is not taken for refusing TLS 1.0,
+    1.1 and 1.3 or the suites outside the profile"""
+    server = GoneAfterOne()
+    report = scan_server(env, server.port, "--answer-timeout", "2s")
+    assert report["status"] == 2 and report["result"] == "could_not_test", report
+    assert report["reason"].startswith("the device stopped taking connections during the scan: connect to "), report
+    assert "Connection refused" in report["reason"], report
+    assert server.accepts == 1
+
