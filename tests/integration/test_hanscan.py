@@ -499,3 +499,26 @@ def test_a_device_that_goes_away_during_the_scan_is_not_judged_by_its_absence(en
     assert "Connection refused" in report["reason"], report
     assert server.accepts == 1
 
+
+def test_files_that_cannot_be_used_are_named(env):
+    """a missing --trust, --cert or --key file, and a key that is not the certificate's: exit 2 with the
+    file and the reason, in the text and the JSON form"""
+    env.make_identity("other", "CN=other")
+    missing = env.path("missing.crt")
+    cases = [
+        (["--cert", env.path("smgw.crt"), "--key", env.path("smgw.key"), "--trust", missing],
+         f"--trust {missing}: No such file or directory"),
+        (["--cert", missing, "--key", env.path("smgw.key"), "--trust", env.path("device.crt")],
+         f"{missing}: No such file or directory"),
+        (["--cert", env.path("smgw.crt"), "--key", missing, "--trust", env.path("device.crt")],
+         f"{missing}: No such file or directory"),
+        (["--cert", env.path("smgw.crt"), "--key", env.path("other.key"), "--trust", env.path("device.crt")],
+         "certificate and key do not belong together"),
+    ]
+    for files, reason in cases:
+        for mode in (["server", f"127.0.0.1:{free_port()}"], ["client", "--listen", f"127.0.0.1:{free_port()}"]):
+            r = subprocess.run([*program("clsgw-hanscan"), *mode, *files, "--json"], capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 2 and reason in json.loads(r.stdout)["reason"], (mode, files, r.stdout)
+            r = subprocess.run([*program("clsgw-hanscan"), *mode, *files], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 2 and reason in r.stdout.splitlines()[-1], (mode, files, r.stdout)
