@@ -99,6 +99,25 @@ def test_clsgw_refusals_reach_the_scanner_whole_not_as_resets(env):
         assert refusals == expected, (scan, refusals)
 
 
+def test_server_scan_sends_server_name(env):
+    """server mode against a clsgw listener whose one channel has a server_name and no default: without
+    --server-name the profile's hello is refused (unrecognized_name, exit 2); with it every item passes,
+    and clsgw routed the scanner's handshakes by that name"""
+    service = Service("echo")
+    port = free_port()
+    env.start_clsgwd(env.write_config(None, {"named": {"direction": "inbound", "listen": f"127.0.0.1:{port}",
+                                                       "server_name": "meter.device",
+                                                       "forward": f"127.0.0.1:{service.port}"}}))
+    report = scan_server(env, port)
+    assert report["status"] == 2 and "unrecognized_name" in report["reason"], report
+    report = scan_server(env, port, "--server-name", "meter.device")
+    assert_only_failures(report)
+    assert items(report)["NO_RENEGOTIATION"]["result"] == "PASS", evidence(report, "NO_RENEGOTIATION")
+    env.clsgwd.wait_log(r"channel closed .*name=named .*server_name=meter.device .*tls=TLSv1.2 ")
+    env.clsgwd.wait_log(r"channel closed .*name=named .*reason=cert_untrusted server_name=meter.device ")
+    assert service.accepts >= 1
+
+
 # --- OpenSSL s_server as the device, configured outside the profile in one way each ------------
 
 def device_server(env, *args, identity="device"):
@@ -472,6 +491,24 @@ def test_every_wait_has_a_deadline_named_when_it_fires(env):
     assert report["status"] == 2 and report["reason"] == "0 of 3 connections came within accept_timeout (1s)", report
 
 
+class Trickle(TestServer):
+    """Accepts and sends the start of a handshake record one byte every 100ms, never completing it."""
+
+    def handle(self, conn):
+        for byte in b"\x16\x03\x03\x40\x00" + b"\x02" * 4096:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.1)  # the trickle itself, not a synchronisation
+
+
+def test_a_peer_that_trickles_bytes_is_given_up_at_the_named_deadline(env):
+    """server mode: a device that keeps sending one byte at a time without ever completing a record is
+    reported as not answering within answer_timeout (1s), and the scan ends soon after: exit 2"""
+    started = time.monotonic()
+    report = scan_server(env, Trickle().port, "--answer-timeout", "1s")
+    assert report["status"] == 2 and "no answer within answer_timeout (1s)" in report["reason"], report
+    assert time.monotonic() - started < 10
+
+
 class GoneAfterOne(TestServer):
     """A TLS 1.2 server that answers one ClientHello (ServerHello, ServerHelloDone) and then stops
     listening: every later probe finds nothing to connect to."""
@@ -522,3 +559,4 @@ def test_files_that_cannot_be_used_are_named(env):
             assert r.returncode == 2 and reason in json.loads(r.stdout)["reason"], (mode, files, r.stdout)
             r = subprocess.run([*program("clsgw-hanscan"), *mode, *files], capture_output=True, text=True, timeout=30)
             assert r.returncode == 2 and reason in r.stdout.splitlines()[-1], (mode, files, r.stdout)
+
