@@ -560,3 +560,14 @@ def test_files_that_cannot_be_used_are_named(env):
             r = subprocess.run([*program("clsgw-hanscan"), *mode, *files], capture_output=True, text=True, timeout=30)
             assert r.returncode == 2 and reason in r.stdout.splitlines()[-1], (mode, files, r.stdout)
 
+
+def test_a_timeout_longer_than_a_day_is_refused(env):
+    """every timeout option takes 1ms to 24h: 25h is refused at once with the option and its range (exit 2,
+    usage), as a wait that long would overflow poll()'s timeout and never end"""
+    for option in ("--connect-timeout", "--answer-timeout", "--handshake-timeout", "--renegotiation-wait",
+                   "--accept-timeout"):
+        r = subprocess.run([*program("clsgw-hanscan"), "server", f"127.0.0.1:{free_port()}", "--cert",
+                            env.path("smgw.crt"), "--key", env.path("smgw.key"), "--trust", env.path("device.crt"),
+                            option, "25h"], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and f"{option} 25h: not understood (1ms to 24h)" in r.stderr, (option, r.stderr)
+        assert r.stdout == ""
