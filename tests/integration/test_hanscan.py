@@ -509,6 +509,30 @@ def test_a_peer_that_trickles_bytes_is_given_up_at_the_named_deadline(env):
     assert time.monotonic() - started < 10
 
 
+class AnswersEveryVersion(TestServer):
+    """Answers every ClientHello, whatever version it offers, with a TLS 1.2 ServerHello (C0,2B, extended
+    master secret) and ServerHelloDone, and hangs up."""
+
+    def handle(self, conn):
+        header = recv_exact(conn, 5)
+        recv_exact(conn, struct.unpack(">H", header[3:5])[0])
+        ext = struct.pack(">HH", 23, 0)
+        body = b"\x03\x03" + os.urandom(32) + b"\x00" + b"\xc0\x2b" + b"\x00" + struct.pack(">H", len(ext)) + ext
+        messages = b"\x02" + struct.pack(">I", len(body))[1:] + body + b"\x0e\x00\x00\x00"
+        conn.sendall(b"\x16\x03\x03" + struct.pack(">H", len(messages)) + messages)
+        recv_all(conn, timeout=10)
+
+
+def test_a_server_that_answers_old_hellos_with_tls12_does_not_refuse_them(env):
+    """server mode: a server that answers TLS 1.0 and 1.1 hellos with a TLS 1.2 ServerHello (above the client's
+    version, RFC 5246 E.1) instead of refusing them fails TLS_1.2 for both, naming its answer"""
+    report = scan_server(env, AnswersEveryVersion().port)
+    text = evidence(report, "TLS_1.2")
+    assert items(report)["TLS_1.2"]["result"] == "FAIL", text
+    for version in ("TLSv1.0", "TLSv1.1"):
+        assert f"{version} hello not refused: answered with ServerHello TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256" in text, text
+
+
 class GoneAfterOne(TestServer):
     """A TLS 1.2 server that answers one ClientHello (ServerHello, ServerHelloDone) and then stops
     listening: every later probe finds nothing to connect to."""
