@@ -533,20 +533,14 @@ def test_a_server_that_answers_old_hellos_with_tls12_does_not_refuse_them(env):
         assert f"{version} hello not refused: answered with ServerHello TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256" in text, text
 
 
-class GoneAfterOne(TestServer):
-    """A TLS 1.2 server that answers one ClientHello (ServerHello, ServerHelloDone) and then stops
-    listening: every later probe finds nothing to connect to."""
+class GoneAfterOne(AnswersEveryVersion):
+    """Answers one ClientHello as AnswersEveryVersion does and then stops listening: every later probe finds
+    nothing to connect to."""
 
     def handle(self, conn):
         self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; no connection is queued after this
         self.sock.close()
-        header = recv_exact(conn, 5)
-        recv_exact(conn, struct.unpack(">H", header[3:5])[0])
-        ext = struct.pack(">HH", 23, 0)
-        body = b"\x03\x03" + os.urandom(32) + b"\x00" + b"\xc0\x2b" + b"\x00" + struct.pack(">H", len(ext)) + ext
-        messages = b"\x02" + struct.pack(">I", len(body))[1:] + body + b"\x0e\x00\x00\x00"
-        conn.sendall(b"\x16\x03\x03" + struct.pack(">H", len(messages)) + messages)
-        recv_all(conn, timeout=10)
+        super().handle(conn)
 
 
 def test_a_device_that_goes_away_during_the_scan_is_not_judged_by_its_absence(env):
