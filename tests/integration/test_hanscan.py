@@ -589,3 +589,30 @@ def test_a_timeout_longer_than_a_day_is_refused(env):
                             option, "25h"], capture_output=True, text=True, timeout=10)
         assert r.returncode == 2 and f"{option} 25h: not understood (1ms to 24h)" in r.stderr, (option, r.stderr)
         assert r.stdout == ""
+
+
+def test_client_scan_names_a_connection_it_cannot_accept(env):
+    """client mode with no file descriptor left for the device's connection (RLIMIT_NOFILE 4: the listener
+    is the last one): exit 2 at once, naming the failed accept, instead of spinning until accept_timeout and
+    then claiming that no connection came"""
+    if not shutil.which("prlimit"):
+        raise SkipTest("prlimit (util-linux) is missing")
+    port = free_port()
+    scan = subprocess.Popen(["prlimit", "--nofile=4", *program("clsgw-hanscan"), "client", "--listen",
+                             f"127.0.0.1:{port}", "--cert", env.path("smgw.crt"), "--key", env.path("smgw.key"),
+                             "--trust", env.path("device.crt"), "--connections", "3", "--accept-timeout", "60s",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: can_connect(port), 10, "clsgw-hanscan to listen")
+    device = socket.create_connection(("127.0.0.1", port))
+    started = time.monotonic()
+    try:
+        out, err = scan.communicate(timeout=30)
+    finally:
+        device.close()
+        if scan.poll() is None:
+            scan.kill()
+            scan.wait()
+    report = json.loads(out)
+    assert scan.returncode == 2, (scan.returncode, err)
+    assert report["reason"] == "cannot accept the device's connection: Too many open files", report
+    assert time.monotonic() - started < 10
