@@ -146,6 +146,24 @@ def test_server_scan_of_openssl_on_the_profile_passes(env):
     assert "ticket lifetime hint 7200 s" in evidence(report, "DURATION")
 
 
+
+def test_server_scan_does_not_claim_a_key_usage_the_certificate_lacks(env):
+    """OpenSSL s_server on the profile with a device certificate that has no keyUsage extension (openssl req's
+    own): SERVER_CERT says so instead of naming digitalSignature; the clsgwctl-made one names it"""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:brainpoolP256r1",
+                    "-sha256", "-nodes", "-keyout", env.path("plain.key"), "-out", env.path("plain.crt"), "-days", "30",
+                    "-subj", "/CN=plain-device"], check=True, capture_output=True)
+    shutil.copy(env.path("device.crt"), env.path("clsgwctl-device.crt"))
+    shutil.copy(env.path("plain.crt"), env.path("device.crt"))  # --trust
+    report = scan_server(env, device_server(env, identity="plain"))
+    assert_only_failures(report)
+    text = evidence(report, "SERVER_CERT")
+    assert "no keyUsage extension (any usage)" in text and "digitalSignature" not in text, text
+    shutil.copy(env.path("clsgwctl-device.crt"), env.path("device.crt"))
+    report = scan_server(env, device_server(env))
+    assert "ECDSA with SHA256, valid " in evidence(report, "SERVER_CERT")
+    assert ", digitalSignature" in evidence(report, "SERVER_CERT")
+
 def test_server_scan_names_a_device_that_asks_for_no_client_certificate(env):
     """OpenSSL s_server without -Verify: CLIENT_CERT fails (no CertificateRequest, a handshake without
     certificate completes), and so does CHECK_CERTS (any certificate is taken)"""
