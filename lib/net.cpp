@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -187,6 +189,31 @@ bool set_nonblocking(int fd, bool on)
         return false;
     flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
     return fcntl(fd, F_SETFL, flags) == 0;
+}
+
+size_t close_orderly(int fd, uint64_t deadline_ms, size_t max_bytes)
+{
+    shutdown(fd, SHUT_WR);
+    uint8_t buf[4096];
+    size_t drained = 0;
+    while (drained < max_bytes) {
+        uint64_t now = now_ms();
+        if (now >= deadline_ms)
+            break;
+        pollfd p{fd, POLLIN, 0};
+        int r = poll(&p, 1, static_cast<int>(std::min<uint64_t>(deadline_ms - now, 1000)));
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r <= 0)
+            continue;
+        ssize_t n = read(fd, buf, std::min(sizeof buf, max_bytes - drained));
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            break;
+        if (n > 0)
+            drained += static_cast<size_t>(n);
+    }
+    close(fd);
+    return drained;
 }
 
 unique_fd listen_on(const sock_address &address, int backlog)

@@ -55,4 +55,12 @@ void set_keepalive(int fd, int idle_s, int interval_s, int count);
 void set_nodelay(int fd);
 bool set_nonblocking(int fd, bool on);
 
+// Ends our side of a TCP connection so that what we sent last (a fatal alert, a close_notify)
+// reaches the peer: shutdown(SHUT_WR) sends it with our FIN, then what the peer still sends is
+// read and dropped until its FIN, `deadline_ms` or `max_bytes`, and only then is fd closed.
+// Closing with unread bytes in the receive buffer makes Linux answer with a reset, which can
+// reach the peer before it has read our last record and makes it discard that record.
+// Returns the bytes drained.
+size_t close_orderly(int fd, uint64_t deadline_ms, size_t max_bytes);
+
 } // namespace clsgw

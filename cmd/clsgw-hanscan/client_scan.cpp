@@ -129,7 +129,9 @@ struct ticket_keys {
     ~ticket_keys() { mbedtls_ssl_ticket_free(&ctx); }
 };
 
-unique_fd accept_with_deadline(int listener, uint64_t deadline_ms)
+// The device's next connection; none by the deadline, or `error` when accepting itself fails
+// (out of fds: the connection waits in the backlog, and polling again would only spin).
+unique_fd accept_with_deadline(int listener, uint64_t deadline_ms, std::string &error)
 {
     for (;;) {
         uint64_t now = now_ms();
@@ -141,6 +143,10 @@ unique_fd accept_with_deadline(int listener, uint64_t deadline_ms)
         int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0)
             return unique_fd(fd);
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+            error = "cannot accept the device's connection: " + errno_text(errno);
+            return unique_fd();
+        }
     }
 }
 
@@ -155,6 +161,7 @@ struct client_scan {
     bool renegotiation_probed = false, certificate_judged = false;
     unsigned trusted_sessions = 0;
     std::string untestable; // why a trusted handshake failed for no fault the scan can name
+    std::string accept_error;
 
     // Reads the device's ClientHello of this connection and judges it.
     void judge_hello(endpoint &e, unsigned n)
@@ -245,7 +252,7 @@ struct client_scan {
     // One connection of the device; false when none came within accept_timeout.
     bool serve(int listener, unsigned n)
     {
-        unique_fd fd = accept_with_deadline(listener, now_ms() + opt.limits.accept_ms);
+        unique_fd fd = accept_with_deadline(listener, now_ms() + opt.limits.accept_ms, accept_error);
         if (!fd)
             return false;
         endpoint_settings s;
@@ -292,11 +299,13 @@ int scan_client(const scan_options &o)
     fprintf(stderr, "clsgw-hanscan: listening on %s for %u connections of the device\n", o.address.c_str(),
             o.connections);
     ticket_keys tickets(rng);
-    client_scan scan{o, rep, rng, own, untrusted, expired, trust, tickets, {}, false, false, 0, {}};
+    client_scan scan{o, rep, rng, own, untrusted, expired, trust, tickets, {}, false, false, 0, {}, {}};
     unsigned served = 0;
     while (served < o.connections && scan.serve(listener.get(), served + 1))
         served++;
-    if (scan.trusted_sessions == 0 && !scan.untestable.empty())
+    if (!scan.accept_error.empty())
+        rep.could_not_test(scan.accept_error);
+    else if (scan.trusted_sessions == 0 && !scan.untestable.empty())
         rep.could_not_test(scan.untestable); // a device that refuses every SMGW proves nothing by refusing two
     else if (served < 3)
         rep.could_not_test(std::to_string(served) + " of " + std::to_string(o.connections) +

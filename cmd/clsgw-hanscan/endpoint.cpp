@@ -66,9 +66,14 @@ bool finish_identity(identity &id, tls::rng &rng, std::string &error)
 bool load_identity(identity &id, const std::string &cert_file, const std::string &key_file, tls::rng &rng,
                    std::string &error)
 {
-    auto cert = read_file(cert_file, 256 * 1024), key = read_file(key_file, 64 * 1024);
-    if (!cert || !key) {
-        error = (cert ? key_file : cert_file) + ": " + errno_text(errno);
+    auto cert = read_file(cert_file, 256 * 1024);
+    if (!cert) {
+        error = cert_file + ": " + errno_text(errno);
+        return false;
+    }
+    auto key = read_file(key_file, 64 * 1024);
+    if (!key) {
+        error = key_file + ": " + errno_text(errno);
         return false;
     }
     id.cert_pem = *cert;
@@ -85,12 +90,14 @@ std::string load_scan_files(const std::string &cert_file, const std::string &key
 {
     std::string error;
     auto trust_pem = read_file(trust_file, 1024 * 1024);
+    if (!trust_pem)
+        return "--trust " + trust_file + ": " + errno_text(errno); // before other calls overwrite errno
     if (!rng.seed("clsgw-hanscan"))
         return "cannot seed the random generator";
     if (!load_identity(own, cert_file, key_file, rng, error))
         return error;
-    if (!trust_pem || !trust.parse_pem(*trust_pem, error))
-        return "--trust " + trust_file + ": " + (trust_pem ? error : errno_text(errno));
+    if (!trust.parse_pem(*trust_pem, error))
+        return "--trust " + trust_file + ": " + error;
     return "";
 }
 

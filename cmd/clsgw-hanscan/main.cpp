@@ -37,10 +37,13 @@ int usage()
     return 2;
 }
 
+// Up to a day: every wait is a poll() whose timeout is an int of milliseconds.
+constexpr uint64_t MAX_TIMEOUT_MS = 24 * 3600 * 1000;
+
 bool set_duration(uint64_t &into, const std::string &value)
 {
     auto ms = parse_duration_ms(value);
-    if (!ms || *ms == 0)
+    if (!ms || *ms == 0 || *ms > MAX_TIMEOUT_MS)
         return false;
     into = *ms;
     return true;
@@ -87,8 +90,11 @@ int main(int argc, char **argv)
         else if (opt == "--accept-timeout") ok = set_duration(o.limits.accept_ms, val);
         else ok = false;
         if (!ok) {
-            fprintf(stderr, "clsgw-hanscan: %s %s: not understood%s\n", opt.c_str(), val.c_str(),
-                    opt == "--connections" ? " (3 to 100)" : "");
+            const char *range = opt == "--connections" ? " (3 to 100)"
+                                : opt.find("-timeout") != std::string::npos || opt == "--renegotiation-wait"
+                                    ? " (1ms to 24h)"
+                                    : "";
+            fprintf(stderr, "clsgw-hanscan: %s %s: not understood%s\n", opt.c_str(), val.c_str(), range);
             return usage();
         }
     }

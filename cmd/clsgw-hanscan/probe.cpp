@@ -142,6 +142,8 @@ probe_answer prober::send(const wire::client_hello &request)
     unique_fd fd = connect_with_deadline(address_, limits_.connect_ms, a.error);
     if (!fd) {
         a.what = probe_answer::kind::no_connection;
+        if (lost.empty())
+            lost = a.error;
         return a;
     }
     uint64_t deadline = now_ms() + limits_.answer_ms;

@@ -40,6 +40,9 @@ public:
     probe_answer send(const wire::client_hello &hello);
     // The ServerHello.random of every answer so far (HelloRetryRequests left out).
     std::vector<std::vector<uint8_t>> randoms;
+    // Why a probe after the first could not connect: a device that went away is not judged by
+    // the refusals its absence looks like.
+    std::string lost;
 
 private:
     std::string address_, server_name_;

@@ -112,6 +112,9 @@ void check_versions(report &rep, prober &p)
         std::string name = wire::version_name(version);
         if (a.accepted() && a.hello->version <= wire::VERSION_TLS11)
             rep.fail("TLS_1.2", name + " accepted: " + a.text());
+        else if (a.accepted()) // RFC 5246 E.1: never above the client's version; refusing is an alert
+            rep.fail("TLS_1.2", name + " hello not refused: answered with " + a.text() +
+                                    ", a version above the client's");
         else
             rep.pass("TLS_1.2", name + " refused: " + a.text());
     }

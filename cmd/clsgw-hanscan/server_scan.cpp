@@ -18,6 +18,7 @@ namespace {
 
 constexpr uint32_t MAX_LIFETIME_S = 48 * 3600; // TR-03116-3: no session lives longer
 constexpr int RESUME_ATTEMPTS = 5;
+const std::string DEVICE_GONE = "the device stopped taking connections during the scan: ";
 
 // The GCM suites only: records of our own can then be sealed after the handshake.
 const int GCM_SUITES[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -45,8 +46,10 @@ struct server_scan {
         settings.trust = &trust;
         settings.server_name = opt.server_name;
         c.fd = connect_with_deadline(opt.address, opt.limits.connect_ms, error);
-        if (!c.fd)
+        if (!c.fd) {
+            rep.could_not_test(DEVICE_GONE + error);
             return c;
+        }
         c.tls = std::make_unique<endpoint>(rng, settings);
         c.ok = c.tls->handshake(c.fd.get(), opt.limits.handshake_ms);
         collect_randoms(c.tls->received(), wire::HS_SERVER_HELLO, randoms);
@@ -70,10 +73,8 @@ struct server_scan {
         s.suites = GCM_SUITES;
         std::string error;
         connection c = handshake(s, error);
-        if (!c.fd) {
-            rep.could_not_test(error);
+        if (!c.fd)
             return false;
-        }
         if (!c.ok) {
             uint32_t flags = c.tls->verify_flags();
             if (flags != 0 && flags != UINT32_MAX) {
@@ -262,6 +263,8 @@ int scan_server(const scan_options &o)
         }
         std::vector<wire::bytes> randoms = p.randoms;
         randoms.insert(randoms.end(), scan.randoms.begin(), scan.randoms.end());
+        if (!p.lost.empty())
+            rep.could_not_test(DEVICE_GONE + p.lost);
         judge_random_time(rep, randoms, time(nullptr), "ServerHello");
     }
     rep.print(o.json);

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -113,6 +114,24 @@ void report(const worker_context &ctx)
         _exit(3);
 }
 
+// The SMGW's TLS connection of an inbound channel ends with our last alert or close_notify
+// delivered (net.hpp close_orderly): a refused SMGW then reads why, instead of a reset. The
+// drain takes at most CLOSE_DRAIN_MS and CLOSE_DRAIN_BYTES, and before the handshake deadline
+// has long passed it ends within half of clsgwd's grace after handshake_timeout, so that clsgwd
+// never kills a worker for draining.
+constexpr uint64_t CLOSE_DRAIN_MS = 500;
+constexpr size_t CLOSE_DRAIN_BYTES = 64 * 1024;
+
+void close_smgw_connection(const worker_context &ctx)
+{
+    uint64_t now = now_ms();
+    uint64_t end = now + CLOSE_DRAIN_MS;
+    uint64_t handshake_end = ctx.handshake_deadline_ms + CLOSE_DRAIN_MS;
+    if (now < handshake_end)
+        end = std::min(end, handshake_end);
+    close_orderly(CONNECTION_FD, end, CLOSE_DRAIN_BYTES);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -177,5 +196,7 @@ int main(int argc, char **argv)
         run_outbound(ctx);
     ctx.result.duration_ms = now_ms() - ctx.started_ms;
     report(ctx);
+    if (ctx.job.direction == channel_direction::inbound)
+        close_smgw_connection(ctx);
     return 0;
 }

@@ -79,6 +79,7 @@ certificate_facts inspect_certificate(const std::vector<uint8_t> &der)
         f.signature = "an unknown algorithm";
     }
     f.digital_signature = mbedtls_x509_crt_check_key_usage(&crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) == 0;
+    f.key_usage_listed = mbedtls_x509_crt_has_ext_type(&crt, MBEDTLS_X509_EXT_KEY_USAGE) != 0;
     f.valid_from = time_text(crt.valid_from);
     f.valid_to = time_text(crt.valid_to);
     f.expired = mbedtls_x509_time_is_past(&crt.valid_to) != 0;

@@ -17,6 +17,7 @@ struct certificate_facts {
     std::string signature;      // "ECDSA with SHA256"
     bool signature_in_profile = false;
     bool digital_signature = false; // key usage allows it (or the certificate has no key usage)
+    bool key_usage_listed = false;  // the certificate has a keyUsage extension
     std::string valid_from, valid_to; // "2026-12-02 00:00:00"
     bool expired = false, not_yet_valid = false;
     std::string fingerprint; // SHA-256 over the DER, lower-case hex

@@ -64,8 +64,8 @@ def test_server_scan_of_clsgw_inbound_passes_every_item(env):
         assert result[item] == "PASS", (item, evidence(report, item))
     assert "TLSv1.3 refused" in evidence(report, "TLS_1.2") and "TLSv1.1 refused" in evidence(report, "TLS_1.2")
     assert "secure renegotiation refused with a warning no_renegotiation" in evidence(report, "NO_RENEGOTIATION")
-    # clsgw's alert may be lost to the reset of its closing socket: its log names the reason
-    assert "expired SMGW certificate (same key and subject) refused: " in evidence(report, "CHECK_CERTS")
+    assert "expired SMGW certificate (same key and subject) refused: alert certificate_expired" in \
+        evidence(report, "CHECK_CERTS")
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_expired ")
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_untrusted ")
     env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=no_client_certificate ")
@@ -77,6 +77,45 @@ def test_server_scan_of_clsgw_inbound_passes_every_item(env):
     assert r.returncode == 0 and [l.split()[0] for l in lines[:15]] == ITEMS, r.stdout
     assert lines[-1].startswith("result: every item passes"), r.stdout
     assert service.accepts >= 1  # the trusted handshakes reached the service
+
+
+def test_clsgw_refusals_reach_the_scanner_whole_not_as_resets(env):
+    """ten server scans of clsgw: an untrusted and an expired client certificate are refused with clsgw's
+    fatal alert, and a handshake without one with an orderly close (mbedTLS sends no alert there), never
+    with a reset: the worker half-closes after its alert and reads what the SMGW still sends, instead of
+    closing with it unread (which makes Linux send a reset that can overtake the alert)"""
+    service = Service("echo")
+    port = free_port()
+    env.start_clsgwd(env.write_config(None, {"in": {"direction": "inbound", "listen": f"127.0.0.1:{port}",
+                                                    "forward": f"127.0.0.1:{service.port}"}}))
+    expected = ["a handshake without a client certificate refused: closed by the device",
+                "an untrusted SMGW certificate (self-signed, unknown key) refused: alert unknown_ca from the device",
+                "an expired SMGW certificate (same key and subject) refused: alert certificate_expired from the device"]
+    for scan in range(10):
+        report = scan_server(env, port)
+        assert_only_failures(report)
+        refusals = [e["text"] for item in ("CLIENT_CERT", "CHECK_CERTS") for e in items(report)[item]["evidence"]
+                    if " refused: " in e["text"]]
+        assert refusals == expected, (scan, refusals)
+
+
+def test_server_scan_sends_server_name(env):
+    """server mode against a clsgw listener whose one channel has a server_name and no default: without
+    --server-name the profile's hello is refused (unrecognized_name, exit 2); with it every item passes,
+    and clsgw routed the scanner's handshakes by that name"""
+    service = Service("echo")
+    port = free_port()
+    env.start_clsgwd(env.write_config(None, {"named": {"direction": "inbound", "listen": f"127.0.0.1:{port}",
+                                                       "server_name": "meter.device",
+                                                       "forward": f"127.0.0.1:{service.port}"}}))
+    report = scan_server(env, port)
+    assert report["status"] == 2 and "unrecognized_name" in report["reason"], report
+    report = scan_server(env, port, "--server-name", "meter.device")
+    assert_only_failures(report)
+    assert items(report)["NO_RENEGOTIATION"]["result"] == "PASS", evidence(report, "NO_RENEGOTIATION")
+    env.clsgwd.wait_log(r"channel closed .*name=named .*server_name=meter.device .*tls=TLSv1.2 ")
+    env.clsgwd.wait_log(r"channel closed .*name=named .*reason=cert_untrusted server_name=meter.device ")
+    assert service.accepts >= 1
 
 
 # --- OpenSSL s_server as the device, configured outside the profile in one way each ------------
@@ -106,6 +145,24 @@ def test_server_scan_of_openssl_on_the_profile_passes(env):
     assert "resumed by session ticket" in evidence(report, "SESSION_TICKET")
     assert "ticket lifetime hint 7200 s" in evidence(report, "DURATION")
 
+
+
+def test_server_scan_does_not_claim_a_key_usage_the_certificate_lacks(env):
+    """OpenSSL s_server on the profile with a device certificate that has no keyUsage extension (openssl req's
+    own): SERVER_CERT says so instead of naming digitalSignature; the clsgwctl-made one names it"""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:brainpoolP256r1",
+                    "-sha256", "-nodes", "-keyout", env.path("plain.key"), "-out", env.path("plain.crt"), "-days", "30",
+                    "-subj", "/CN=plain-device"], check=True, capture_output=True)
+    shutil.copy(env.path("device.crt"), env.path("clsgwctl-device.crt"))
+    shutil.copy(env.path("plain.crt"), env.path("device.crt"))  # --trust
+    report = scan_server(env, device_server(env, identity="plain"))
+    assert_only_failures(report)
+    text = evidence(report, "SERVER_CERT")
+    assert "no keyUsage extension (any usage)" in text and "digitalSignature" not in text, text
+    shutil.copy(env.path("clsgwctl-device.crt"), env.path("device.crt"))
+    report = scan_server(env, device_server(env))
+    assert "ECDSA with SHA256, valid " in evidence(report, "SERVER_CERT")
+    assert ", digitalSignature" in evidence(report, "SERVER_CERT")
 
 def test_server_scan_names_a_device_that_asks_for_no_client_certificate(env):
     """OpenSSL s_server without -Verify: CLIENT_CERT fails (no CertificateRequest, a handshake without
@@ -450,3 +507,130 @@ def test_every_wait_has_a_deadline_named_when_it_fires(env):
     scan = ClientScan(env, 3, "--accept-timeout", "1s")
     report = scan.result(timeout=30)
     assert report["status"] == 2 and report["reason"] == "0 of 3 connections came within accept_timeout (1s)", report
+
+
+class Trickle(TestServer):
+    """Accepts and sends the start of a handshake record one byte every 100ms, never completing it."""
+
+    def handle(self, conn):
+        for byte in b"\x16\x03\x03\x40\x00" + b"\x02" * 4096:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.1)  # the trickle itself, not a synchronisation
+
+
+def test_a_peer_that_trickles_bytes_is_given_up_at_the_named_deadline(env):
+    """server mode: a device that keeps sending one byte at a time without ever completing a record is
+    reported as not answering within answer_timeout (1s), and the scan ends soon after: exit 2"""
+    started = time.monotonic()
+    report = scan_server(env, Trickle().port, "--answer-timeout", "1s")
+    assert report["status"] == 2 and "no answer within answer_timeout (1s)" in report["reason"], report
+    assert time.monotonic() - started < 10
+
+
+class AnswersEveryVersion(TestServer):
+    """Answers every ClientHello, whatever version it offers, with a TLS 1.2 ServerHello (C0,2B, extended
+    master secret) and ServerHelloDone, and hangs up."""
+
+    def handle(self, conn):
+        header = recv_exact(conn, 5)
+        recv_exact(conn, struct.unpack(">H", header[3:5])[0])
+        ext = struct.pack(">HH", 23, 0)
+        body = b"\x03\x03" + os.urandom(32) + b"\x00" + b"\xc0\x2b" + b"\x00" + struct.pack(">H", len(ext)) + ext
+        messages = b"\x02" + struct.pack(">I", len(body))[1:] + body + b"\x0e\x00\x00\x00"
+        conn.sendall(b"\x16\x03\x03" + struct.pack(">H", len(messages)) + messages)
+        recv_all(conn, timeout=10)
+
+
+def test_a_server_that_answers_old_hellos_with_tls12_does_not_refuse_them(env):
+    """server mode: a server that answers TLS 1.0 and 1.1 hellos with a TLS 1.2 ServerHello (above the client's
+    version, RFC 5246 E.1) instead of refusing them fails TLS_1.2 for both, naming its answer"""
+    report = scan_server(env, AnswersEveryVersion().port)
+    text = evidence(report, "TLS_1.2")
+    assert items(report)["TLS_1.2"]["result"] == "FAIL", text
+    for version in ("TLSv1.0", "TLSv1.1"):
+        assert f"{version} hello not refused: answered with ServerHello TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256" in text, text
+
+
+class GoneAfterOne(AnswersEveryVersion):
+    """Answers one ClientHello as AnswersEveryVersion does and then stops listening: every later probe finds
+    nothing to connect to."""
+
+    def handle(self, conn):
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; no connection is queued after this
+        self.sock.close()
+        super().handle(conn)
+
+
+def test_a_device_that_goes_away_during_the_scan_is_not_judged_by_its_absence(env):
+    """server mode: a device that answers the first hello and then takes no connection cannot be tested
+    (exit 2, the reason names the failed connect); its absence is not taken for refusing TLS 1.0,
+    1.1 and 1.3 or the suites outside the profile"""
+    server = GoneAfterOne()
+    report = scan_server(env, server.port, "--answer-timeout", "2s")
+    assert report["status"] == 2 and report["result"] == "could_not_test", report
+    assert report["reason"].startswith("the device stopped taking connections during the scan: connect to "), report
+    assert "Connection refused" in report["reason"], report
+    assert server.accepts == 1
+
+
+def test_files_that_cannot_be_used_are_named(env):
+    """a missing --trust, --cert or --key file, and a key that is not the certificate's: exit 2 with the
+    file and the reason, in the text and the JSON form"""
+    env.make_identity("other", "CN=other")
+    missing = env.path("missing.crt")
+    cases = [
+        (["--cert", env.path("smgw.crt"), "--key", env.path("smgw.key"), "--trust", missing],
+         f"--trust {missing}: No such file or directory"),
+        (["--cert", missing, "--key", env.path("smgw.key"), "--trust", env.path("device.crt")],
+         f"{missing}: No such file or directory"),
+        (["--cert", env.path("smgw.crt"), "--key", missing, "--trust", env.path("device.crt")],
+         f"{missing}: No such file or directory"),
+        (["--cert", env.path("smgw.crt"), "--key", env.path("other.key"), "--trust", env.path("device.crt")],
+         "certificate and key do not belong together"),
+    ]
+    for files, reason in cases:
+        for mode in (["server", f"127.0.0.1:{free_port()}"], ["client", "--listen", f"127.0.0.1:{free_port()}"]):
+            r = subprocess.run([*program("clsgw-hanscan"), *mode, *files, "--json"], capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 2 and reason in json.loads(r.stdout)["reason"], (mode, files, r.stdout)
+            r = subprocess.run([*program("clsgw-hanscan"), *mode, *files], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 2 and reason in r.stdout.splitlines()[-1], (mode, files, r.stdout)
+
+
+def test_a_timeout_longer_than_a_day_is_refused(env):
+    """every timeout option takes 1ms to 24h: 25h is refused at once with the option and its range (exit 2,
+    usage), as a wait that long would overflow poll()'s timeout and never end"""
+    for option in ("--connect-timeout", "--answer-timeout", "--handshake-timeout", "--renegotiation-wait",
+                   "--accept-timeout"):
+        r = subprocess.run([*program("clsgw-hanscan"), "server", f"127.0.0.1:{free_port()}", "--cert",
+                            env.path("smgw.crt"), "--key", env.path("smgw.key"), "--trust", env.path("device.crt"),
+                            option, "25h"], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and f"{option} 25h: not understood (1ms to 24h)" in r.stderr, (option, r.stderr)
+        assert r.stdout == ""
+
+
+def test_client_scan_names_a_connection_it_cannot_accept(env):
+    """client mode with no file descriptor left for the device's connection (RLIMIT_NOFILE 4: the listener
+    is the last one): exit 2 at once, naming the failed accept, instead of spinning until accept_timeout and
+    then claiming that no connection came"""
+    if not shutil.which("prlimit"):
+        raise SkipTest("prlimit (util-linux) is missing")
+    port = free_port()
+    scan = subprocess.Popen(["prlimit", "--nofile=4", *program("clsgw-hanscan"), "client", "--listen",
+                             f"127.0.0.1:{port}", "--cert", env.path("smgw.crt"), "--key", env.path("smgw.key"),
+                             "--trust", env.path("device.crt"), "--connections", "3", "--accept-timeout", "60s",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: can_connect(port), 10, "clsgw-hanscan to listen")
+    device = socket.create_connection(("127.0.0.1", port))
+    started = time.monotonic()
+    try:
+        out, err = scan.communicate(timeout=30)
+    finally:
+        device.close()
+        if scan.poll() is None:
+            scan.kill()
+            scan.wait()
+    report = json.loads(out)
+    assert scan.returncode == 2, (scan.returncode, err)
+    assert report["reason"] == "cannot accept the device's connection: Too many open files", report
+    assert time.monotonic() - started < 10
