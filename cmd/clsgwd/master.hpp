@@ -9,17 +9,31 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../../lib/config.hpp"
 #include "../../lib/fd.hpp"
 #include "../../lib/ipc.hpp"
 #include "../../lib/ipc_rules.hpp"
+#include "../../lib/log.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/net.hpp"
 #include "../../lib/session_cache.hpp"
 
 namespace clsgw {
+
+constexpr uint64_t HANDSHAKE_GRACE_MS = 1000; // the worker reports its own timeout first
+constexpr uint64_t SMGW_BACKOFF_FIRST_MS = 1000;
+
+// exec.cpp: places the given fds at 3, 4, 5 (and /dev/null on 0-2) and execs; never returns.
+[[noreturn]] void exec_child(const std::string &path, const std::vector<int> &fds, std::vector<std::string> args,
+                             bool keep_stderr);
+std::string signal_name(int sig);
+// worker_link.cpp: a worker's log record as one line, nullopt when malformed.
+std::optional<std::pair<log_level, std::string>> worker_log_line(const bytes &p);
+// sessions.cpp: overwrites a buffer that held a TLS session before it is freed.
+void wipe(bytes &b);
 
 struct master_paths {
     std::string worker;
