@@ -4,12 +4,21 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "../../lib/ipc.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/signer_proto.hpp"
 
 using namespace clsgw;
+
+// A record as the receiver reads it after encoding: nullopt when it does not decode.
+template <class Record, class Encode, class Decode>
+auto round_trip(const Record &record, Encode encode, Decode decode)
+{
+    std::string err;
+    return decode(encode(record), err);
+}
 
 TEST_CASE("frames round-trip through a SEQPACKET pair, with and without a passed fd")
 {
@@ -115,8 +124,7 @@ TEST_CASE("a job survives encoding and a damaged job is refused")
     j.trust_pem = "TRUST";
     j.uid = 65534;
     j.gid = 65534;
-    std::string err;
-    auto back = decode_job(encode_job(j), err);
+    auto back = round_trip(j, encode_job, decode_job);
     REQUIRE(back);
     CHECK(back->channel_id == 42);
     CHECK(back->proxy == proxy_kind::sni);
@@ -126,23 +134,26 @@ TEST_CASE("a job survives encoding and a damaged job is refused")
     CHECK_FALSE(back->target.has_value());
     bytes damaged = encode_job(j);
     damaged.resize(damaged.size() / 2);
+    std::string err;
     CHECK_FALSE(decode_job(damaged, err).has_value());
 }
 
 TEST_CASE("a result with an out-of-range outcome is refused")
 {
-    worker_result r;
-    r.result = outcome::ok;
-    r.reason = "app_closed";
-    r.smgw_wait_us = 9149;
-    r.signer_us = 1203;
-    std::string err;
-    auto back = decode_result(encode_result(r), err);
+    worker_result r = [] {
+        worker_result sample;
+        sample.result = outcome::ok;
+        sample.reason = "app_closed";
+        sample.smgw_wait_us = 9149;
+        sample.signer_us = 1203;
+        return sample;
+    }();
+    auto back = round_trip(r, encode_result, decode_result);
     REQUIRE(back);
-    CHECK(back->smgw_wait_us == 9149);
-    CHECK(back->signer_us == 1203);
+    CHECK(std::tie(back->reason, back->smgw_wait_us, back->signer_us) == std::tie(r.reason, r.smgw_wait_us, r.signer_us));
     tlv_writer w;
     w.add_u64(1, 9);
+    std::string err;
     CHECK_FALSE(decode_result(w.data(), err).has_value());
 }
 
