@@ -26,6 +26,7 @@
 #include "../../lib/audit.hpp"
 #include "../../lib/event_budget.hpp"
 #include "../../lib/fd.hpp"
+#include "../../lib/fd_layout.h"
 #include "../../lib/net.hpp"
 #include "../../lib/ipc.hpp"
 #include "../../lib/log.hpp"
@@ -40,8 +41,8 @@ using namespace clsgw;
 
 namespace {
 
-constexpr int FIRST_FD = 3; // the control socket from clsgwd, or the listening socket from systemd
-constexpr int AUDIT_FD = 4;
+constexpr int FIRST_FD = CLSGW_SIGNER_FIRST_FD; // clsgwd's control socket, or systemd's listener
+constexpr int AUDIT_FD = CLSGW_SIGNER_AUDIT_FD;
 // What may wait for the master before it counts as not reading: log lines and signer_ready,
 // behind the kernel's own socket buffer (about 200 KiB) that is full by then.
 constexpr size_t MASTER_QUEUE_FRAMES = 64;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../../lib/fd.hpp"
+#include "../../lib/fd_layout.h"
 #include "../../lib/ipc.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/log.hpp"
@@ -16,9 +17,9 @@
 
 namespace clsgw {
 
-constexpr int CONTROL_FD = 3;
-constexpr int CONNECTION_FD = 4;
-constexpr int SIGNER_FD = 5;
+constexpr int CONTROL_FD = CLSGW_WORKER_CONTROL_FD;
+constexpr int CONNECTION_FD = CLSGW_WORKER_CONNECTION_FD;
+constexpr int SIGNER_FD = CLSGW_WORKER_SIGNER_FD;
 // The master passes the upstream socket later; it lands on the lowest free number.
 constexpr int HIGHEST_FD = 6;
 

@@ -5,8 +5,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+
 #include <cstring>
 
+#include "../../lib/fd_layout.h"
 
 namespace clsgw {
 
@@ -18,7 +20,7 @@ namespace clsgw {
     for (int fd : fds)
         high.push_back(fcntl(fd, F_DUPFD_CLOEXEC, 16));
     for (size_t i = 0; i < high.size(); i++)
-        if (high[i] < 0 || dup2(high[i], 3 + static_cast<int>(i)) < 0)
+        if (high[i] < 0 || dup2(high[i], CLSGW_CHILD_FIRST_FD + static_cast<int>(i)) < 0)
             _exit(126);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
