@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../lib/backoff.hpp"
 #include "../../lib/config.hpp"
 #include "../../lib/fd.hpp"
 #include "../../lib/ipc.hpp"
@@ -96,7 +97,7 @@ struct signer_process {
     bool ever_ready = false;
     std::string key_id;
     uint64_t restart_at_ms = 0;
-    uint64_t backoff_ms = 1000;
+    backoff restart_backoff{1000, 60000}; // a signer that lived a minute starts from 1s again
     uint64_t started_ms = 0;
     unsigned restarts = 0;
     bool external = false; // clsgw-signer.service: connected to, not started
@@ -192,7 +193,7 @@ private:
     // Back-off toward an SMGW that refuses connections or TLS: some HAN ports lock up after
     // repeated failures, so clsgwd stops trying for a while and fails new channels at once.
     uint64_t smgw_blocked_until_ms_ = 0;
-    uint64_t smgw_backoff_ms_ = 1000;
+    backoff smgw_backoff_{SMGW_BACKOFF_FIRST_MS}; // its ceiling is smgw_backoff_max
     // Counted only from what clsgwd sees itself (its own connect failing) or from failures of
     // several workers in a row: one worker's word cannot put every channel into fail-fast.
     unsigned smgw_failed_channels_ = 0;
@@ -201,7 +202,7 @@ private:
     // Workers dying before doing anything (a broken install, a filter that cannot load): after
     // three in a row clsgwd pauses accepting, doubling the pause, instead of spawning in a loop.
     unsigned useless_deaths_ = 0;
-    uint64_t spawn_pause_ms_ = 1000;
+    backoff spawn_pause_;
     void note_worker_usefulness(const channel &ch);
     // Repeated identical failures from one peer: the first few per interval are logged, the
     // rest counted and reported in one "suppressed" line.
@@ -219,7 +220,7 @@ private:
     std::vector<spare_worker> spares_;
     std::vector<pid_t> retired_spares_; // control closed (reload, stop); they exit on their own
     uint64_t spare_refill_at_ms_ = 0;
-    uint64_t spare_backoff_ms_ = 1000;
+    backoff spare_backoff_;
     void refill_spares();
     uint64_t spare_refill_due() const;
     bool hand_to_spare(channel &ch, int connection, int signer_session);

@@ -80,7 +80,7 @@ void master::commit_reload(pending_reload &r)
     worker_uid_ = r.uid;
     worker_gid_ = r.gid;
     smgw_blocked_until_ms_ = 0; // the SMGW (or its address) may have changed
-    smgw_backoff_ms_ = SMGW_BACKOFF_FIRST_MS;
+    smgw_backoff_.reset();
     smgw_failed_channels_ = 0;
     reset_session_cache(); // sessions were authenticated against the old trust
     channel_levels_.clear();

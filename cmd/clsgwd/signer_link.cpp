@@ -30,6 +30,15 @@ std::string sanitize(const uint8_t *data, size_t len)
     return out;
 }
 
+// signer_ready's key id (the SHA-256 of the key's SPKI) in hex, "?" when malformed.
+std::string key_id_of(const bytes &payload)
+{
+    tlv_reader t;
+    std::string err;
+    auto id = t.parse(payload, err) ? t.raw(1, 32) : std::nullopt;
+    return id ? hex(*id) : "?";
+}
+
 } // namespace
 
 signer_process master::spawn_signer(const config &cfg, const std::string &program)
@@ -76,15 +85,14 @@ signer_process master::spawn_signer(const config &cfg, const std::string &progra
 void master::start_signer()
 {
     unsigned restarts = signer_.restarts;
-    uint64_t backoff = signer_.backoff_ms;
+    backoff restart_backoff = signer_.restart_backoff;
     bool ever_ready = signer_.ever_ready;
     signer_ = spawn_signer(cfg_, paths_.signer);
     signer_.restarts = restarts;
-    signer_.backoff_ms = backoff;
+    signer_.restart_backoff = restart_backoff;
     signer_.ever_ready = ever_ready;
     if (signer_.down()) {
-        signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
-        signer_.backoff_ms = std::min(signer_.backoff_ms * 2, SIGNER_BACKOFF_MAX_MS);
+        signer_.restart_at_ms = now_ms() + signer_.restart_backoff.fail();
     }
 }
 
@@ -108,10 +116,7 @@ void master::on_reload_signer_message()
         reload_->signer_said = sanitize(payload.data() + 1, payload.size() - 1);
         log_raw(static_cast<log_level>(payload[0]), reload_->signer_said);
     } else if (r.message.type == msg_type::signer_ready) {
-        tlv_reader t;
-        std::string err;
-        auto id = t.parse(payload, err) ? t.raw(1, 32) : std::nullopt;
-        s.key_id = id ? hex(*id) : "?";
+        s.key_id = key_id_of(payload);
         s.ready = s.ever_ready = true;
         commit_reload(*reload_);
         reload_.reset();
@@ -124,12 +129,9 @@ void master::on_signer_message()
     if (r.status == ipc_status::would_block)
         return;
     if (r.status == ipc_status::ok && r.message.type == msg_type::signer_ready && !signer_.ready) {
-        tlv_reader t;
-        std::string err;
-        auto id = t.parse(r.message.payload, err) ? t.raw(1, 32) : std::nullopt;
-        signer_.key_id = id ? hex(*id) : "?";
+        signer_.key_id = key_id_of(r.message.payload);
         signer_.ready = signer_.ever_ready = true;
-        signer_.backoff_ms = 1000;
+        signer_.restart_backoff.reset();
         log_info("signer ready", log_fields().add("pid", static_cast<int64_t>(signer_.pid)).add("key", signer_.key_id)
                                      .add("mode", signer_.external ? "service" : "child"));
         return;
@@ -139,9 +141,8 @@ void master::on_signer_message()
         signer_.ready = false;
         if (signer_.external && !stopping_) {
             signer_.restarts++;
-            log_error("lost the connection to clsgw-signer; reconnecting", log_fields().add("in_ms", signer_.backoff_ms));
-            signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
-            signer_.backoff_ms = std::min(signer_.backoff_ms * 2, SIGNER_BACKOFF_MAX_MS);
+            log_error("lost the connection to clsgw-signer; reconnecting", log_fields().add("in_ms", signer_.restart_backoff.delay()));
+            signer_.restart_at_ms = now_ms() + signer_.restart_backoff.fail();
         }
         return;
     }
@@ -168,11 +169,10 @@ void master::signer_exited(int status)
         return;
     // Back off while it keeps dying; a signer that lived a minute starts from 1s again.
     if (now_ms() - signer_.started_ms > SIGNER_BACKOFF_MAX_MS)
-        signer_.backoff_ms = 1000;
+        signer_.restart_backoff.reset();
     signer_.restarts++;
-    log_error("signer exited; restarting", log_fields().add("status", how).add("in_ms", signer_.backoff_ms));
-    signer_.restart_at_ms = now_ms() + signer_.backoff_ms;
-    signer_.backoff_ms = std::min(signer_.backoff_ms * 2, SIGNER_BACKOFF_MAX_MS);
+    log_error("signer exited; restarting", log_fields().add("status", how).add("in_ms", signer_.restart_backoff.delay()));
+    signer_.restart_at_ms = now_ms() + signer_.restart_backoff.fail();
 }
 
 } // namespace clsgw

@@ -40,13 +40,13 @@ void master::refill_spares()
         unique_fd theirs;
         if (!ipc_socketpair(s.control, theirs)) {
             log_error("cannot create a spare worker's socket", log_fields().add("error", errno_text(errno)));
-            spare_refill_at_ms_ = now_ms() + spare_backoff_ms_;
+            spare_refill_at_ms_ = now_ms() + spare_backoff_.delay();
             return;
         }
         s.pid = fork();
         if (s.pid < 0) {
             log_error("cannot fork a spare worker", log_fields().add("error", errno_text(errno)));
-            spare_refill_at_ms_ = now_ms() + spare_backoff_ms_;
+            spare_refill_at_ms_ = now_ms() + spare_backoff_.delay();
             return;
         }
         if (s.pid == 0)
@@ -84,7 +84,7 @@ void master::retire_spares()
         retired_spares_.push_back(s.pid);
     spares_.clear();
     spare_refill_at_ms_ = 0;
-    spare_backoff_ms_ = 1000;
+    spare_backoff_.reset();
 }
 
 size_t master::spares_ready() const
@@ -132,9 +132,8 @@ bool master::spare_exited(pid_t pid, int status)
     spares_.erase(it);
     std::string how = WIFSIGNALED(status) ? signal_name(WTERMSIG(status)) : "exit " + std::to_string(WEXITSTATUS(status));
     log_warn("a spare worker ended before serving a channel; the pool refills later",
-             log_fields().add("pid", static_cast<int64_t>(pid)).add("status", how).add("retry_in_ms", spare_backoff_ms_));
-    spare_refill_at_ms_ = now_ms() + spare_backoff_ms_;
-    spare_backoff_ms_ = std::min<uint64_t>(spare_backoff_ms_ * 2, 60000);
+             log_fields().add("pid", static_cast<int64_t>(pid)).add("status", how).add("retry_in_ms", spare_backoff_.delay()));
+    spare_refill_at_ms_ = now_ms() + spare_backoff_.fail();
     return true;
 }
 

@@ -29,7 +29,7 @@ void master::note_smgw_outcome(const channel &ch)
     bool tls_stood = ch.result && !ch.result->tls_version.empty();
     if (tls_stood) { // a refusal after TLS is the SMGW answering, not failing
         smgw_failed_channels_ = 0;
-        smgw_backoff_ms_ = SMGW_BACKOFF_FIRST_MS;
+        smgw_backoff_.reset();
         return;
     }
     std::string reason = ch.kill_reason.empty() && ch.result ? ch.result->reason : ch.kill_reason;
@@ -59,30 +59,28 @@ void master::smgw_back_off(const std::string &reason, const char *seen_by)
     if (now < smgw_blocked_until_ms_)
         return; // channels already under way when the back-off began count once
     // +-20% jitter so that many devices behind one SMGW do not retry in step
-    uint64_t jitter = smgw_backoff_ms_ / 5;
-    uint64_t wait = smgw_backoff_ms_ - jitter + static_cast<uint64_t>(random()) % (2 * jitter + 1);
+    smgw_backoff_.set_max(cfg_.smgw_backoff_max_ms);
+    uint64_t wait = smgw_backoff_.fail_jittered(static_cast<uint64_t>(random()));
     smgw_blocked_until_ms_ = now + wait;
     log_warn("SMGW did not complete a channel; new channels fail fast meanwhile",
              log_fields().add("reason", reason).add("seen_by", seen_by).add("retry_in_ms", wait)
                  .add("smgw", cfg_.smgw_address ? cfg_.smgw_address->to_string() : "-"));
-    smgw_backoff_ms_ = std::min(smgw_backoff_ms_ * 2, std::max(cfg_.smgw_backoff_max_ms, SMGW_BACKOFF_FIRST_MS));
 }
 
 void master::note_worker_usefulness(const channel &ch)
 {
     if (ch.result || !ch.kill_reason.empty()) { // it did its job, or we ended it
         useless_deaths_ = 0;
-        spawn_pause_ms_ = 1000;
-        spare_backoff_ms_ = 1000;
+        spawn_pause_.reset();
+        spare_backoff_.reset();
         return;
     }
     if (++useless_deaths_ < 3)
         return;
-    accept_paused_until_ms_ = now_ms() + spawn_pause_ms_;
+    uint64_t pause = spawn_pause_.fail();
+    accept_paused_until_ms_ = now_ms() + pause;
     log_error("workers die before doing any work; new channels wait in the listen backlog",
-              log_fields().add("deaths_in_a_row", useless_deaths_).add("pause_ms", spawn_pause_ms_)
-                  .add("worker", paths_.worker));
-    spawn_pause_ms_ = std::min<uint64_t>(spawn_pause_ms_ * 2, 60000);
+              log_fields().add("deaths_in_a_row", useless_deaths_).add("pause_ms", pause).add("worker", paths_.worker));
 }
 
 } // namespace clsgw
