@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "../../lib/ipc.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/log.hpp"
+#include "../../lib/reason.hpp"
 #include "../../lib/relay.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
@@ -34,6 +36,7 @@ struct worker_context {
     uint64_t started_ms = 0;
     uint64_t handshake_deadline_ms = 0;
     uint64_t resumed_session_age_ms = 0; // age of the session this channel resumed
+    std::optional<upstream_failure> upstream_failed; // what the master said instead of a socket
     worker_result result;
 };
 

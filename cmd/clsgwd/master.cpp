@@ -123,8 +123,9 @@ void master::check_deadlines()
             kill_worker(ch, "handshake_timeout");
         if (ch.connecting && now >= ch.connect_deadline_ms) {
             if (ch.cfg.direction == channel_direction::outbound)
-                smgw_back_off("smgw_connect_timeout", "clsgwd");
-            fail_upstream(ch, "smgw_connect_timeout");
+                smgw_back_off(upstream_failure_name(upstream_failure::connect_timeout, channel_direction::outbound),
+                              "clsgwd");
+            fail_upstream(ch, upstream_failure::connect_timeout);
         }
     }
     if (stopping_ && now >= stop_deadline_ms_)

@@ -20,6 +20,7 @@
 #include "../../lib/log.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/net.hpp"
+#include "../../lib/reason.hpp"
 #include "../../lib/session_cache.hpp"
 
 namespace clsgw {
@@ -255,7 +256,7 @@ private:
     // Sends to a worker without waiting; a worker that leaves its socket full is killed.
     bool send_to_worker(channel &ch, msg_type type, const bytes &payload, int fd = -1);
     void finish_upstream(channel &ch);
-    void fail_upstream(channel &ch, const std::string &reason);
+    void fail_upstream(channel &ch, upstream_failure why);
     void kill_worker(channel &ch, const std::string &reason);
     void protocol_violation(channel &ch, const std::string &what);
     void han_keepalive(int fd) const;

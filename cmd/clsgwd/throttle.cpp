@@ -33,10 +33,8 @@ void master::note_smgw_outcome(const channel &ch)
         return;
     }
     std::string reason = ch.kill_reason.empty() && ch.result ? ch.result->reason : ch.kill_reason;
-    if (reason == "smgw_backoff" || reason.rfind("cert_", 0) == 0 || reason == "signer_failed" ||
+    if (is_smgw_upstream_failure(reason) || reason.rfind("cert_", 0) == 0 || reason == "signer_failed" ||
         reason == "worker_protocol_violation" || reason == "worker_not_reading" ||
-        reason.rfind("smgw_connect", 0) == 0 || reason == "smgw_connection_refused" ||
-        reason == "smgw_network_unreachable" || reason == "smgw_unreachable" ||
         (ch.result && ch.result->result == outcome::refused))
         return; // not the SMGW failing, or already counted by clsgwd's own connect
     // A handshake that ran out of time counts only when the SMGW had at least half of it: an app

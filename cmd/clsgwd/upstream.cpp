@@ -8,24 +8,10 @@
 
 #include "../../lib/log.hpp"
 #include "../../lib/net.hpp"
+#include "../../lib/reason.hpp"
 #include "../../lib/util.hpp"
 
 namespace clsgw {
-
-namespace {
-
-std::string upstream_errno_reason(int err)
-{
-    switch (err) {
-    case ECONNREFUSED: return "smgw_connection_refused";
-    case ENETUNREACH:
-    case EHOSTUNREACH: return "smgw_network_unreachable";
-    case ETIMEDOUT: return "smgw_connect_timeout";
-    }
-    return "smgw_unreachable";
-}
-
-} // namespace
 
 // A silently dead SMGW is noticed within keepalive_idle + keepalive_interval * keepalive_probes.
 void master::han_keepalive(int fd) const
@@ -63,7 +49,7 @@ void master::start_upstream(channel &ch, const bytes &choice)
         if (!ch.target)
             ch.target = ch.cfg.target;
         if (now_ms() < smgw_blocked_until_ms_)
-            return fail_upstream(ch, "smgw_backoff"); // not now: the SMGW is left alone for a while
+            return fail_upstream(ch, upstream_failure::backoff); // not now: the SMGW is left alone for a while
         to = &ch.upstream;
     } else {
         std::string name(choice.begin(), choice.end());
@@ -78,21 +64,17 @@ void master::start_upstream(channel &ch, const bytes &choice)
     ch.connecting = connect_start(*to, &err);
     if (!ch.connecting) {
         if (ch.cfg.direction == channel_direction::outbound)
-            smgw_back_off(upstream_errno_reason(err), "clsgwd");
-        return fail_upstream(ch, upstream_errno_reason(err));
+            smgw_back_off(upstream_failure_name(upstream_failure_for_errno(err), channel_direction::outbound), "clsgwd");
+        return fail_upstream(ch, upstream_failure_for_errno(err));
     }
     ch.connect_deadline_ms = now_ms() + cfg_.connect_timeout_ms;
 }
 
-void master::fail_upstream(channel &ch, const std::string &smgw_reason)
+// The worker names it for its channel's direction (reason.hpp's table).
+void master::fail_upstream(channel &ch, upstream_failure why)
 {
     ch.connecting.reset();
-    // Reasons are phrased for the SMGW; for an inbound channel the far end is the local service.
-    std::string reason = smgw_reason;
-    if (ch.cfg.direction == channel_direction::inbound)
-        reason = "service" + reason.substr(reason.find('_'));
-    bytes why(reason.begin(), reason.end());
-    send_to_worker(ch, msg_type::upstream_failed, why);
+    send_to_worker(ch, msg_type::upstream_failed, encode_upstream_failure(why));
 }
 
 void master::finish_upstream(channel &ch)
@@ -103,8 +85,8 @@ void master::finish_upstream(channel &ch)
         err = errno;
     if (err != 0) {
         if (ch.cfg.direction == channel_direction::outbound)
-            smgw_back_off(upstream_errno_reason(err), "clsgwd");
-        return fail_upstream(ch, upstream_errno_reason(err));
+            smgw_back_off(upstream_failure_name(upstream_failure_for_errno(err), channel_direction::outbound), "clsgwd");
+        return fail_upstream(ch, upstream_failure_for_errno(err));
     }
     if (ch.cfg.direction == channel_direction::outbound)
         han_keepalive(ch.connecting.get());
