@@ -295,18 +295,14 @@ void master::answer_reload_waiters(const std::string &why)
 // to expiry.
 void master::begin_check(control_client &c)
 {
-    config_result loaded = load_config(cfg_.file);
-    std::vector<config_error> errors = loaded.errors;
-    checked env;
-    if (loaded.value)
-        env = check_environment(*loaded.value, errors);
-    for (const auto &e : errors)
+    loaded_config loaded = load_and_check(cfg_.file);
+    for (const auto &e : loaded.errors)
         c.problems += "config: " + e.to_string() + "\n";
-    for (const auto &warning : env.warnings)
+    for (const auto &warning : loaded.env.warnings)
         c.problems += "warning: config: " + warning + "\n";
-    if (errors.empty())
+    if (loaded.errors.empty())
         c.report += "config: " + cfg_.file + " is valid\n";
-    c.failed = !errors.empty();
+    c.failed = !loaded.errors.empty();
     std::string why;
     if (!send_test_signature(c, why))
         return end_check(c, false, why);

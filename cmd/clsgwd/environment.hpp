@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,5 +21,14 @@ struct checked {
 };
 
 checked check_environment(const config &cfg, std::vector<config_error> &errors);
+
+// The configuration file as the start, `clsgwd -t`, a reload and `clsgwctl check` all see it:
+// parsed (load_config), then checked (check_environment). Usable when errors is empty.
+struct loaded_config {
+    std::optional<config> value;
+    checked env;
+    std::vector<config_error> errors;
+};
+loaded_config load_and_check(const std::string &file);
 
 } // namespace clsgw

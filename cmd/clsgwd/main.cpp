@@ -49,11 +49,9 @@ int main(int argc, char **argv)
     if (file.empty() || optind != argc)
         usage(2);
 
-    config_result loaded = load_config(file);
-    std::vector<config_error> errors = loaded.errors;
-    checked env;
-    if (loaded.value)
-        env = check_environment(*loaded.value, errors);
+    loaded_config loaded = load_and_check(file);
+    const std::vector<config_error> &errors = loaded.errors;
+    const checked &env = loaded.env;
     if (!errors.empty()) {
         std::string err = journal_prefix(log_level::error); // ExecStartPre's errors reach journalctl -p err
         for (const auto &e : errors)

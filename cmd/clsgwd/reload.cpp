@@ -23,14 +23,11 @@ void master::reload()
     }
     sd_notify_state("RELOADING=1");
     log_info("reloading", log_fields().add("config", cfg_.file));
-    config_result loaded = load_config(cfg_.file);
-    std::vector<config_error> errors = loaded.errors;
-    checked env;
-    if (loaded.value)
-        env = check_environment(*loaded.value, errors);
-    if (!errors.empty()) {
+    loaded_config loaded = load_and_check(cfg_.file);
+    const checked &env = loaded.env;
+    if (!loaded.errors.empty()) {
         std::string all;
-        for (const auto &e : errors)
+        for (const auto &e : loaded.errors)
             all += (all.empty() ? "" : "; ") + e.to_string();
         return refuse_reload(all);
     }
