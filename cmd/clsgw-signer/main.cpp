@@ -353,16 +353,12 @@ bool signer_service::serve_request(session &s)
 
 void signer_service::open_session(ipc_message &m)
 {
-    tlv_reader r;
-    std::string err;
-    bool parsed = r.parse(m.payload, err);
-    auto id = r.u64(1);
-    auto name = r.str(2, 128), peer = r.str(3, 128);
-    if (!parsed || !m.fd || !id || !name || !peer) {
+    auto tag = signer::decode_session_open(m.payload);
+    if (!tag || !m.fd) {
         log_error("malformed session_open from the master");
         return;
     }
-    uint64_t channel_id = id.value_or(0);
+    uint64_t channel_id = tag->channel_id;
     if (sessions_.size() >= opt_.max_sessions) {
         log_error("too many signer sessions; refusing one: raise --max-sessions to clsgwd's max_channels + 16",
                   log_fields().add("channel", channel_id).add("max_sessions", static_cast<uint64_t>(opt_.max_sessions)));
@@ -372,8 +368,8 @@ void signer_service::open_session(ipc_message &m)
     session s;
     s.fd = std::move(m.fd);
     s.channel_id = channel_id;
-    s.channel_name = *name;
-    s.peer = *peer;
+    s.channel_name = tag->channel_name;
+    s.peer = tag->peer;
     sessions_[fd] = std::move(s);
 }
 
@@ -510,9 +506,7 @@ int signer_service::poll_timeout(uint64_t now) const
 
 void signer_service::run()
 {
-    tlv_writer ready;
-    ready.add(1, key_id_, sizeof key_id_);
-    ready_ = ready.data();
+    ready_ = signer::encode_signer_ready(key_id_);
     if (!g_service) {
         send_to_master(msg_type::signer_ready, ready_);
         if (!g_master.fd)
@@ -567,12 +561,8 @@ void signer_service::run()
 
 void send_log_to_master(log_level level, const std::string &line)
 {
-    size_t n = line.size() > 1024 ? 1024 : line.size();
-    bytes payload(1 + n);
-    payload[0] = static_cast<uint8_t>(level);
-    memcpy(payload.data() + 1, line.data(), n);
     if (g_master.fd) {
-        send_to_master(msg_type::log, payload);
+        send_to_master(msg_type::log, signer::encode_log(level, line));
         if (g_master.fd)
             return;
     }

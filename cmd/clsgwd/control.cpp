@@ -323,9 +323,8 @@ bool master::send_test_signature(control_client &c, std::string &why)
         why = errno_text(errno);
         return false;
     }
-    tlv_writer session;
-    session.add_u64(1, 0).add(2, "clsgwctl-check").add(3, "local");
-    if (!ipc_send_nowait(signer_.control.get(), msg_type::session_open, session.data(), theirs.get())) {
+    bytes session = signer::encode_session_open({0, "clsgwctl-check", "local"});
+    if (!ipc_send_nowait(signer_.control.get(), msg_type::session_open, session, theirs.get())) {
         why = "cannot open a session: " + errno_text(errno);
         return false;
     }

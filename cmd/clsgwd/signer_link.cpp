@@ -7,11 +7,13 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "../../lib/log.hpp"
+#include "../../lib/signer_proto.hpp"
 #include "../../lib/util.hpp"
 
 namespace clsgw {
@@ -20,22 +22,10 @@ namespace {
 
 constexpr uint64_t SIGNER_BACKOFF_MAX_MS = 60000;
 
-// Worker log text is untrusted: no control bytes reach the log.
-std::string sanitize(const uint8_t *data, size_t len)
-{
-    std::string out(reinterpret_cast<const char *>(data), len);
-    for (auto &c : out)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-            c = '?';
-    return out;
-}
-
 // signer_ready's key id (the SHA-256 of the key's SPKI) in hex, "?" when malformed.
 std::string key_id_of(const bytes &payload)
 {
-    tlv_reader t;
-    std::string err;
-    auto id = t.parse(payload, err) ? t.raw(1, 32) : std::nullopt;
+    auto id = signer::decode_signer_ready(payload);
     return id ? hex(*id) : "?";
 }
 
@@ -112,9 +102,10 @@ void master::on_reload_signer_message()
                                                : reload_->signer_said));
     if (r.status != ipc_status::ok)
         return;
-    if (r.message.type == msg_type::log && !payload.empty() && valid_log_level(payload[0]) && payload.size() <= 1025) {
-        reload_->signer_said = sanitize(payload.data() + 1, payload.size() - 1);
-        log_raw(static_cast<log_level>(payload[0]), reload_->signer_said);
+    auto line = r.message.type == msg_type::log ? signer::decode_log(payload) : std::nullopt;
+    if (line) {
+        reload_->signer_said = line->second;
+        log_raw(line->first, reload_->signer_said);
     } else if (r.message.type == msg_type::signer_ready) {
         s.key_id = key_id_of(payload);
         s.ready = s.ever_ready = true;
@@ -146,10 +137,10 @@ void master::on_signer_message()
         }
         return;
     }
-    const bytes &p = r.message.payload;
-    if (r.status == ipc_status::ok && r.message.type == msg_type::log && !p.empty() && valid_log_level(p[0]) &&
-        p.size() <= 1025) {
-        log_raw(static_cast<log_level>(p[0]), sanitize(p.data() + 1, p.size() - 1));
+    auto line = r.status == ipc_status::ok && r.message.type == msg_type::log ? signer::decode_log(r.message.payload)
+                                                                                 : std::nullopt;
+    if (line) {
+        log_raw(line->first, line->second);
         return;
     }
     log_error("unexpected message from the signer", log_fields().add("error", r.error));

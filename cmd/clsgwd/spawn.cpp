@@ -3,10 +3,12 @@
 #include "master.hpp"
 
 #include <unistd.h>
+
 #include <cerrno>
 
 #include "../../lib/log.hpp"
 #include "../../lib/net.hpp"
+#include "../../lib/signer_proto.hpp"
 #include "../../lib/util.hpp"
 
 namespace clsgw {
@@ -60,11 +62,10 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
         log_error("cannot create channel sockets", log_fields().add("error", errno_text(errno)));
         return;
     }
-    tlv_writer session;
-    session.add_u64(1, ch.id).add(2, cc.name).add(3, peer);
+    bytes session = signer::encode_session_open({ch.id, cc.name, peer});
     // Never waits: a signer that leaves this many session requests unread is stuck, and the
     // channel ends at once with a reason instead of freezing every other channel.
-    if (!ipc_send_nowait(signer_.control.get(), msg_type::session_open, session.data(), signer_end.get())) {
+    if (!ipc_send_nowait(signer_.control.get(), msg_type::session_open, session, signer_end.get())) {
         count_outcome("failed", "signer_unavailable");
         log_error("cannot open a signer session; channel refused",
                   log_fields().add("name", cc.name).add("peer", peer).add("reason", "signer_unavailable")

@@ -280,3 +280,33 @@ TEST_CASE("a send that would wait fails instead: the socket buffer is the peer's
     CHECK(sent > 0);
     CHECK(sent < 10000);
 }
+
+TEST_CASE("session_open, signer_ready and the signer's log lines decode what was encoded and refuse the rest")
+{
+    auto tag = signer::decode_session_open(signer::encode_session_open({42, "meter", "127.0.0.1:5"}));
+    REQUIRE(tag);
+    CHECK(std::tie(tag->channel_id, tag->channel_name, tag->peer) ==
+          std::make_tuple(uint64_t{42}, std::string("meter"), std::string("127.0.0.1:5")));
+    CHECK_FALSE(signer::decode_session_open(signer::encode_session_open({1, std::string(129, 'n'), "p"})));
+    tlv_writer no_peer;
+    no_peer.add_u64(1, 1).add(2, "meter");
+    CHECK_FALSE(signer::decode_session_open(no_peer.data()));
+
+    uint8_t key_id[signer::KEY_ID_LEN];
+    memset(key_id, 0x5a, sizeof key_id);
+    auto id = signer::decode_signer_ready(signer::encode_signer_ready(key_id));
+    REQUIRE(id);
+    CHECK(*id == bytes(key_id, key_id + sizeof key_id));
+    CHECK_FALSE(signer::decode_signer_ready(bytes{1, 2, 3}));
+
+    auto line = signer::decode_log(signer::encode_log(log_level::warn, "key loaded\x1b[31m"));
+    REQUIRE(line);
+    CHECK(line->first == log_level::warn);
+    CHECK(line->second == "key loaded?[31m");
+    CHECK(signer::encode_log(log_level::info, std::string(5000, 'x')).size() == 1 + signer::LOG_LINE_MAX);
+    CHECK_FALSE(signer::decode_log({}));
+    CHECK_FALSE(signer::decode_log(bytes{0xee, 'x'}));
+    bytes too_long(2 + signer::LOG_LINE_MAX, 'x');
+    too_long[0] = static_cast<uint8_t>(log_level::info);
+    CHECK_FALSE(signer::decode_log(too_long));
+}
