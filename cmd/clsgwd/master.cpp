@@ -1,7 +1,7 @@
 // The master's event loop: one poll over every socket it serves, signals (through a signalfd),
 // reaping, deadlines, the drain on SIGTERM and what it tells systemd. The jobs it dispatches to
 // live in a file each (listeners, spawn, spares, signer_link, worker_link, sessions, upstream,
-// reports, throttle, reload, control).
+// reports, throttle, reload, control, certificates).
 #include "master.hpp"
 
 #include <poll.h>
@@ -9,6 +9,7 @@
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>

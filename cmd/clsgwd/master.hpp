@@ -1,5 +1,8 @@
 // The master: accepts, spawns one sandboxed worker per channel, connects upstream on the
-// workers' behalf, supervises the signer. It never parses bytes from the network.
+// workers' behalf, supervises the signer. It never parses bytes from the network. One class and
+// one event loop (master.cpp); each of its jobs is a file of its own that says which in its first
+// comment (listeners, spawn, spares, signer_link, worker_link, sessions, upstream, reports,
+// throttle, reload, control, certificates; exec and environment are helpers).
 #pragma once
 
 #include <poll.h>
@@ -283,10 +286,11 @@ private:
     void end_check(control_client &c, bool signed_ok, const std::string &signer_line);
     void check_control_deadlines();
     uint64_t next_control_deadline() const;
+    void count_outcome(const std::string &outcome, const std::string &reason);
+    // certificates.cpp: expiry warnings
     void watch_certificates();
     void check_certificate_expiry();
     uint64_t certificates_checked_ms_ = 0;
-    void count_outcome(const std::string &outcome, const std::string &reason);
 };
 
 } // namespace clsgw

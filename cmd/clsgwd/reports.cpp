@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
+
 #include <algorithm>
 
 #include "../../lib/log.hpp"

@@ -3,6 +3,7 @@
 #include "master.hpp"
 
 #include <string.h>
+
 #include <algorithm>
 #include <cerrno>
 

@@ -3,6 +3,7 @@
 #include "master.hpp"
 
 #include <sys/socket.h>
+
 #include <algorithm>
 #include <cerrno>
 

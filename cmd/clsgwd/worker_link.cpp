@@ -3,6 +3,7 @@
 #include "master.hpp"
 
 #include <signal.h>
+
 #include <algorithm>
 #include <cerrno>
 
