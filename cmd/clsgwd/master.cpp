@@ -122,12 +122,8 @@ void master::check_deadlines()
     for (auto &[id, ch] : channels_) {
         if (!ch.established && ch.kill_reason.empty() && now >= ch.handshake_deadline_ms)
             kill_worker(ch, "handshake_timeout");
-        if (ch.connecting && now >= ch.connect_deadline_ms) {
-            if (ch.cfg.direction == channel_direction::outbound)
-                smgw_back_off(upstream_failure_name(upstream_failure::connect_timeout, channel_direction::outbound),
-                              "clsgwd");
-            fail_upstream(ch, upstream_failure::connect_timeout);
-        }
+        if (ch.connecting && now >= ch.connect_deadline_ms)
+            connect_failed(ch, upstream_failure::connect_timeout);
     }
     if (stopping_ && now >= stop_deadline_ms_)
         for (auto &[id, ch] : channels_)

@@ -260,6 +260,7 @@ private:
     bool send_to_worker(channel &ch, msg_type type, const bytes &payload, int fd = -1);
     void finish_upstream(channel &ch);
     void fail_upstream(channel &ch, upstream_failure why);
+    void connect_failed(channel &ch, upstream_failure why);
     void kill_worker(channel &ch, const std::string &reason);
     void protocol_violation(channel &ch, const std::string &what);
     void han_keepalive(int fd) const;

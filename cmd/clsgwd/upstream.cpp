@@ -63,11 +63,8 @@ void master::start_upstream(channel &ch, const bytes &choice)
     }
     int err = 0;
     ch.connecting = connect_start(*to, &err);
-    if (!ch.connecting) {
-        if (ch.cfg.direction == channel_direction::outbound)
-            smgw_back_off(upstream_failure_name(upstream_failure_for_errno(err), channel_direction::outbound), "clsgwd");
-        return fail_upstream(ch, upstream_failure_for_errno(err));
-    }
+    if (!ch.connecting)
+        return connect_failed(ch, upstream_failure_for_errno(err));
     ch.connect_deadline_ms = now_ms() + cfg_.connect_timeout_ms;
 }
 
@@ -78,17 +75,22 @@ void master::fail_upstream(channel &ch, upstream_failure why)
     send_to_worker(ch, msg_type::upstream_failed, encode_upstream_failure(why));
 }
 
+// clsgwd's own connect failed (or timed out): toward the SMGW that counts at once for its back-off.
+void master::connect_failed(channel &ch, upstream_failure why)
+{
+    if (ch.cfg.direction == channel_direction::outbound)
+        smgw_back_off(upstream_failure_name(why, channel_direction::outbound), "clsgwd");
+    fail_upstream(ch, why);
+}
+
 void master::finish_upstream(channel &ch)
 {
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(ch.connecting.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
-    if (err != 0) {
-        if (ch.cfg.direction == channel_direction::outbound)
-            smgw_back_off(upstream_failure_name(upstream_failure_for_errno(err), channel_direction::outbound), "clsgwd");
-        return fail_upstream(ch, upstream_failure_for_errno(err));
-    }
+    if (err != 0)
+        return connect_failed(ch, upstream_failure_for_errno(err));
     if (ch.cfg.direction == channel_direction::outbound)
         han_keepalive(ch.connecting.get());
     ch.upstream_ready_ms = now_ms();
