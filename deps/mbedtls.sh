@@ -2,7 +2,7 @@
 # Builds Debian's own mbedTLS 3.6 LTS source package (from the trixie suite) into a prefix, for
 # Debian 12, whose libmbedtls-dev is the end-of-life 2.28. The source comes from Debian's archive
 # through a temporary deb-src list (the system's apt configuration is not touched) and is checked
-# by apt against the archive's signed index, as tests/bench/stunnel_fork.sh does. Debian's
+# by apt against the archive's signed index (deps/debian_source.sh). Debian's
 # patches are applied (dpkg-source); the library keeps Debian's configuration but for one option
 # (below; docs/conformance.md). Static libraries only: the worker links them statically
 # anyway, and the other programs then need no run-time library path.
@@ -21,22 +21,7 @@ cache=${MBEDTLS_SRC_CACHE:-$(dirname "$prefix")/mbedtls-src}
 case $cache in /*) ;; *) cache=$(pwd)/$cache ;; esac
 if [ ! -f "$cache/.fetched" ]; then
     rm -rf "$cache"
-    mkdir -p "$cache/lists/partial" "$cache/parts" "$cache/src"
-    cat >"$cache/parts/src.sources" <<EOS
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: $suite
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOS
-    apt="-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=$cache/parts -o Dir::State::Lists=$cache/lists"
-    # shellcheck disable=SC2086
-    apt-get $apt -qq update >"$cache/apt.log" 2>&1 ||
-        { echo "mbedtls: cannot read Debian's $suite source index (see $cache/apt.log)" >&2; exit 1; }
-    # apt-get source checks the .dsc against the signed index and dpkg-source applies Debian's patches.
-    # shellcheck disable=SC2086
-    (cd "$cache/src" && apt-get $apt -qq source "$package/$suite") >>"$cache/apt.log" 2>&1 ||
-        { echo "mbedtls: cannot download the $suite source of $package (see $cache/apt.log)" >&2; exit 1; }
+    sh "$(dirname "$0")/debian_source.sh" "$cache" "$suite" mbedtls "$package/$suite"
     touch "$cache/.fetched"
 fi
 srcdir=$(find "$cache/src" -mindepth 1 -maxdepth 1 -type d -name 'mbedtls-*' | head -n1)

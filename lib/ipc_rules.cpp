@@ -18,7 +18,7 @@ const ipc_rule RULES[] = {
     // type                      name               from                       to                         max payload                 fd                        count
     {msg_type::job,              "job",             role_master,               role_worker,               ipc_max_payload,            ipc_rule::fd_optional,    1}, // a spare's carries its signer session
     {msg_type::upstream_ready,   "upstream_ready",  role_master,               role_worker,               0,                          ipc_rule::fd_required,    1},
-    {msg_type::upstream_failed,  "upstream_failed", role_master,               role_worker,               64,                         ipc_rule::no_fd,          1},
+    {msg_type::upstream_failed,  "upstream_failed", role_master,               role_worker,               1,                          ipc_rule::no_fd,          1}, // reason.hpp's code
     {msg_type::session_answer,   "session_answer",  role_master,               role_worker,               SESSION_MESSAGE_MAX,        ipc_rule::no_fd,          1},
     {msg_type::handover,         "handover",        role_master,               role_worker,               0,                          ipc_rule::fd_required,    1},
     // Never answered; the master prints at most WORKER_LOG_LINES_MAX a channel, and ends a worker

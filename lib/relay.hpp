@@ -18,8 +18,10 @@ struct relay_options {
     uint64_t close_timeout_ms = 30 * 1000;
     uint64_t lifetime_deadline_ms = 0; // monotonic; 0 = none
     // What the TLS peer's close means for the plain side:
-    //  false (worker): deliver everything, then the channel ends and the plain side is closed;
-    //  true (SMGW simulator): half-close the plain side and keep relaying the other direction.
+    //  false (the worker's outbound channels): deliver everything, then the channel ends and the
+    //        plain side is closed;
+    //  true (the worker's inbound channels, the SMGW simulator's --half-close): half-close the
+    //        plain side and keep relaying the other direction.
     bool tls_close_is_half_close = false;
     // What the plain side's FIN means for the TLS side. TLS 1.2 has no half-close: a close_notify
     // ends the whole connection for peers such as stunnel or Botan, which then drop the answer.
@@ -46,7 +48,8 @@ struct relay_result {
     bool close_notify_sent = false;
 };
 
-// plain_name and tls_name label the sides in reasons ("app"/"smgw" in the worker).
+// plain_name and tls_name label the sides in reasons ("app" or "service", and "smgw", in the
+// worker; "emt" and "device" in the simulator).
 relay_result relay(int plain_fd, mbedtls_ssl_context *ssl, tls::bio &tls_io, const relay_options &options,
                    const char *plain_name, const char *tls_name);
 

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "ipc.hpp"
+
 namespace clsgw::signer {
 
 const char *status_name(status s)
@@ -104,6 +106,60 @@ std::optional<answer> decode_answer(const bytes &payload)
         return std::nullopt;
     a.signature.assign(payload.begin() + 7, payload.end());
     return a;
+}
+
+bytes encode_session_open(const session_tag &t)
+{
+    tlv_writer w;
+    w.add_u64(1, t.channel_id).add(2, t.channel_name).add(3, t.peer);
+    return w.data();
+}
+
+std::optional<session_tag> decode_session_open(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    if (!r.parse(payload, err))
+        return std::nullopt;
+    auto id = r.u64(1);
+    auto name = r.str(2, 128), peer = r.str(3, 128);
+    if (!id || !name || !peer)
+        return std::nullopt;
+    return session_tag{*id, *name, *peer};
+}
+
+bytes encode_log(log_level level, const std::string &line)
+{
+    size_t n = line.size() > LOG_LINE_MAX ? LOG_LINE_MAX : line.size();
+    bytes payload(1 + n);
+    payload[0] = static_cast<uint8_t>(level);
+    memcpy(payload.data() + 1, line.data(), n);
+    return payload;
+}
+
+std::optional<std::pair<log_level, std::string>> decode_log(const bytes &payload)
+{
+    if (payload.empty() || !valid_log_level(payload[0]) || payload.size() > 1 + LOG_LINE_MAX)
+        return std::nullopt;
+    std::string line(payload.begin() + 1, payload.end());
+    for (auto &c : line)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            c = '?';
+    return std::make_pair(static_cast<log_level>(payload[0]), line);
+}
+
+bytes encode_signer_ready(const uint8_t (&key_id)[KEY_ID_LEN])
+{
+    tlv_writer w;
+    w.add(1, key_id, KEY_ID_LEN);
+    return w.data();
+}
+
+std::optional<bytes> decode_signer_ready(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    return r.parse(payload, err) ? r.raw(1, KEY_ID_LEN) : std::nullopt;
 }
 
 } // namespace clsgw::signer

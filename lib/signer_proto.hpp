@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
+#include "log.hpp"
 #include "util.hpp"
 
 namespace clsgw::signer {
@@ -55,5 +57,24 @@ status validate_request(const request &r, const uint8_t (&key_id)[KEY_ID_LEN]);
 
 bytes encode_answer(const answer &a);
 std::optional<answer> decode_answer(const bytes &payload);
+
+// session_open (master -> signer, with the session's socket): whom the session is for, as the
+// audit log names it.
+struct session_tag {
+    uint64_t channel_id = 0;
+    std::string channel_name, peer;
+};
+bytes encode_session_open(const session_tag &t);
+std::optional<session_tag> decode_session_open(const bytes &payload);
+
+// log (signer -> master): a level byte, then the line, at most LOG_LINE_MAX bytes. Decoded, the
+// line's control bytes are '?': the master logs it as it is.
+constexpr size_t LOG_LINE_MAX = 1024;
+bytes encode_log(log_level level, const std::string &line);
+std::optional<std::pair<log_level, std::string>> decode_log(const bytes &payload);
+
+// signer_ready (signer -> master): the key id of the key the signer holds.
+bytes encode_signer_ready(const uint8_t (&key_id)[KEY_ID_LEN]);
+std::optional<bytes> decode_signer_ready(const bytes &payload);
 
 } // namespace clsgw::signer

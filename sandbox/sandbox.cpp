@@ -71,9 +71,7 @@ std::string build(filter &f, const policy_rule *policy)
 {
     if (!f.ctx)
         return "seccomp_init failed";
-    if (seccomp_attr_set(f.ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) != 0)
-        return "seccomp: cannot set the bad-architecture action";
-    return add_rules(f.ctx, policy);
+    return sandbox_build_filter(f.ctx, policy);
 }
 
 std::string drop_capabilities(long uid, long gid)
@@ -106,6 +104,13 @@ std::string drop_capabilities(long uid, long gid)
 }
 
 } // namespace
+
+std::string sandbox_build_filter(void *ctx, const policy_rule *policy)
+{
+    if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) != 0)
+        return "seccomp: cannot set the bad-architecture action";
+    return add_rules(ctx, policy);
+}
 
 std::string sandbox_prepare(int keep_up_to_fd, const sandbox_limits &limits)
 {
@@ -141,48 +146,6 @@ std::string sandbox_lockdown(const policy_rule *policy, long uid, long gid)
     if (rc != 0)
         return "seccomp_load: " + errno_text(-rc) + " (a service manager's own filter must allow 'seccomp')";
     return {};
-}
-
-namespace {
-
-std::string export_policy(const policy_rule *policy, const std::string &arch, bool pfc)
-{
-    filter f;
-    uint32_t token = seccomp_arch_resolve_name(arch.c_str());
-    if (token == 0 || !f.ctx)
-        return {};
-    if (token != seccomp_arch_native()) {
-        if (seccomp_arch_add(f.ctx, token) != 0 || seccomp_arch_remove(f.ctx, SCMP_ARCH_NATIVE) != 0)
-            return {};
-    }
-    if (!build(f, policy).empty())
-        return {};
-    char path[] = "/tmp/clsgw-bpf-XXXXXX";
-    unique_fd fd(mkstemp(path));
-    if (!fd)
-        return {};
-    unlink(path);
-    if ((pfc ? seccomp_export_pfc(f.ctx, fd.get()) : seccomp_export_bpf(f.ctx, fd.get())) != 0)
-        return {};
-    std::string out;
-    char buf[4096];
-    lseek(fd.get(), 0, SEEK_SET);
-    ssize_t n;
-    while ((n = read(fd.get(), buf, sizeof buf)) > 0)
-        out.append(buf, static_cast<size_t>(n));
-    return out;
-}
-
-} // namespace
-
-std::string export_policy_bpf(const policy_rule *policy, const std::string &arch)
-{
-    return export_policy(policy, arch, false);
-}
-
-std::string export_policy_pfc(const policy_rule *policy, const std::string &arch)
-{
-    return export_policy(policy, arch, true);
 }
 
 } // namespace clsgw

@@ -23,10 +23,8 @@ std::string sandbox_prepare(int keep_up_to_fd, const sandbox_limits &limits);
 // uid/gid < 0: keep the current ids and drop every capability.
 std::string sandbox_lockdown(const policy_rule *policy, long uid, long gid);
 
-// Builds the filter without loading it and exports it as BPF for architecture `arch`
-// ("x86_64" or "aarch64"); used by tests and the policy check. Empty on error.
-std::string export_policy_bpf(const policy_rule *policy, const std::string &arch);
-// The same filter as libseccomp's pseudo filter code (syscall names and actions), for checks.
-std::string export_policy_pfc(const policy_rule *policy, const std::string &arch);
+// Adds a table's rules, and the bad-architecture action, to a libseccomp filter context
+// (scmp_filter_ctx) made with seccomp_init(SCMP_ACT_KILL_PROCESS); what failed, or empty.
+std::string sandbox_build_filter(void *ctx, const policy_rule *policy);
 
 } // namespace clsgw

@@ -5,7 +5,7 @@ Prints one line per test and ends with the line `N passed, N failed` (plus `, N 
 when a test could not run here; a skipped test is never counted as passed).
 Usage: tests/run.py [--build DIR] [-k SUBSTRING]
 """
-import argparse
+from runner_options import runner_options
 import json
 import importlib
 import inspect
@@ -48,10 +48,7 @@ def run_unit(build, results, emulator):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("-k", default="")
-    ap.add_argument("--keep", action="store_true", help="keep the test folders for inspection")
+    ap = runner_options("keep the test folders for inspection")
     ap.add_argument("--emulator", default="", help="run our programs under this command (qemu-user)")
     ap.add_argument("--arch", default="native")
     ap.add_argument("--sanitized", action="store_true", help="the build under test has ASan/UBSan")

@@ -26,6 +26,7 @@
 #include "../../lib/audit.hpp"
 #include "../../lib/event_budget.hpp"
 #include "../../lib/fd.hpp"
+#include "../../lib/fd_layout.h"
 #include "../../lib/net.hpp"
 #include "../../lib/ipc.hpp"
 #include "../../lib/log.hpp"
@@ -35,13 +36,14 @@
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
 #include "../../sandbox/sandbox.hpp"
+#include "options.hpp"
 
 using namespace clsgw;
 
 namespace {
 
-constexpr int FIRST_FD = 3; // the control socket from clsgwd, or the listening socket from systemd
-constexpr int AUDIT_FD = 4;
+constexpr int FIRST_FD = CLSGW_SIGNER_FIRST_FD; // clsgwd's control socket, or systemd's listener
+constexpr int AUDIT_FD = CLSGW_SIGNER_AUDIT_FD;
 // What may wait for the master before it counts as not reading: log lines and signer_ready,
 // behind the kernel's own socket buffer (about 200 KiB) that is full by then.
 constexpr size_t MASTER_QUEUE_FRAMES = 64;
@@ -56,22 +58,13 @@ constexpr unsigned CONTROL_MESSAGES_PER_ROUND = 16;
 constexpr uint64_t ACCEPT_PAUSE_MS = 1000;
 
 // The connection to the master: fd 3 when clsgwd started us; an accepted connection when we
-// run as a service of our own; -1 while no master is connected. Log lines travel on it too.
+// run as a service of our own; empty while no master is connected. Log lines travel on it too.
 struct master_link {
-    int fd = FIRST_FD;
+    unique_fd fd{FIRST_FD};
     outbox queue{MASTER_QUEUE_FRAMES, MASTER_QUEUE_BYTES};
 };
 master_link g_master;
 bool g_service = false;
-
-struct options {
-    std::string key_path, certificate_path, audit_path;
-    unsigned max_sessions = 64;
-    log_level level = log_level::info;
-    std::vector<uid_t> master_uids; // empty: uid 0 only
-    unsigned refusals_per_window = 10;
-    uint64_t refusal_window_ms = 60 * 1000;
-};
 
 struct session {
     unique_fd fd;
@@ -372,16 +365,12 @@ bool signer_service::serve_request(session &s)
 
 void signer_service::open_session(ipc_message &m)
 {
-    tlv_reader r;
-    std::string err;
-    bool parsed = r.parse(m.payload, err);
-    auto id = r.u64(1);
-    auto name = r.str(2, 128), peer = r.str(3, 128);
-    if (!parsed || !m.fd || !id || !name || !peer) {
+    auto tag = signer::decode_session_open(m.payload);
+    if (!tag || !m.fd) {
         log_error("malformed session_open from the master");
         return;
     }
-    uint64_t channel_id = id.value_or(0);
+    uint64_t channel_id = tag->channel_id;
     if (sessions_.size() >= opt_.max_sessions) {
         log_error("too many signer sessions; refusing one: raise --max-sessions to clsgwd's max_channels + 16",
                   log_fields().add("channel", channel_id).add("max_sessions", static_cast<uint64_t>(opt_.max_sessions)));
@@ -391,8 +380,8 @@ void signer_service::open_session(ipc_message &m)
     session s;
     s.fd = std::move(m.fd);
     s.channel_id = channel_id;
-    s.channel_name = *name;
-    s.peer = *peer;
+    s.channel_name = tag->channel_name;
+    s.peer = tag->peer;
     sessions_[fd] = std::move(s);
 }
 
@@ -400,10 +389,9 @@ void signer_service::open_session(ipc_message &m)
 // ends the signer once its open sessions are done; as a service we wait for the next master.
 void drop_master(std::string_view why)
 {
-    if (g_master.fd < 0)
+    if (!g_master.fd)
         return;
-    close(g_master.fd);
-    g_master.fd = -1;
+    g_master.fd.reset();
     g_master.queue.clear();
     if (!why.empty())
         log_error(why); // with no master connected, this goes to stderr
@@ -412,9 +400,9 @@ void drop_master(std::string_view why)
 // Sends to the master without waiting; a master whose queue is full is cut off.
 void send_to_master(msg_type type, const bytes &payload)
 {
-    if (g_master.fd < 0)
+    if (!g_master.fd)
         return;
-    switch (g_master.queue.push(g_master.fd, type, payload)) {
+    switch (g_master.queue.push(g_master.fd.get(), type, payload)) {
     case outbox::result::sent:
     case outbox::result::queued: return;
     case outbox::result::overflow:
@@ -427,8 +415,8 @@ void send_to_master(msg_type type, const bytes &payload)
 // Reads what the master sent, a bounded number of messages per round.
 void signer_service::serve_control()
 {
-    for (unsigned i = 0; i < CONTROL_MESSAGES_PER_ROUND && g_master.fd >= 0; i++) {
-        ipc_recv_result r = ipc_recv(g_master.fd, true);
+    for (unsigned i = 0; i < CONTROL_MESSAGES_PER_ROUND && g_master.fd; i++) {
+        ipc_recv_result r = ipc_recv(g_master.fd.get(), true);
         if (r.status == ipc_status::would_block)
             return;
         if (r.status == ipc_status::closed) {
@@ -464,15 +452,15 @@ void signer_service::answer_probe(const bytes &payload)
 // session_open messages still served), so that its successor is not taken for a second one.
 bool signer_service::master_connected()
 {
-    if (g_master.fd < 0)
+    if (!g_master.fd)
         return false;
-    pollfd p{g_master.fd, POLLIN, 0};
+    pollfd p{g_master.fd.get(), POLLIN, 0};
     if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
-        for (unsigned i = 0; i < 64 && g_master.fd >= 0; i++)
+        for (unsigned i = 0; i < 64 && g_master.fd; i++)
             serve_control();
         drop_master("");
     }
-    return g_master.fd >= 0;
+    return g_master.fd.valid();
 }
 
 // One log line per refused connection, up to the budget; the rest are counted.
@@ -524,7 +512,7 @@ void signer_service::accept_connection()
         refuse_connection("connection refused: a master is already connected", peer);
         return;
     }
-    g_master.fd = fd.release();
+    g_master.fd = std::move(fd);
     g_master.queue.clear();
     send_to_master(msg_type::signer_ready, ready_);
     log_info("master connected", log_fields().add("uid", static_cast<uint64_t>(peer.uid))
@@ -548,19 +536,17 @@ int signer_service::poll_timeout(uint64_t now) const
 
 void signer_service::run()
 {
-    tlv_writer ready;
-    ready.add(1, key_id_, sizeof key_id_);
-    ready_ = ready.data();
+    ready_ = signer::encode_signer_ready(key_id_);
     if (!g_service) {
         send_to_master(msg_type::signer_ready, ready_);
-        if (g_master.fd < 0)
+        if (!g_master.fd)
             fatal("cannot reach the master on fd 3");
     }
     log_info("signer ready", log_fields().add("key", key_id_hex_).add("mode", g_service ? "service" : "child"));
     std::vector<pollfd> fds;
     // Without a master in child mode (it let go of us at a reload or stop, or was cut off): no
     // new sessions; the open ones may still need their signatures, then we exit.
-    auto draining = [] { return !g_service && g_master.fd < 0; };
+    auto draining = [] { return !g_service && !g_master.fd; };
     while (g_service || !draining() || !sessions_.empty()) {
         uint64_t now = now_ms();
         summarise_refusals(now);
@@ -568,7 +554,7 @@ void signer_service::run()
             accept_paused_until_ms_ = 0;
         fds.clear();
         short master_events = POLLIN | (g_master.queue.pending() ? POLLOUT : 0);
-        fds.push_back({g_master.fd, master_events, 0});
+        fds.push_back({g_master.fd.get(), master_events, 0});
         fds.push_back({g_service && !accept_paused_until_ms_ ? FIRST_FD : -1, POLLIN, 0});
         for (auto &[fd, s] : sessions_)
             fds.push_back({fd, static_cast<short>(POLLIN | (s.queue.pending() ? POLLOUT : 0)), 0});
@@ -578,9 +564,9 @@ void signer_service::run()
             fatal("poll failed", log_fields().add("error", errno_text(errno)));
         }
         // The master before the listener: a master that hung up is gone before its successor knocks.
-        if ((fds[0].revents & POLLOUT) && g_master.fd >= 0 && !g_master.queue.flush(g_master.fd))
+        if ((fds[0].revents & POLLOUT) && g_master.fd && !g_master.queue.flush(g_master.fd.get()))
             drop_master("");
-        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && g_master.fd >= 0)
+        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && g_master.fd)
             serve_control();
         if (fds[1].revents)
             accept_connection();
@@ -605,13 +591,9 @@ void signer_service::run()
 
 void send_log_to_master(log_level level, const std::string &line)
 {
-    size_t n = line.size() > 1024 ? 1024 : line.size();
-    bytes payload(1 + n);
-    payload[0] = static_cast<uint8_t>(level);
-    memcpy(payload.data() + 1, line.data(), n);
-    if (g_master.fd >= 0) {
-        send_to_master(msg_type::log, payload);
-        if (g_master.fd >= 0)
+    if (g_master.fd) {
+        send_to_master(msg_type::log, signer::encode_log(level, line));
+        if (g_master.fd)
             return;
     }
     // No master to tell: stderr it is; with the priority when stderr is the journal (a fatal
@@ -622,101 +604,18 @@ void send_log_to_master(log_level level, const std::string &line)
     (void)ignored;
 }
 
-void usage()
-{
-    fprintf(stderr, "usage: clsgw-signer --key FILE --certificate FILE --audit-log FILE [--max-sessions N]\n"
-                    "                    [--master-uid USER]... [--refusal-budget N/DURATION] [--log-level LEVEL]\n"
-                    "       clsgw-signer --check --key FILE --certificate FILE\n"
-                    "(started by clsgwd with its control socket on fd 3, or by clsgw-signer.socket)\n");
-    exit(2);
-}
-
-// A user name or a numeric uid.
-std::optional<uid_t> parse_user(const char *text)
-{
-    if (auto n = parse_uint(text, UINT32_MAX - 1))
-        return static_cast<uid_t>(*n);
-    if (const passwd *pw = getpwnam(text))
-        return pw->pw_uid;
-    return std::nullopt;
-}
-
-// "N/DURATION": N refusals audited one by one per DURATION, e.g. 10/1m.
-bool parse_refusal_budget(std::string_view text, options &o)
-{
-    size_t slash = text.find('/');
-    if (slash == std::string_view::npos)
-        return false;
-    auto n = parse_uint(text.substr(0, slash), 100000);
-    auto ms = parse_duration_ms(text.substr(slash + 1));
-    if (!n || !ms || *ms < 100 || *ms > 24 * 3600 * 1000)
-        return false;
-    o.refusals_per_window = static_cast<unsigned>(*n);
-    o.refusal_window_ms = *ms;
-    return true;
-}
-
 } // namespace
 
 int main(int argc, char **argv)
 {
     if (tls::print_version(argc, argv, "clsgw-signer"))
         return 0;
-    options o;
-    static const struct option longopts[] = {
-        {"key", required_argument, nullptr, 'k'},          {"certificate", required_argument, nullptr, 'c'},
-        {"audit-log", required_argument, nullptr, 'a'},    {"max-sessions", required_argument, nullptr, 'm'},
-        {"log-level", required_argument, nullptr, 'l'},    {"master-uid", required_argument, nullptr, 'u'},
-        {"refusal-budget", required_argument, nullptr, 'r'}, {"check", no_argument, nullptr, 't'},
-        {nullptr, 0, nullptr, 0},
-    };
-    int c;
-    bool check_only = false;
-    while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
-        switch (c) {
-        case 't': check_only = true; break;
-        case 'k': o.key_path = optarg; break;
-        case 'c': o.certificate_path = optarg; break;
-        case 'a': o.audit_path = optarg; break;
-        case 'm': {
-            auto n = parse_uint(optarg, 65536);
-            if (!n || *n == 0)
-                usage();
-            o.max_sessions = static_cast<unsigned>(*n);
-            break;
-        }
-        case 'l': {
-            auto l = parse_log_level(optarg);
-            if (!l)
-                usage();
-            o.level = *l;
-            break;
-        }
-        case 'u': {
-            auto uid = parse_user(optarg);
-            if (!uid || o.master_uids.size() >= 8) {
-                fprintf(stderr, "clsgw-signer: --master-uid %s: not a user (at most 8 may be named)\n", optarg);
-                exit(2);
-            }
-            o.master_uids.push_back(*uid);
-            break;
-        }
-        case 'r':
-            if (!parse_refusal_budget(optarg, o)) {
-                fprintf(stderr, "clsgw-signer: --refusal-budget %s: expected N/DURATION, e.g. 10/1m\n", optarg);
-                exit(2);
-            }
-            break;
-        default: usage();
-        }
-    }
-    if (o.key_path.empty() || o.certificate_path.empty() || (o.audit_path.empty() && !check_only) || optind != argc)
-        usage();
+    options o = parse_options(argc, argv);
     log_init("clsgw-signer", o.level);
-    if (check_only) {
+    if (o.check_only) {
         // clsgwd -t: the key as the start would load it, by the only program that reads it; the
         // reason of a refusal goes to stderr (no master is connected), exit 1.
-        g_master.fd = -1;
+        g_master.fd.reset(); // no master: log lines go to stderr
         log_set_sink(send_log_to_master);
         signer_service(o).load_identity();
         return 0;
@@ -727,7 +626,7 @@ int main(int argc, char **argv)
         fatal("systemd must pass exactly one SOCK_SEQPACKET listening socket", log_fields().add("error", err));
     if (activated.size() == 1) {
         g_service = true; // clsgw-signer.socket: clsgwd connects to us
-        g_master.fd = -1;
+        (void)g_master.fd.release(); // fd 3 is the listening socket here, not a master
         set_nonblocking(activated[0].fd.release(), true);
     } else if (fcntl(FIRST_FD, F_GETFD) < 0) {
         fatal("no control socket on fd 3: clsgw-signer is started by clsgwd or by clsgw-signer.socket");

@@ -141,11 +141,11 @@ bool allowed(const worker_context &ctx, const host_port &target)
     return false;
 }
 
-uint8_t app_code_for_upstream_failure(const std::string &failure)
+uint8_t app_code_for_upstream_failure(std::optional<upstream_failure> failure)
 {
-    if (failure == "smgw_connection_refused")
+    if (failure == upstream_failure::connection_refused)
         return socks5::REP_CONNECTION_REFUSED;
-    if (failure == "smgw_network_unreachable")
+    if (failure == upstream_failure::network_unreachable)
         return socks5::REP_NETWORK_UNREACHABLE;
     return socks5::REP_HOST_UNREACHABLE;
 }
@@ -328,7 +328,7 @@ void run_outbound(worker_context &ctx)
     std::string failure;
     unique_fd upstream = request_upstream(ctx, in.target.to_string(), failure);
     if (!upstream) {
-        reply_app(ctx, app_code_for_upstream_failure(failure));
+        reply_app(ctx, app_code_for_upstream_failure(ctx.upstream_failed));
         set_result(ctx, outcome::failed, failure);
         return;
     }

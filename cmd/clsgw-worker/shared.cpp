@@ -50,8 +50,8 @@ unique_fd request_upstream(worker_context &ctx, const std::string &choice, std::
         if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_ready && r.message.fd)
             return std::move(r.message.fd);
         if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_failed) {
-            std::string why(r.message.payload.begin(), r.message.payload.end());
-            failure = why.empty() || why.size() > 64 ? "smgw_unreachable" : why;
+            ctx.upstream_failed = decode_upstream_failure(r.message.payload).value_or(upstream_failure::unreachable);
+            failure = upstream_failure_name(*ctx.upstream_failed, ctx.job.direction);
             return unique_fd();
         }
         failure = "master_protocol_error";

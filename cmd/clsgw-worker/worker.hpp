@@ -3,22 +3,25 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "../../lib/fd.hpp"
+#include "../../lib/fd_layout.h"
 #include "../../lib/ipc.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/log.hpp"
+#include "../../lib/reason.hpp"
 #include "../../lib/relay.hpp"
 #include "../../lib/tls/tls.hpp"
 #include "../../lib/util.hpp"
 
 namespace clsgw {
 
-constexpr int CONTROL_FD = 3;
-constexpr int CONNECTION_FD = 4;
-constexpr int SIGNER_FD = 5;
+constexpr int CONTROL_FD = CLSGW_WORKER_CONTROL_FD;
+constexpr int CONNECTION_FD = CLSGW_WORKER_CONNECTION_FD;
+constexpr int SIGNER_FD = CLSGW_WORKER_SIGNER_FD;
 // The master passes the upstream socket later; it lands on the lowest free number.
 constexpr int HIGHEST_FD = 6;
 
@@ -33,6 +36,7 @@ struct worker_context {
     uint64_t started_ms = 0;
     uint64_t handshake_deadline_ms = 0;
     uint64_t resumed_session_age_ms = 0; // age of the session this channel resumed
+    std::optional<upstream_failure> upstream_failed; // what the master said instead of a socket
     worker_result result;
 };
 

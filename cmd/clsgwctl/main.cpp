@@ -1,5 +1,6 @@
-// clsgwctl: the operator's tool. This version has the identity commands: key generation,
-// self-signed or CA-issued certificates, and the SHA-256 fingerprint a gateway administrator pins.
+// clsgwctl: the operator's tool. The identity commands (key generation, self-signed or CA-issued
+// certificates, the SHA-256 fingerprint a gateway administrator pins) and the commands it sends
+// to clsgwd's control socket (status, check, reload, log-level, reopen-logs).
 #include <fcntl.h>
 #include <getopt.h>
 #include <nlohmann/json.hpp>

@@ -44,18 +44,6 @@ std::vector<std::string> words(const std::string &line)
     return out;
 }
 
-int64_t unix_time(const mbedtls_x509_time &t)
-{
-    struct tm tm {};
-    tm.tm_year = t.year - 1900;
-    tm.tm_mon = t.mon - 1;
-    tm.tm_mday = t.day;
-    tm.tm_hour = t.hour;
-    tm.tm_min = t.min;
-    tm.tm_sec = t.sec;
-    return static_cast<int64_t>(timegm(&tm));
-}
-
 std::string group_name(gid_t gid)
 {
     const struct group *g = getgrgid(gid);
@@ -301,18 +289,14 @@ void master::answer_reload_waiters(const std::string &why)
 // makes (audited) verified against our certificate; then certificates close to expiry.
 void master::begin_check(control_client &c, bool sign)
 {
-    config_result loaded = load_config(cfg_.file);
-    std::vector<config_error> errors = loaded.errors;
-    checked env;
-    if (loaded.value)
-        env = check_environment(*loaded.value, errors);
-    for (const auto &e : errors)
+    loaded_config loaded = load_and_check(cfg_.file);
+    for (const auto &e : loaded.errors)
         c.problems += "config: " + e.to_string() + "\n";
-    for (const auto &warning : env.warnings)
+    for (const auto &warning : loaded.env.warnings)
         c.problems += "warning: config: " + warning + "\n";
-    if (errors.empty())
+    if (loaded.errors.empty())
         c.report += "config: " + cfg_.file + " is valid\n";
-    c.failed = !errors.empty();
+    c.failed = !loaded.errors.empty();
     std::string why;
     if (!sign) {
         if (!send_liveness_probe(c))
@@ -376,9 +360,8 @@ bool master::send_test_signature(control_client &c, std::string &why)
         why = errno_text(errno);
         return false;
     }
-    tlv_writer session;
-    session.add_u64(1, 0).add(2, "clsgwctl-check").add(3, "local");
-    if (!ipc_send_nowait(signer_.control.get(), msg_type::session_open, session.data(), theirs.get())) {
+    bytes session = signer::encode_session_open({0, "clsgwctl-check", "local"});
+    if (!ipc_send_nowait(signer_.control.get(), msg_type::session_open, session, theirs.get())) {
         why = "cannot open a session: " + errno_text(errno);
         return false;
     }
@@ -531,43 +514,6 @@ void master::answer_metrics(control_client &c, const std::optional<metrics::sign
     for (const auto &cert : certificates_)
         now.certificates.push_back({cert.role, cert.subject, cert.path, (cert.not_after - wall) / 86400});
     answer_control(c, "ok\n" + metrics::openmetrics_text(channel_metrics_, now));
-}
-
-void master::watch_certificates()
-{
-    certificates_.clear();
-    auto add = [&](const std::string &role, const std::string &path, const std::string &pem) {
-        tls::cert_list certs;
-        std::string err;
-        if (!certs.parse_pem(pem, err))
-            return;
-        for (const mbedtls_x509_crt *c = certs.get(); c && c->raw.p; c = c->next) {
-            char subject[256];
-            mbedtls_x509_dn_gets(subject, sizeof subject, &c->subject);
-            certificates_.push_back({role, path, subject, unix_time(c->valid_to)});
-        }
-    };
-    add("identity", cfg_.certificate.path, certificate_pem_);
-    for (const auto &[path, pem] : trust_pems_)
-        add("trust", path, pem);
-    check_certificate_expiry();
-}
-
-// At the start, at each reload and once a day (check_deadlines): a warning from 30 days before
-// a certificate expires, an error once it has.
-void master::check_certificate_expiry()
-{
-    certificates_checked_ms_ = now_ms();
-    int64_t wall = static_cast<int64_t>(time(nullptr));
-    for (const auto &c : certificates_) {
-        int64_t days = (c.not_after - wall) / 86400;
-        log_fields f;
-        f.add("role", c.role).add("subject", c.subject).add("days_left", days).add("path", c.path);
-        if (c.not_after < wall)
-            log_error("certificate expired", f);
-        else if (days < 30)
-            log_warn("certificate expires soon", f);
-    }
 }
 
 std::string master::status_json() const

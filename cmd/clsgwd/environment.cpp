@@ -1,3 +1,5 @@
+// Loading and checking the configuration beyond its syntax: the files it names (and their
+// modes), the worker user, the helper programs, overlapping listeners.
 #include "environment.hpp"
 
 #include <mbedtls/x509_crt.h>
@@ -445,5 +447,15 @@ checked check_environment(const config &cfg, std::vector<config_error> &errors)
     return c;
 }
 
+loaded_config load_and_check(const std::string &file)
+{
+    config_result parsed = load_config(file);
+    loaded_config loaded;
+    loaded.errors = std::move(parsed.errors);
+    if (parsed.value)
+        loaded.env = check_environment(*parsed.value, loaded.errors);
+    loaded.value = std::move(parsed.value);
+    return loaded;
+}
 
 } // namespace clsgw

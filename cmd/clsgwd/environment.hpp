@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,5 +33,13 @@ void make_audit_folder(const config &cfg);
 // clsgwd -t and the start: ports below 1024 that clsgwd would have to bind without the right to,
 // and sockets from systemd whose address is not the channel's listen.
 void check_listeners(const config &cfg, checked &c, std::vector<config_error> &errors);
+// The configuration file as the start, `clsgwd -t`, a reload and `clsgwctl check` all see it:
+// parsed (load_config), then checked (check_environment). Usable when errors is empty.
+struct loaded_config {
+    std::optional<config> value;
+    checked env;
+    std::vector<config_error> errors;
+};
+loaded_config load_and_check(const std::string &file);
 
 } // namespace clsgw

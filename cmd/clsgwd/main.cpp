@@ -49,12 +49,11 @@ int main(int argc, char **argv)
     if (file.empty() || optind != argc)
         usage(2);
 
-    config_result loaded = load_config(file);
-    std::vector<config_error> errors = loaded.errors;
-    checked env;
+    loaded_config loaded = load_and_check(file);
+    std::vector<config_error> &errors = loaded.errors;
+    checked &env = loaded.env;
     if (loaded.value) {
-        env = check_environment(*loaded.value, errors);
-        check_listeners(*loaded.value, env, errors);
+        check_listeners(*loaded.value, env, errors); // not on reload: the listeners in use stay
         // The start leaves this to the signer it starts, which says why it refuses a key.
         if (test_only && errors.empty())
             check_key_pair(*loaded.value, env, errors);

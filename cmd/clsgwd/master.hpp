@@ -1,5 +1,8 @@
 // The master: accepts, spawns one sandboxed worker per channel, connects upstream on the
-// workers' behalf, supervises the signer. It never parses bytes from the network.
+// workers' behalf, supervises the signer. It never parses bytes from the network. One class and
+// one event loop (master.cpp); each of its jobs is a file of its own that says which in its first
+// comment (listeners, spawn, spares, signer_link, worker_link, sessions, upstream, reports,
+// throttle, reload, control, certificates; exec and environment are helpers).
 #pragma once
 
 #include <poll.h>
@@ -9,18 +12,34 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "../../lib/backoff.hpp"
 #include "../../lib/config.hpp"
 #include "../../lib/fd.hpp"
 #include "../../lib/ipc.hpp"
 #include "../../lib/ipc_rules.hpp"
+#include "../../lib/log.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/metrics.hpp"
 #include "../../lib/net.hpp"
+#include "../../lib/reason.hpp"
 #include "../../lib/session_cache.hpp"
 
 namespace clsgw {
+
+constexpr uint64_t HANDSHAKE_GRACE_MS = 1000; // the worker reports its own timeout first
+constexpr uint64_t SMGW_BACKOFF_FIRST_MS = 1000;
+
+// exec.cpp: places the given fds at 3, 4, 5 (and /dev/null on 0-2) and execs; never returns.
+[[noreturn]] void exec_child(const std::string &path, const std::vector<int> &fds, std::vector<std::string> args,
+                             bool keep_stderr);
+std::string signal_name(int sig);
+// worker_link.cpp: a worker's log record as one line, nullopt when malformed.
+std::optional<std::pair<log_level, std::string>> worker_log_line(const bytes &p);
+// sessions.cpp: overwrites a buffer that held a TLS session before it is freed.
+void wipe(bytes &b);
 
 struct master_paths {
     std::string worker;
@@ -83,7 +102,7 @@ struct signer_process {
     bool ever_ready = false;
     std::string key_id;
     uint64_t restart_at_ms = 0;
-    uint64_t backoff_ms = 1000;
+    backoff restart_backoff{1000, 60000}; // a signer that lived a minute starts from 1s again
     uint64_t started_ms = 0;
     unsigned restarts = 0;
     bool external = false; // clsgw-signer.service: connected to, not started
@@ -182,7 +201,7 @@ private:
     // Back-off toward an SMGW that refuses connections or TLS: some HAN ports lock up after
     // repeated failures, so clsgwd stops trying for a while and fails new channels at once.
     uint64_t smgw_blocked_until_ms_ = 0;
-    uint64_t smgw_backoff_ms_ = 1000;
+    backoff smgw_backoff_{SMGW_BACKOFF_FIRST_MS}; // its ceiling is smgw_backoff_max
     // Counted only from what clsgwd sees itself (its own connect failing) or from failures of
     // several workers in a row: one worker's word cannot put every channel into fail-fast.
     unsigned smgw_failed_channels_ = 0;
@@ -191,7 +210,7 @@ private:
     // Workers dying before doing anything (a broken install, a filter that cannot load): after
     // three in a row clsgwd pauses accepting, doubling the pause, instead of spawning in a loop.
     unsigned useless_deaths_ = 0;
-    uint64_t spawn_pause_ms_ = 1000;
+    backoff spawn_pause_;
     void note_worker_usefulness(const channel &ch);
     // Repeated identical failures from one peer: the first few per interval are logged, the
     // rest counted and reported in one "suppressed" line.
@@ -209,7 +228,7 @@ private:
     std::vector<spare_worker> spares_;
     std::vector<pid_t> retired_spares_; // control closed (reload, stop); they exit on their own
     uint64_t spare_refill_at_ms_ = 0;
-    uint64_t spare_backoff_ms_ = 1000;
+    backoff spare_backoff_;
     void refill_spares();
     uint64_t spare_refill_due() const;
     bool hand_to_spare(channel &ch, int connection, int signer_session);
@@ -244,7 +263,8 @@ private:
     // Sends to a worker without waiting; a worker that leaves its socket full is killed.
     bool send_to_worker(channel &ch, msg_type type, const bytes &payload, int fd = -1);
     void finish_upstream(channel &ch);
-    void fail_upstream(channel &ch, const std::string &reason);
+    void fail_upstream(channel &ch, upstream_failure why);
+    void connect_failed(channel &ch, upstream_failure why);
     void kill_worker(channel &ch, const std::string &reason);
     void protocol_violation(channel &ch, const std::string &what);
     void han_keepalive(int fd) const;
@@ -278,10 +298,11 @@ private:
     void count_channel_metrics(const channel &ch);
     void check_control_deadlines();
     uint64_t next_control_deadline() const;
+    void count_outcome(const std::string &outcome, const std::string &reason);
+    // certificates.cpp: expiry warnings
     void watch_certificates();
     void check_certificate_expiry();
     uint64_t certificates_checked_ms_ = 0;
-    void count_outcome(const std::string &outcome, const std::string &reason);
 };
 
 } // namespace clsgw

@@ -11,21 +11,8 @@ out=$(cd "$1" && pwd)
 version=$(dpkg-query -W -f '${Version}' stunnel4 2>/dev/null) || { echo "stunnel4 is not installed" >&2; exit 1; }
 work="$out.work"
 rm -rf "$work"
-mkdir -p "$work/lists/partial" "$work/parts" "$work/src"
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-cat >"$work/parts/src.sources" <<EOF
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: $suite
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-apt="-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=$work/parts -o Dir::State::Lists=$work/lists"
-# shellcheck disable=SC2086
-apt-get $apt -qq update >"$work/apt.log" 2>&1 || { echo "cannot read Debian's source index (see $work/apt.log)" >&2; exit 1; }
-# shellcheck disable=SC2086
-(cd "$work/src" && apt-get $apt -qq source --download-only "stunnel4=$version") >>"$work/apt.log" 2>&1 ||
-    { echo "cannot download the source of stunnel4 $version (see $work/apt.log)" >&2; exit 1; }
+sh "$(dirname "$0")/../../deps/debian_source.sh" "$work" "$suite" stunnel "stunnel4=$version" --download-only
 tar -xzf "$work"/src/stunnel4_*.orig.tar.gz -C "$work/src"
 cd "$work"/src/stunnel-*/
 ./configure --with-threads=fork --disable-libwrap --disable-systemd >"$work/build.log" 2>&1 &&

@@ -52,24 +52,7 @@ def test_stunnel_as_smgw_carries_a_megabyte(env):
     assert stunnel, "stunnel4 is missing"
     echo = env.start_echo()
     port = free_port()
-    conf = env.path("stunnel.conf")
-    with open(conf, "w") as f:
-        f.write(f"""foreground = yes
-pid =
-debug = 5
-[smgw]
-accept = 127.0.0.1:{port}
-connect = 127.0.0.1:{echo}
-cert = {env.path('smgw.crt')}
-key = {env.path('smgw.key')}
-CAfile = {env.path('device.crt')}
-verifyPeer = yes
-sslVersionMin = TLSv1.2
-sslVersionMax = TLSv1.2
-curves = brainpoolP256r1
-ciphers = ECDHE-ECDSA-AES128-GCM-SHA256
-""")
-    server = env.start("stunnel", [stunnel, conf])
+    server = env.start("stunnel", [stunnel, stunnel_conf(env, port, echo, curves="brainpoolP256r1")])
     server.wait_log("Configuration successful")
     app = socket.create_connection(("127.0.0.1", clsgwd_towards(env, port)))
     payload = os.urandom(1 << 20)
@@ -84,7 +67,7 @@ ciphers = ECDHE-ECDSA-AES128-GCM-SHA256
 REQUEST = b"GET /answer HTTP/1.0\r\n\r\n"
 
 
-def stunnel_conf(env, port, connect, extra=""):
+def stunnel_conf(env, port, connect, extra="", curves="brainpoolP256r1:brainpoolP384r1"):
     conf = env.path(f"stunnel-{port}.conf")
     with open(conf, "w") as f:
         f.write(f"""foreground = yes
@@ -99,7 +82,7 @@ CAfile = {env.path('device.crt')}
 verifyPeer = yes
 sslVersionMin = TLSv1.2
 sslVersionMax = TLSv1.2
-curves = brainpoolP256r1:brainpoolP384r1
+curves = {curves}
 ciphers = ECDHE-ECDSA-AES128-GCM-SHA256
 {extra}""")
     return conf

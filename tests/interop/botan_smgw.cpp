@@ -115,6 +115,17 @@ private:
     Botan::X509_Certificate pinned_;
 };
 
+// What either side needs: its certificate and key, the pinned peer, the HAN policy, no session
+// cache.
+struct endpoint {
+    Botan::AutoSeeded_RNG rng;
+    creds cr;
+    std::istringstream policy_text{POLICY};
+    Botan::TLS::Text_Policy policy{policy_text};
+    Botan::TLS::Session_Manager_Noop sessions;
+    endpoint(const char *cert, const char *key, const char *pinned) : cr(cert, key, rng, pinned) {}
+};
+
 int connect_to(const std::string &host, const std::string &port)
 {
     addrinfo hints{}, *res = nullptr;
@@ -217,11 +228,7 @@ int serve(int argc, char **argv)
 {
     if (argc != 6)
         return 2;
-    Botan::AutoSeeded_RNG rng;
-    creds cr(argv[3], argv[4], rng, argv[5]);
-    std::istringstream policy_text(POLICY);
-    Botan::TLS::Text_Policy policy(policy_text);
-    Botan::TLS::Session_Manager_Noop sessions;
+    endpoint ep(argv[3], argv[4], argv[5]);
     int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in a{};
@@ -232,9 +239,9 @@ int serve(int argc, char **argv)
         return 1;
     std::cerr << "botan-smgw: listening\n";
     int device = accept(l, nullptr, nullptr);
-    callbacks cb(device, cr.pinned());
+    callbacks cb(device, ep.cr.pinned());
     try {
-        Botan::TLS::Server tls(cb, sessions, cr, policy, rng);
+        Botan::TLS::Server tls(cb, ep.sessions, ep.cr, ep.policy, ep.rng);
         while (!cb.established)
             if (!pump(device, tls))
                 return 1;
@@ -258,14 +265,10 @@ int client(int argc, char **argv)
     int device = connect_to(to.substr(0, colon), to.substr(colon + 1));
     if (device < 0)
         return 1;
-    Botan::AutoSeeded_RNG rng;
-    creds cr(argv[3], argv[4], rng, argv[5]);
-    std::istringstream policy_text(POLICY);
-    Botan::TLS::Text_Policy policy(policy_text);
-    Botan::TLS::Session_Manager_Noop sessions;
-    callbacks cb(device, cr.pinned());
+    endpoint ep(argv[3], argv[4], argv[5]);
+    callbacks cb(device, ep.cr.pinned());
     try {
-        Botan::TLS::Client tls(cb, sessions, cr, policy, rng, Botan::TLS::Server_Information(),
+        Botan::TLS::Client tls(cb, ep.sessions, ep.cr, ep.policy, ep.rng, Botan::TLS::Server_Information(),
                                Botan::TLS::Protocol_Version::TLS_V12);
         while (!cb.established)
             if (!pump(device, tls))

@@ -5,7 +5,6 @@ Boots the container once (machine.py), sets up a throwaway PKI, the SMGW simulat
 echo as services inside it, then runs each test against the shipped units with systemctl and
 journalctl. Ends with "N passed, N failed" like make check.
 """
-import argparse
 import os
 import re
 import sys
@@ -14,7 +13,9 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(HERE, ".."))
 from machine import Machine, wait_until  # noqa: E402
+from runner_options import runner_options  # noqa: E402
 
 SIM_PORT = 4443
 ECHO_PORT = 9000
@@ -359,11 +360,8 @@ class Suite:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
+    ap = runner_options("leave the container running at the end")
     ap.add_argument("--cache", default="build/systemd")
-    ap.add_argument("-k", default="")
-    ap.add_argument("--keep", action="store_true", help="leave the container running at the end")
     ap.add_argument("--root-only", action="store_true", help="only make (or find) the cached Debian root")
     args = ap.parse_args()
     started = time.monotonic()

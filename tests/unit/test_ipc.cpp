@@ -4,12 +4,21 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "../../lib/ipc.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/signer_proto.hpp"
 
 using namespace clsgw;
+
+// A record as the receiver reads it after encoding: nullopt when it does not decode.
+template <class Record, class Encode, class Decode>
+auto round_trip(const Record &record, Encode encode, Decode decode)
+{
+    std::string err;
+    return decode(encode(record), err);
+}
 
 TEST_CASE("frames round-trip through a SEQPACKET pair, with and without a passed fd")
 {
@@ -115,8 +124,7 @@ TEST_CASE("a job survives encoding and a damaged job is refused")
     j.trust_pem = "TRUST";
     j.uid = 65534;
     j.gid = 65534;
-    std::string err;
-    auto back = decode_job(encode_job(j), err);
+    auto back = round_trip(j, encode_job, decode_job);
     REQUIRE(back);
     CHECK(back->channel_id == 42);
     CHECK(back->proxy == proxy_kind::sni);
@@ -126,23 +134,26 @@ TEST_CASE("a job survives encoding and a damaged job is refused")
     CHECK_FALSE(back->target.has_value());
     bytes damaged = encode_job(j);
     damaged.resize(damaged.size() / 2);
+    std::string err;
     CHECK_FALSE(decode_job(damaged, err).has_value());
 }
 
 TEST_CASE("a result with an out-of-range outcome is refused")
 {
-    worker_result r;
-    r.result = outcome::ok;
-    r.reason = "app_closed";
-    r.smgw_wait_us = 9149;
-    r.signer_us = 1203;
-    std::string err;
-    auto back = decode_result(encode_result(r), err);
+    worker_result r = [] {
+        worker_result sample;
+        sample.result = outcome::ok;
+        sample.reason = "app_closed";
+        sample.smgw_wait_us = 9149;
+        sample.signer_us = 1203;
+        return sample;
+    }();
+    auto back = round_trip(r, encode_result, decode_result);
     REQUIRE(back);
-    CHECK(back->smgw_wait_us == 9149);
-    CHECK(back->signer_us == 1203);
+    CHECK(std::tie(back->reason, back->smgw_wait_us, back->signer_us) == std::tie(r.reason, r.smgw_wait_us, r.signer_us));
     tlv_writer w;
     w.add_u64(1, 9);
+    std::string err;
     CHECK_FALSE(decode_result(w.data(), err).has_value());
 }
 
@@ -268,4 +279,34 @@ TEST_CASE("a send that would wait fails instead: the socket buffer is the peer's
     CHECK(errno == EAGAIN);
     CHECK(sent > 0);
     CHECK(sent < 10000);
+}
+
+TEST_CASE("session_open, signer_ready and the signer's log lines decode what was encoded and refuse the rest")
+{
+    auto tag = signer::decode_session_open(signer::encode_session_open({42, "meter", "127.0.0.1:5"}));
+    REQUIRE(tag);
+    CHECK(std::tie(tag->channel_id, tag->channel_name, tag->peer) ==
+          std::make_tuple(uint64_t{42}, std::string("meter"), std::string("127.0.0.1:5")));
+    CHECK_FALSE(signer::decode_session_open(signer::encode_session_open({1, std::string(129, 'n'), "p"})));
+    tlv_writer no_peer;
+    no_peer.add_u64(1, 1).add(2, "meter");
+    CHECK_FALSE(signer::decode_session_open(no_peer.data()));
+
+    uint8_t key_id[signer::KEY_ID_LEN];
+    memset(key_id, 0x5a, sizeof key_id);
+    auto id = signer::decode_signer_ready(signer::encode_signer_ready(key_id));
+    REQUIRE(id);
+    CHECK(*id == bytes(key_id, key_id + sizeof key_id));
+    CHECK_FALSE(signer::decode_signer_ready(bytes{1, 2, 3}));
+
+    auto line = signer::decode_log(signer::encode_log(log_level::warn, "key loaded\x1b[31m"));
+    REQUIRE(line);
+    CHECK(line->first == log_level::warn);
+    CHECK(line->second == "key loaded?[31m");
+    CHECK(signer::encode_log(log_level::info, std::string(5000, 'x')).size() == 1 + signer::LOG_LINE_MAX);
+    CHECK_FALSE(signer::decode_log({}));
+    CHECK_FALSE(signer::decode_log(bytes{0xee, 'x'}));
+    bytes too_long(2 + signer::LOG_LINE_MAX, 'x');
+    too_long[0] = static_cast<uint8_t>(log_level::info);
+    CHECK_FALSE(signer::decode_log(too_long));
 }

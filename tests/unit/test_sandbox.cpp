@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "../../sandbox/sandbox.hpp"
+#include "policy_export.hpp"
 
 using namespace clsgw;
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -14,6 +15,13 @@ using namespace clsgw;
 namespace {
 
 bytes blob_of(uint8_t fill, size_t len) { return bytes(len, fill); }
+
+// Stores blob under key, made at `created` and stored at `now` (by default the same time).
+bool put(session_cache &c, const std::string &key, const std::string &group, const bytes &blob, uint64_t created,
+         std::optional<uint64_t> now = std::nullopt)
+{
+    return c.put(key, group, blob.data(), blob.size(), created, now.value_or(created));
+}
 
 bool all_zero(const uint8_t *p, size_t n)
 {
@@ -46,15 +54,15 @@ TEST_CASE("the session cache keeps entries per key, replaces a key's entry and n
     session_cache c;
     REQUIRE(c.reset(4, 1000, 4));
     bytes a = blob_of(0xa1, 100), b = blob_of(0xb2, 200);
-    REQUIRE(c.put("out/smgw/meter/emt:443", "g", a.data(), a.size(), 10, 10));
-    REQUIRE(c.put("out/smgw/other/emt:443", "g", b.data(), b.size(), 10, 10));
+    REQUIRE(put(c, "out/smgw/meter/emt:443", "g", a, 10));
+    REQUIRE(put(c, "out/smgw/other/emt:443", "g", b, 10));
     auto v = c.get("out/smgw/meter/emt:443", 20);
     REQUIRE(v);
     CHECK(bytes(v->data, v->data + v->len) == a);
     CHECK(!c.get("out/smgw/meter/emt:444", 20));
     CHECK(!c.get("out/smgw/meter", 20));
     bytes a2 = blob_of(0xa3, 50);
-    REQUIRE(c.put("out/smgw/meter/emt:443", "g", a2.data(), a2.size(), 15, 15));
+    REQUIRE(put(c, "out/smgw/meter/emt:443", "g", a2, 15));
     CHECK(c.size() == 2);
     v = c.get("out/smgw/meter/emt:443", 20);
     REQUIRE(v);
@@ -68,7 +76,7 @@ TEST_CASE("the session cache is bounded: the oldest entry makes room, and its by
     REQUIRE(c.reset(3, 1000000, 3));
     for (int i = 0; i < 1000; i++) {
         bytes x = blob_of(static_cast<uint8_t>(i | 1), 1500);
-        REQUIRE(c.put("name-" + std::to_string(i), "g", x.data(), x.size(), static_cast<uint64_t>(i), static_cast<uint64_t>(i)));
+        REQUIRE(put(c, "name-" + std::to_string(i), "g", x, static_cast<uint64_t>(i)));
         CHECK(c.size() <= 3);
     }
     CHECK(c.size() == 3);
@@ -82,7 +90,7 @@ TEST_CASE("the session cache is bounded: the oldest entry makes room, and its by
         nonzero += c.arena()[i] != 0;
     CHECK(nonzero == 3 * 1500);
     bytes big = blob_of(1, session_cache::SLOT_SIZE + 1);
-    CHECK(!c.put("too-big", "g", big.data(), big.size(), 1000, 1000));
+    CHECK(!put(c, "too-big", "g", big, 1000));
 }
 
 TEST_CASE("the session cache drops entries at their lifetime: on lookup, by sweep, and zeroes them")
@@ -90,9 +98,9 @@ TEST_CASE("the session cache drops entries at their lifetime: on lookup, by swee
     session_cache c;
     REQUIRE(c.reset(8, 100, 8));
     bytes x = blob_of(0x55, 64);
-    REQUIRE(c.put("a", "g", x.data(), x.size(), 0, 0));
-    REQUIRE(c.put("b", "g", x.data(), x.size(), 50, 50));
-    CHECK(!c.put("stale", "g", x.data(), x.size(), 0, 100)); // already as old as the lifetime
+    REQUIRE(put(c, "a", "g", x, 0));
+    REQUIRE(put(c, "b", "g", x, 50));
+    CHECK(!put(c, "stale", "g", x, 0, 100)); // already as old as the lifetime
     CHECK(c.next_expiry() == 100);
     CHECK(c.get("a", 99));
     CHECK(!c.get("a", 100));
@@ -117,7 +125,7 @@ TEST_CASE("the session cache's memory is left out of core dumps and wiped in for
     session_cache none;
     REQUIRE(none.reset(0, 1000, 1));
     bytes x = blob_of(1, 10);
-    CHECK(!none.put("a", "g", x.data(), x.size(), 0, 0));
+    CHECK(!put(none, "a", "g", x, 0));
 }
 
 TEST_CASE("one group cannot push the others out: it makes room from its own oldest entries")
@@ -125,10 +133,9 @@ TEST_CASE("one group cannot push the others out: it makes room from its own olde
     session_cache c;
     REQUIRE(c.reset(8, 1000000, 2));
     bytes x = blob_of(7, 100);
-    REQUIRE(c.put("meter", "out meter", x.data(), x.size(), 0, 0));
+    REQUIRE(put(c, "meter", "out meter", x, 0));
     for (int i = 1; i <= 500; i++)
-        REQUIRE(c.put("name-" + std::to_string(i), "out app", x.data(), x.size(), static_cast<uint64_t>(i),
-                      static_cast<uint64_t>(i)));
+        REQUIRE(put(c, "name-" + std::to_string(i), "out app", x, static_cast<uint64_t>(i)));
     CHECK(c.size() == 3);
     CHECK(c.get("meter", 600));
     CHECK(c.get("name-500", 600));
