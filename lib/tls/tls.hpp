@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "record_stream.hpp"
+
 namespace clsgw::tls {
 
 std::string error_text(int ret);
@@ -108,29 +110,6 @@ bool key_id(mbedtls_pk_context *pk, uint8_t out[32]);
 const char *group_name(mbedtls_ecp_group_id id);
 // The curve of a certificate's EC key; MBEDTLS_ECP_DP_NONE for any other key.
 mbedtls_ecp_group_id cert_curve(const mbedtls_x509_crt *crt);
-
-// Follows the record framing of one direction of a TLS 1.2 connection, and the handshake
-// messages inside its plaintext records: mbedTLS 3.6 tells neither the negotiated group nor
-// whether a handshake resumed a session, and the ServerKeyExchange (sent or received) says both.
-struct record_stream {
-    bool watch_handshake_records = false; // set once the handshake is over
-    unsigned late_handshake_records = 0;  // handshake records seen while watching
-    int kex_group = -1;                   // TLS NamedGroup of the ServerKeyExchange seen, if any
-    std::vector<uint16_t> offered_groups; // supported_groups of the ClientHello seen, if any (TLS ids)
-    void observe(const unsigned char *data, size_t len);
-
-private:
-    void observe_handshake(unsigned char byte);
-    void parse_client_hello();
-    std::vector<unsigned char> hello_; // the ClientHello body while it goes by
-    unsigned char header_[5] = {};
-    size_t header_have_ = 0;
-    size_t body_left_ = 0;
-    bool encrypted_ = false; // a ChangeCipherSpec went by: what follows is opaque
-    unsigned char msg_[7] = {}; // a handshake message's header and the first bytes of its body
-    size_t msg_have_ = 0;
-    size_t msg_left_ = 0;
-};
 
 // The transport under a TLS session: a non-blocking socket. It also follows the record
 // framing of both directions, so that handshake records arriving after the handshake
