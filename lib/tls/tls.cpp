@@ -312,6 +312,21 @@ std::string offered_groups(const bio &io)
     return out;
 }
 
+bool cert_curve_not_offered(const bio &io, mbedtls_ecp_group_id cert_curve)
+{
+    const mbedtls_ecp_curve_info *own = mbedtls_ecp_curve_info_from_grp_id(cert_curve);
+    const std::vector<uint16_t> &groups = io.received.offered_groups, &suites = io.received.offered_suites;
+    auto offered = [](const std::vector<uint16_t> &list, int id) {
+        return std::find(list.begin(), list.end(), id) != list.end();
+    };
+    bool profile_suite = false, profile_group = false;
+    for (const int *s = han_suites; *s != 0; s++)
+        profile_suite |= offered(suites, *s);
+    for (const uint16_t *g = han_groups_tls; *g != MBEDTLS_SSL_IANA_TLS_GROUP_NONE; g++)
+        profile_group |= offered(groups, *g);
+    return own != nullptr && profile_suite && profile_group && !offered(groups, own->tls_id);
+}
+
 int peer_alert(const mbedtls_ssl_context *ssl, int ret)
 {
     if (ret != MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE || ssl->MBEDTLS_PRIVATE(in_msg) == nullptr)

@@ -134,6 +134,13 @@ struct bio {
 // the groups it knows; empty when none were seen.
 std::string offered_groups(const bio &io);
 
+// Server side, after a handshake found no shared suite: true when our certificate's curve is the
+// cause (RFC 8422: an ECDSA certificate must be on a curve the client lists in supported_groups),
+// i.e. the ClientHello offered a suite and a group of the profile but not the certificate's curve.
+// A client with no suite or no group of the profile (TLS 1.3 only, RSA, X25519 only) is outside
+// the profile whatever the curve, and a ClientHello without supported_groups allows any curve.
+bool cert_curve_not_offered(const bio &io, mbedtls_ecp_group_id cert_curve);
+
 // BIO callbacks for mbedtls_ssl_set_bio; ctx points to a tls::bio.
 int bio_send(void *ctx, const unsigned char *buf, size_t len);
 int bio_recv(void *ctx, unsigned char *buf, size_t len);
