@@ -139,6 +139,14 @@ bool curve_in_profile(mbedtls_ecp_group_id id)
     return false;
 }
 
+std::vector<uint16_t> profile_groups()
+{
+    std::vector<uint16_t> out;
+    for (const uint16_t *g = han_groups_tls; *g != MBEDTLS_SSL_IANA_TLS_GROUP_NONE; g++)
+        out.push_back(*g);
+    return out;
+}
+
 void apply_han_profile(mbedtls_ssl_config *conf)
 {
     mbedtls_ssl_conf_min_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_2);

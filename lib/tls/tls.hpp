@@ -75,6 +75,8 @@ void apply_han_profile(mbedtls_ssl_config *conf);
 int setup(mbedtls_ssl_context *ssl, const mbedtls_ssl_config *conf);
 extern const mbedtls_x509_crt_profile han_cert_profile;
 bool curve_in_profile(mbedtls_ecp_group_id id);
+// The profile's groups as TLS ids, in the order clsgw offers them.
+std::vector<uint16_t> profile_groups();
 
 // Trust: anchors (pinned certificates or CAs) plus exact-leaf pinning, used as verify callback.
 // The peer is never checked against a host name: the SMGW is authenticated by trust alone.
