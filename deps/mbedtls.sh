@@ -59,8 +59,9 @@ EOP
 build="$prefix.work"
 rm -rf "$build"
 cp -a "$srcdir" "$build"
-# Debian's configuration (its debian/rules), so that this build and Debian 13's libmbedtls-dev
-# behave alike: deprecated functions warn (fatal under -Werror), threading, CMAC, DTLS-SRTP.
+# Debian's configuration first (its debian/rules), so that what Debian 13's libmbedtls-dev has
+# and this build keeps behaves alike: deprecated functions warn (fatal under -Werror), threading,
+# CMAC (DTLS-SRTP goes again below).
 config="python3 $build/scripts/config.py -f $build/include/mbedtls/mbedtls_config.h"
 for option in MBEDTLS_DEPRECATED_WARNING MBEDTLS_THREADING_C MBEDTLS_THREADING_PTHREAD MBEDTLS_CMAC_C MBEDTLS_SSL_DTLS_SRTP; do
     $config set $option
