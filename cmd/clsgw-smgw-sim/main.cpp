@@ -59,8 +59,8 @@ struct sim_options {
     // no half-close) and drops what the EMT still sends; --half-close yes half-closes the EMT
     // connection instead and keeps relaying its answer, for tests of that leniency.
     bool half_close = false;
-    // The groups the simulator offers (as client) and accepts (as server), TLS ids, 0-terminated;
-    // empty: the HAN profile's five.
+    // The groups the simulator offers (as client) and accepts (as server), as TLS ids: --groups,
+    // or the HAN profile's five.
     std::vector<uint16_t> groups;
     // RFC 8422, as the strictest SMGWs apply it (OpenSSL: "wrong curve"): a device certificate whose
     // curve is not among those groups is refused with illegal_parameter; --cert-curve any accepts a
