@@ -125,11 +125,13 @@ $(BUILD)/tests/botan-smgw: tests/interop/botan_smgw.cpp
 	g++ -std=c++17 -O1 -o $@ $< $(BOTAN_FLAGS)
 programs: $(PROGRAMS:%=$(BUILD)/bin/%)
 
-$(BUILD)/obj/%.o: %.cpp | $(MBEDTLS_STAMP)
+# Every object depends on the mbedTLS build (not merely its presence): the library's configuration
+# shapes its structures, so objects compiled against another build of it must not be linked with it.
+$(BUILD)/obj/%.o: %.cpp $(MBEDTLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c | $(MBEDTLS_STAMP)
+$(BUILD)/obj/%.o: %.c $(MBEDTLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -158,7 +160,7 @@ $(foreach p,$(PROGRAMS),$(eval $(call program,$(p))))
 # The worker built once more with its test hooks: forbidden calls made on purpose after the
 # sandbox is up, so the tests can prove the filter kills. Never installed.
 WORKER_SRC := $(wildcard cmd/clsgw-worker/*.cpp)
-$(BUILD)/obj-testhooks/%.o: %.cpp | $(MBEDTLS_STAMP)
+$(BUILD)/obj-testhooks/%.o: %.cpp $(MBEDTLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -DCLSGW_TEST_HOOKS -c $< -o $@
 $(BUILD)/tests/clsgw-worker-testhooks: $(WORKER_SRC:%.cpp=$(BUILD)/obj-testhooks/%.o) $(SAN_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libclsgw.a
@@ -272,7 +274,7 @@ FUZZ_CXX     ?= clang++
 FUZZ_FLAGS   := -std=c++17 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.cpp)))
 FUZZ_LIB     := lib/config.cpp lib/ipc.cpp lib/job.cpp lib/socks5.cpp lib/signer_proto.cpp lib/util.cpp lib/net.cpp lib/log.cpp \
-                lib/tls/wire.cpp
+                lib/tls/wire.cpp lib/tls/record_stream.cpp
 FUZZ_OBJ     := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o)
 
 $(BUILD)/fuzz/obj/%.o: %.cpp
@@ -292,7 +294,7 @@ bench: deps
 	@$(PYTHON) tests/bench/bench.py --build $(BUILD) --floor $(BUILD)/bench/crypto_floor --out $(BUILD)/bench \
 	  --stunnel-fork $(BUILD)/bench/stunnel-fork/stunnel $(BENCH_ARGS)
 
-$(BUILD)/bench/crypto_floor: tests/bench/crypto_floor.c | $(MBEDTLS_STAMP)
+$(BUILD)/bench/crypto_floor: tests/bench/crypto_floor.c $(MBEDTLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lmbedcrypto
 

@@ -74,7 +74,7 @@ bool curve_supported(const std::string &curve) { return curve_id(curve).has_valu
 std::string profile_curves_text()
 {
     std::string out;
-    for (const auto *g = tls::profile_groups(); *g != MBEDTLS_ECP_DP_NONE; g++)
+    for (const auto *g = tls::profile_curves(); *g != MBEDTLS_ECP_DP_NONE; g++)
         out += (out.empty() ? "" : ", ") + std::string(tls::group_name(*g));
     return out;
 }

@@ -28,7 +28,8 @@ PITFALLS = """## Integrator's pitfalls
   configured with one group refuses a client certificate on another curve ("wrong curve",
   alert illegal_parameter); an SMGW connecting to an inbound channel without the key's curve in
   its supported_groups finds no suite. clsgw logs "certificate curve not among the groups the
-  SMGW offered" with both sides' curves (outbound reason `smgw_refused_cert_curve`).
+  SMGW offered" with both sides' curves (reason `smgw_refused_cert_curve` outbound,
+  `cert_curve_not_offered` inbound).
   Choose brainpoolP256r1 (the default) for SMGWs on the HAN profile and secp256r1 or secp384r1
   for stacks without brainpool (GnuTLS).
 - **Botan-based SMGWs refuse self-signed end-entity certificates in path validation**

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -58,6 +59,14 @@ struct sim_options {
     // no half-close) and drops what the EMT still sends; --half-close yes half-closes the EMT
     // connection instead and keeps relaying its answer, for tests of that leniency.
     bool half_close = false;
+    // The groups the simulator offers (as client) and accepts (as server), as TLS ids: --groups,
+    // or the HAN profile's five.
+    std::vector<uint16_t> groups;
+    // RFC 8422, as the strictest SMGWs apply it (OpenSSL: "wrong curve"): a device certificate whose
+    // curve is not among those groups is refused with illegal_parameter; --cert-curve any accepts a
+    // device certificate on any curve of the profile (outbound only: on inbound channels it is the
+    // device that finds no suite for a curve the simulator did not offer).
+    bool cert_curve_strict = true;
 };
 
 // The SMGW's active side (HKS4/HKS5): an EMT connecting to `emt` reaches the device at `device`.
@@ -91,6 +100,9 @@ struct sim_tls {
     tls::trust_check check;
     std::string sni;
     const sim_options *opt = nullptr;
+    mbedtls_ecp_group_id device_curve = MBEDTLS_ECP_DP_NONE; // the device certificate's, once seen
+    const char *refused = nullptr;                            // why enforce_groups ended the handshake
+    std::vector<uint16_t> conf_groups;                        // what mbedTLS is given (0-terminated)
     tls::bio io;
     sim_tls()
     {
@@ -153,6 +165,53 @@ int on_sni(void *arg, mbedtls_ssl_context *, const unsigned char *name, size_t l
     return 0;
 }
 
+bool among(const std::vector<uint16_t> &groups, mbedtls_ecp_group_id id)
+{
+    const mbedtls_ecp_curve_info *info = mbedtls_ecp_curve_info_from_grp_id(id);
+    return info && std::find(groups.begin(), groups.end(), info->tls_id) != groups.end();
+}
+
+std::string group_names(const std::vector<uint16_t> &groups)
+{
+    std::string out;
+    for (uint16_t id : groups)
+        if (const mbedtls_ecp_curve_info *info = mbedtls_ecp_curve_info_from_tls_id(id))
+            out += (out.empty() ? "" : ":") + std::string(info->name);
+    return out;
+}
+
+// Notes the device certificate's curve, then checks the chain as clsgw's trust check does.
+int verify_device(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    auto *t = static_cast<sim_tls *>(arg);
+    if (depth == 0)
+        t->device_curve = tls::cert_curve(crt);
+    return tls::trust_check::verify(&t->check, crt, depth, flags);
+}
+
+// After each handshake step of the server side: the certificate-curve rule, and a key exchange on
+// one of our groups (mbedTLS is given the rest of the profile's groups after ours, so that
+// --cert-curve any can accept a certificate on them).
+int enforce_groups(void *arg, mbedtls_ssl_context *ssl)
+{
+    auto *t = static_cast<sim_tls *>(arg);
+    const std::vector<uint16_t> &ours = t->opt->groups;
+    if (t->opt->cert_curve_strict && t->device_curve != MBEDTLS_ECP_DP_NONE && !among(ours, t->device_curve)) {
+        log_warn("device certificate curve not among our groups: refused (RFC 8422)",
+                 log_fields().add("certificate_curve", tls::group_name(t->device_curve)).add("groups", group_names(ours)));
+        mbedtls_ssl_send_alert_message(ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER);
+        t->refused = "cert_curve_not_offered";
+        return MBEDTLS_ERR_SSL_BAD_CERTIFICATE;
+    }
+    if (t->io.sent.kex_group >= 0 && std::find(ours.begin(), ours.end(), t->io.sent.kex_group) == ours.end()) {
+        log_warn("the device offered none of our groups", log_fields().add("groups", group_names(ours)));
+        mbedtls_ssl_send_alert_message(ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
+        t->refused = "no_shared_group";
+        return MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE;
+    }
+    return 0;
+}
+
 void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
 {
     std::string err;
@@ -176,7 +235,16 @@ void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
     for (char c : o.pin_sha256)
         if (c != ':')
             t.check.pinned_sha256.push_back(static_cast<char>(tolower(static_cast<unsigned char>(c))));
-    mbedtls_ssl_conf_verify(&t.conf, tls::trust_check::verify, &t.check);
+    mbedtls_ssl_conf_verify(&t.conf, verify_device, &t);
+    // As client: exactly our groups in the ClientHello. As server: ours first (mbedTLS picks the
+    // key exchange's group by the server's order), then the profile's others.
+    t.conf_groups = o.groups;
+    if (endpoint == MBEDTLS_SSL_IS_SERVER)
+        for (uint16_t id : tls::profile_groups())
+            if (std::find(o.groups.begin(), o.groups.end(), id) == o.groups.end())
+                t.conf_groups.push_back(id);
+    t.conf_groups.push_back(MBEDTLS_SSL_IANA_TLS_GROUP_NONE);
+    mbedtls_ssl_conf_groups(&t.conf, t.conf_groups.data());
     if (endpoint == MBEDTLS_SSL_IS_SERVER) {
         mbedtls_ssl_conf_sni(&t.conf, on_sni, &t);
         offer_tickets(&t.conf, &t.rng);
@@ -266,11 +334,22 @@ void serve_device(const sim_options &o, unique_fd device)
     tls::setup(&t.ssl, &t.conf);
     mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
     std::string peer = peer_name(t.io.fd);
-    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS);
+    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS, enforce_groups, &t);
     if (h.ret != 0 || h.timed_out) {
         log_warn("device handshake failed", log_fields().add("peer", peer)
-                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(&t.ssl, h.ret))
+                     .add("reason", h.timed_out ? "handshake_timeout"
+                                    : t.refused ? t.refused
+                                                : tls::handshake_reason(&t.ssl, h.ret))
                      .add("error", tls::error_text(h.ret)));
+        if (t.refused) {
+            // The device's last flight (its Certificate up to Finished) is still unread: a close now
+            // would reset the connection before the device reads our alert. Its close, or a second.
+            shutdown(t.io.fd, SHUT_WR);
+            uint64_t deadline = now_ms() + 1000;
+            char unread[4096];
+            while (tls::wait_io(t.io.fd, MBEDTLS_ERR_SSL_WANT_READ, deadline) && recv(t.io.fd, unread, sizeof unread, 0) > 0) {
+            }
+        }
         return;
     }
     const mbedtls_x509_crt *client = mbedtls_ssl_get_peer_cert(&t.ssl);
@@ -421,6 +500,7 @@ int usage()
                     "                      [--route NAME:PORT=ADDR]... [--proxy auto|socks5|sni] [--idle-timeout DUR]\n"
                     "                      [--inbound EMT_ADDR=DEVICE_ADDR[/SERVER_NAME]]... [--corrupt-cert yes]\n"
                     "                      [--pin-sha256 FINGERPRINT] [--half-close yes|no]\n"
+                    "                      [--groups GROUP[:GROUP]...] [--cert-curve strict|any]\n"
                     "       clsgw-smgw-sim emt-echo --listen ADDR\n");
     return 2;
 }
@@ -438,6 +518,24 @@ inbound_link parse_inbound(const std::string &text)
     if (slash != std::string::npos)
         link.server_name = text.substr(slash + 1);
     return link;
+}
+
+std::vector<uint16_t> parse_groups(const std::string &text)
+{
+    std::vector<uint16_t> out;
+    for (size_t at = 0; at <= text.size();) {
+        size_t colon = std::min(text.find(':', at), text.size());
+        std::string name = text.substr(at, colon - at);
+        at = colon + 1;
+        const mbedtls_ecp_curve_info *info = mbedtls_ecp_curve_info_from_name(name.c_str());
+        if (!info || !tls::curve_in_profile(info->grp_id))
+            die("--groups " + text + ": " + name + " is not a group of the HAN profile");
+        if (std::find(out.begin(), out.end(), info->tls_id) == out.end())
+            out.push_back(info->tls_id);
+    }
+    if (out.empty())
+        die("--groups " + text + ": expected GROUP[:GROUP]...");
+    return out;
 }
 
 route parse_route(const std::string &text)
@@ -476,8 +574,12 @@ int main(int argc, char **argv)
         else if (opt == "--half-close" && (val == "yes" || val == "no")) o.half_close = val == "yes";
         else if (opt == "--proxy" && (val == "auto" || val == "socks5" || val == "sni")) o.proxy = val;
         else if (opt == "--idle-timeout" && parse_duration_ms(val)) o.idle_timeout_ms = *parse_duration_ms(val);
+        else if (opt == "--groups") o.groups = parse_groups(val);
+        else if (opt == "--cert-curve" && (val == "strict" || val == "any")) o.cert_curve_strict = val == "strict";
         else return usage();
     }
+    if (o.groups.empty())
+        o.groups = tls::profile_groups();
     std::vector<std::pair<unique_fd, handler>> listeners;
     if (mode == "emt-echo") {
         log_init("emt-echo", log_level::info);

@@ -127,24 +127,18 @@ void fail(worker_context &ctx, const std::string &reason)
     ctx.result.reason = reason;
 }
 
-// RFC 8422: an ECDSA certificate must be on a curve the client listed in supported_groups;
-// mbedTLS only says "no shared cipher suite". False (and says what to change) when ours is not
-// while the client offered groups of the profile.
-bool curve_offered(const worker_context &ctx, const std::string &offered)
+// RFC 8422: an ECDSA certificate must be on a curve the client listed in supported_groups. mbedTLS
+// says only "no shared cipher suite"; the ClientHello tells when our certificate's curve is why.
+void name_curve_mismatch(worker_context &ctx, const tls_session &t)
 {
-    std::string own = tls::group_name(tls::cert_curve(ctx.own_chain.get()));
-    auto listed = [&offered](const std::string &group) {
-        return (":" + offered + ":").find(":" + group + ":") != std::string::npos;
-    };
-    bool profile_group = false; // without one, the client is outside the profile, whatever our curve
-    for (const char *group : {"brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1", "secp256r1", "secp384r1"})
-        profile_group |= listed(group);
-    if (!profile_group || listed(own))
-        return true;
+    mbedtls_ecp_group_id own = tls::cert_curve(ctx.own_chain.get());
+    if (ctx.result.reason != "no_shared_cipher_suite" || !tls::cert_curve_not_offered(t.io, own))
+        return;
+    ctx.result.reason = "cert_curve_not_offered";
+    std::string name = tls::group_name(own);
     log_warn("certificate curve not among the groups the SMGW offered",
-             log_fields().add("certificate_curve", own).add("smgw_offered", offered)
-                 .add("fix", "a device key on one of the offered curves, or the SMGW offering " + own));
-    return false;
+             log_fields().add("certificate_curve", name).add("smgw_offered", tls::offered_groups(t.io))
+                 .add("fix", "a device key on one of the offered curves, or the SMGW offering " + name));
 }
 
 bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
@@ -164,10 +158,7 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
         ctx.result.reason = c.invalid_name ? "invalid_server_name"
                             : unknown      ? "unknown_server_name"
                                            : tls::handshake_reason(&t.ssl, h.ret);
-        // mbedTLS cannot tell a missing suite from a certificate curve the SMGW did not offer:
-        // the reason stays, and a line says when the curve is one cause
-        if (ctx.result.reason == "no_shared_cipher_suite")
-            curve_offered(ctx, tls::offered_groups(t.io));
+        name_curve_mismatch(ctx, t);
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("server_name", c.server_name.empty() ? "-" : c.server_name)
                      .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));

@@ -131,7 +131,7 @@ const mbedtls_x509_crt_profile han_cert_profile = {
     0x7fffffff, // no RSA key is acceptable
 };
 
-const mbedtls_ecp_group_id *profile_groups() { return han_groups; }
+const mbedtls_ecp_group_id *profile_curves() { return han_groups; }
 
 bool curve_in_profile(mbedtls_ecp_group_id id)
 {
@@ -139,6 +139,14 @@ bool curve_in_profile(mbedtls_ecp_group_id id)
         if (*g == id)
             return true;
     return false;
+}
+
+std::vector<uint16_t> profile_groups()
+{
+    std::vector<uint16_t> out;
+    for (const uint16_t *g = han_groups_tls; *g != MBEDTLS_SSL_IANA_TLS_GROUP_NONE; g++)
+        out.push_back(*g);
+    return out;
 }
 
 void apply_han_profile(mbedtls_ssl_config *conf)
@@ -314,6 +322,21 @@ std::string offered_groups(const bio &io)
     return out;
 }
 
+bool cert_curve_not_offered(const bio &io, mbedtls_ecp_group_id cert_curve)
+{
+    const mbedtls_ecp_curve_info *own = mbedtls_ecp_curve_info_from_grp_id(cert_curve);
+    const std::vector<uint16_t> &groups = io.received.offered_groups, &suites = io.received.offered_suites;
+    auto offered = [](const std::vector<uint16_t> &list, int id) {
+        return std::find(list.begin(), list.end(), id) != list.end();
+    };
+    bool profile_suite = false, profile_group = false;
+    for (const int *s = han_suites; *s != 0; s++)
+        profile_suite |= offered(suites, *s);
+    for (const uint16_t *g = han_groups_tls; *g != MBEDTLS_SSL_IANA_TLS_GROUP_NONE; g++)
+        profile_group |= offered(groups, *g);
+    return own != nullptr && profile_suite && profile_group && !offered(groups, own->tls_id);
+}
+
 int peer_alert(const mbedtls_ssl_context *ssl, int ret)
 {
     if (ret != MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE || ssl->MBEDTLS_PRIVATE(in_msg) == nullptr)
@@ -381,101 +404,6 @@ const char *group_name(mbedtls_ecp_group_id id)
 {
     const mbedtls_ecp_curve_info *info = mbedtls_ecp_curve_info_from_grp_id(id);
     return info ? info->name : "none";
-}
-
-namespace {
-constexpr unsigned char RECORD_CHANGE_CIPHER_SPEC = 20;
-constexpr unsigned char HANDSHAKE_SERVER_KEY_EXCHANGE = 12;
-constexpr unsigned char EC_CURVE_TYPE_NAMED = 3;
-constexpr unsigned char HANDSHAKE_CLIENT_HELLO = 1;
-constexpr size_t EXTENSION_SUPPORTED_GROUPS = 10;
-constexpr size_t CLIENT_HELLO_MAX = 16 * 1024; // beyond it, what follows is not kept
-} // namespace
-
-void record_stream::parse_client_hello()
-{
-    // ClientHello: version(2) random(32) session_id<0..32> cipher_suites<2..> compression<1..>
-    // extensions<0..>; supported_groups (10) holds a NamedGroup list<2..>.
-    const std::vector<unsigned char> &m = hello_;
-    size_t at = 2 + 32;
-    auto u16 = [&m](size_t i) { return static_cast<size_t>(m[i]) << 8 | m[i + 1]; };
-    if (at + 1 > m.size())
-        return;
-    at += 1 + m[at];
-    if (at + 2 > m.size())
-        return;
-    at += 2 + u16(at);
-    if (at + 1 > m.size())
-        return;
-    at += 1 + m[at];
-    if (at + 2 > m.size())
-        return;
-    size_t end = std::min(m.size(), at + 2 + u16(at));
-    at += 2;
-    while (at + 4 <= end) {
-        size_t type = u16(at), len = u16(at + 2);
-        at += 4;
-        if (at + len > end)
-            return;
-        if (type == EXTENSION_SUPPORTED_GROUPS && len >= 2) {
-            size_t list_end = std::min(at + 2 + u16(at), at + len);
-            offered_groups.clear();
-            for (size_t i = at + 2; i + 2 <= list_end; i += 2)
-                offered_groups.push_back(static_cast<uint16_t>(u16(i)));
-            return;
-        }
-        at += len;
-    }
-}
-
-void record_stream::observe_handshake(unsigned char byte)
-{
-    if (msg_have_ < 4) {
-        msg_[msg_have_++] = byte;
-        if (msg_have_ == 4)
-            msg_left_ = static_cast<size_t>(msg_[1]) << 16 | static_cast<size_t>(msg_[2]) << 8 | msg_[3];
-    } else {
-        if (msg_have_ < sizeof msg_)
-            msg_[msg_have_++] = byte;
-        if (msg_[0] == HANDSHAKE_CLIENT_HELLO && hello_.size() < CLIENT_HELLO_MAX)
-            hello_.push_back(byte);
-        msg_left_--;
-    }
-    if (msg_have_ >= 4 && msg_left_ == 0) {
-        if (msg_[0] == HANDSHAKE_CLIENT_HELLO)
-            parse_client_hello();
-        hello_.clear();
-        // ServerKeyExchange of ECDHE: ECParameters { curve_type named_curve, NamedGroup } first.
-        if (msg_[0] == HANDSHAKE_SERVER_KEY_EXCHANGE && msg_have_ == sizeof msg_ && msg_[4] == EC_CURVE_TYPE_NAMED)
-            kex_group = msg_[5] << 8 | msg_[6];
-        msg_have_ = 0;
-    }
-}
-
-void record_stream::observe(const unsigned char *data, size_t len)
-{
-    while (len > 0) {
-        if (body_left_ > 0) {
-            size_t take = len < body_left_ ? len : body_left_;
-            if (header_[0] == MBEDTLS_SSL_MSG_HANDSHAKE && !encrypted_)
-                for (size_t i = 0; i < take; i++)
-                    observe_handshake(data[i]);
-            body_left_ -= take;
-            data += take;
-            len -= take;
-            continue;
-        }
-        header_[header_have_++] = *data++;
-        len--;
-        if (header_have_ < sizeof header_)
-            continue;
-        header_have_ = 0;
-        body_left_ = static_cast<size_t>(header_[3]) << 8 | header_[4];
-        if (header_[0] == RECORD_CHANGE_CIPHER_SPEC)
-            encrypted_ = true;
-        if (watch_handshake_records && header_[0] == MBEDTLS_SSL_MSG_HANDSHAKE)
-            late_handshake_records++;
-    }
 }
 
 void bio::observe(const unsigned char *data, size_t len)

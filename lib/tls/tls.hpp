@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "record_stream.hpp"
+
 namespace clsgw::tls {
 
 std::string error_text(int ret);
@@ -74,7 +76,9 @@ int setup(mbedtls_ssl_context *ssl, const mbedtls_ssl_config *conf);
 extern const mbedtls_x509_crt_profile han_cert_profile;
 bool curve_in_profile(mbedtls_ecp_group_id id);
 // The profile's groups in clsgw's order of preference, ending with MBEDTLS_ECP_DP_NONE.
-const mbedtls_ecp_group_id *profile_groups();
+const mbedtls_ecp_group_id *profile_curves();
+// The profile's groups as TLS ids, in the order clsgw offers them.
+std::vector<uint16_t> profile_groups();
 
 // Trust: anchors (pinned certificates or CAs) plus exact-leaf pinning, used as verify callback.
 // The peer is never checked against a host name: the SMGW is authenticated by trust alone.
@@ -111,29 +115,6 @@ const char *group_name(mbedtls_ecp_group_id id);
 // The curve of a certificate's EC key; MBEDTLS_ECP_DP_NONE for any other key.
 mbedtls_ecp_group_id cert_curve(const mbedtls_x509_crt *crt);
 
-// Follows the record framing of one direction of a TLS 1.2 connection, and the handshake
-// messages inside its plaintext records: mbedTLS 3.6 tells neither the negotiated group nor
-// whether a handshake resumed a session, and the ServerKeyExchange (sent or received) says both.
-struct record_stream {
-    bool watch_handshake_records = false; // set once the handshake is over
-    unsigned late_handshake_records = 0;  // handshake records seen while watching
-    int kex_group = -1;                   // TLS NamedGroup of the ServerKeyExchange seen, if any
-    std::vector<uint16_t> offered_groups; // supported_groups of the ClientHello seen, if any (TLS ids)
-    void observe(const unsigned char *data, size_t len);
-
-private:
-    void observe_handshake(unsigned char byte);
-    void parse_client_hello();
-    std::vector<unsigned char> hello_; // the ClientHello body while it goes by
-    unsigned char header_[5] = {};
-    size_t header_have_ = 0;
-    size_t body_left_ = 0;
-    bool encrypted_ = false; // a ChangeCipherSpec went by: what follows is opaque
-    unsigned char msg_[7] = {}; // a handshake message's header and the first bytes of its body
-    size_t msg_have_ = 0;
-    size_t msg_left_ = 0;
-};
-
 // The transport under a TLS session: a non-blocking socket. It also follows the record
 // framing of both directions, so that handshake records arriving after the handshake
 // (renegotiation attempts, which mbedTLS refuses internally) can be counted exactly.
@@ -156,6 +137,13 @@ struct bio {
 // ClientHello (seen by io's received record stream), as "name:name" with mbedTLS's names of
 // the groups it knows; empty when none were seen.
 std::string offered_groups(const bio &io);
+
+// Server side, after a handshake found no shared suite: true when our certificate's curve is the
+// cause (RFC 8422: an ECDSA certificate must be on a curve the client lists in supported_groups),
+// i.e. the ClientHello offered a suite and a group of the profile but not the certificate's curve.
+// A client with no suite or no group of the profile (TLS 1.3 only, RSA, X25519 only) is outside
+// the profile whatever the curve, and a ClientHello without supported_groups allows any curve.
+bool cert_curve_not_offered(const bio &io, mbedtls_ecp_group_id cert_curve);
 
 // BIO callbacks for mbedtls_ssl_set_bio; ctx points to a tls::bio.
 int bio_send(void *ctx, const unsigned char *buf, size_t len);

@@ -230,10 +230,10 @@ class Env:
         self.sim = p
         return port
 
-    def start_sim_inbound(self, links, identity="smgw", trust="device.crt"):
+    def start_sim_inbound(self, links, identity="smgw", trust="device.crt", extra=()):
         """The SMGW's active side: each link (device_port, server_name or None) gets an EMT port."""
         argv = [os.path.join(BIN, "clsgw-smgw-sim"), "smgw", "--cert", self.path(f"{identity}.crt"),
-                "--key", self.path(f"{identity}.key"), "--trust", self.path(trust)]
+                "--key", self.path(f"{identity}.key"), "--trust", self.path(trust), *extra]
         emt_ports = []
         for device_port, server_name in links:
             emt = free_port()

@@ -22,6 +22,22 @@ def test_every_program_names_its_version_and_the_mbedtls_it_links(env):
         assert re.fullmatch(rf"{name} \S+ \(mbedTLS 3\.6\.\d+\)\n", r.stdout), (name, r.stdout)
 
 
+def test_every_program_documents_version_in_its_man_page(env):
+    """each program's man page lists --version in its synopsis and says that it names the mbedTLS
+    the program is linked with, with that program's name in the example"""
+    man = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "man")
+    for name, section in (("clsgwd", 8), ("clsgw-worker", 8), ("clsgw-signer", 8), ("clsgwctl", 8),
+                          ("clsgw-smgw-sim", 1)):
+        with open(os.path.join(man, f"{name}.{section}")) as f:
+            page = f.read()
+        synopsis = page.split(".Sh SYNOPSIS", 1)[1].split(".Sh ", 1)[0]
+        assert ".Fl -version" in synopsis, name
+        body = page.split(".Sh DESCRIPTION", 1)[1]
+        assert re.search(r"\.Fl -version\nprints the program's name, clsgw's version and the version of the "
+                         r"mbedTLS it is\nlinked with, as in\n\.Dq " + re.escape(name) + r" 0\.1 \(mbedTLS 3\.6\.6\) ,",
+                         body), name
+
+
 @runs_emulated
 def test_config_check_accepts_a_valid_file(env):
     """clsgwd -t exits 0 on a valid configuration"""

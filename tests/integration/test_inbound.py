@@ -27,6 +27,21 @@ def s_client(env, port, *extra, stdin=b"hello\n", timeout=20):
     return subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
 
 
+def test_simulator_offering_other_groups_gets_the_curve_named(env):
+    """the simulator offering only secp384r1 to the brainpoolP256r1 device: the device finds no suite
+    for its certificate (RFC 8422) and names why: reason cert_curve_not_offered, with the curve and
+    the groups offered"""
+    echo = Service("echo")
+    ports = device(env, {"modbus": {"forward": f"127.0.0.1:{echo.port}"}})
+    [emt] = env.start_sim_inbound([(ports["modbus"], None)], extra=["--groups", "secp384r1"])
+    assert recv_all(socket.create_connection(("127.0.0.1", emt))) == b""
+    env.sim.wait_log(r"TLS to the device failed .*reason=peer_alert_handshake_failure")
+    env.clsgwd.wait_log(r'certificate curve not among the groups the SMGW offered" certificate_curve=brainpoolP256r1 '
+                        r"smgw_offered=secp384r1 ")
+    env.clsgwd.wait_log(r"channel closed .*name=modbus direction=inbound .*outcome=failed reason=cert_curve_not_offered ")
+    assert echo.accepts == 0
+
+
 def test_sixteen_mib_both_ways_with_half_close(env):
     """16 MiB from the EMT reach the device service and come back intact, after the EMT half-closed"""
     echo = Service("echo")

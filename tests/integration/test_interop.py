@@ -388,15 +388,18 @@ def test_curve_mismatch_is_named_outbound(env):
 
 @scenario("OpenSSL 3.0 s_client", "inbound", "device curve not among the groups the SMGW offers: named")
 def test_curve_mismatch_is_named_inbound(env):
-    """an SMGW (OpenSSL s_client) offering only secp384r1 to the brainpoolP256r1 device: besides
-    no_shared_cipher_suite, a line names the device's curve and the offered groups"""
+    """an SMGW (OpenSSL s_client) offering the profile's suites but only secp384r1 and X25519 to the
+    brainpoolP256r1 device: the channel's reason is cert_curve_not_offered, and a line names the
+    device's curve and the offered groups"""
     port = inbound_device(env)
-    subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-groups", "secp384r1",
-                    "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key")],
-                   input=b"", capture_output=True, timeout=20)
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-groups", "secp384r1:X25519",
+                        "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-SHA384",
+                        "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key")],
+                       input=b"", capture_output=True, timeout=20)
+    assert b"alert handshake failure" in r.stderr, r.stderr
     env.clsgwd.wait_log(r'certificate curve not among the groups the SMGW offered" certificate_curve=brainpoolP256r1 '
                         r'smgw_offered=secp384r1 ')
-    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=no_shared_cipher_suite ")
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=cert_curve_not_offered ")
 
 
 # --- Botan 2 as the SMGW: pins the device certificate (its path validation refuses self-signed) ---

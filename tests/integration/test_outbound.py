@@ -155,6 +155,38 @@ def test_device_certificate_is_checked_by_the_smgw(env):
     env.clsgwd.wait_log(r"channel closed .*outcome=failed")
 
 
+def curve_test_gateway(env, *sim_options):
+    """clsgwd towards a simulator offering secp384r1 and brainpoolP384r1 only; returns the app's port"""
+    echo = env.start_echo()
+    sim = env.start_sim([f"{EMT}:{EMT_PORT}=127.0.0.1:{echo}"],
+                        extra=["--groups", "secp384r1:brainpoolP384r1", *sim_options])
+    port = free_port()
+    env.start_clsgwd(env.write_config(sim, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
+                                                    "target": f"{EMT}:{EMT_PORT}"}}))
+    return port
+
+
+def test_simulator_refuses_a_device_certificate_on_a_curve_it_does_not_offer(env):
+    """the simulator with groups secp384r1 and brainpoolP384r1 refuses the brainpoolP256r1 device
+    certificate as strict SMGWs do (illegal_parameter, RFC 8422), and clsgw names the mismatch"""
+    s = socket.create_connection(("127.0.0.1", curve_test_gateway(env)))
+    assert recv_all(s) == b""
+    env.sim.wait_log(r"device certificate curve not among our groups: refused \(RFC 8422\) "
+                     r"certificate_curve=brainpoolP256r1 groups=secp384r1:brainpoolP384r1")
+    env.sim.wait_log(r"device handshake failed .*reason=cert_curve_not_offered")
+    env.clsgwd.wait_log(r'certificate curve not among the groups the SMGW offered" certificate_curve=brainpoolP256r1 '
+                        r"smgw_chose=secp384r1 ")
+    env.clsgwd.wait_log(r"channel closed .*outcome=failed reason=smgw_refused_cert_curve ")
+
+
+def test_simulator_accepts_any_certificate_curve_when_told(env):
+    """with --cert-curve any the same simulator takes the brainpoolP256r1 certificate, and the key
+    exchange stays on its own groups"""
+    s = socket.create_connection(("127.0.0.1", curve_test_gateway(env, "--cert-curve", "any")))
+    assert transfer(s, b"any curve\n") == b"any curve\n"
+    env.sim.wait_log(r"channel open .*group=secp384r1")
+
+
 def test_smgw_down_gives_connection_refused(env):
     """with nothing listening at the SMGW address, a SOCKS5 app gets 0x05 and the log names the reason"""
     port = free_port()

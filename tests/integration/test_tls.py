@@ -647,6 +647,13 @@ def test_certificate_request_asks_for_ecdsa_and_names_no_authority(env):
     assert any(re.search(r"certificate_authorities \(len=0\)", line) for line in request), request
 
 
+def test_certificate_request_lists_ecdsa_sign_only(env):
+    """as server our CertificateRequest's certificate_types is ecdsa_sign alone (OpenSSL s_client -trace):
+    mbedTLS adds rsa_sign whenever RSA is compiled in, and deps/mbedtls.sh builds it without"""
+    request = trace_message(inbound_trace(env), "CertificateRequest")
+    assert trace_items(request, r"certificate_types \(len=") == ["ecdsa_sign"], request
+
+
 def test_max_fragment_length_is_not_granted_as_server(env):
     """as server a client's max_fragment_length is not granted: the ServerHello leaves it out, the channel
     works with full-size records (OpenSSL s_client -maxfraglen 512 -trace)"""

@@ -125,3 +125,60 @@ TEST_CASE("record stream: the ClientHello's supported_groups are kept, however t
         CHECK(tls::offered_groups(io).empty());
     }
 }
+
+namespace {
+
+// A ClientHello with these cipher suites and, unless groups is empty, a supported_groups extension.
+record client_hello(const std::vector<uint16_t> &suites, const std::vector<uint16_t> &groups)
+{
+    auto u16 = [](record &r, size_t v) {
+        r.push_back(static_cast<unsigned char>(v >> 8));
+        r.push_back(static_cast<unsigned char>(v));
+    };
+    record body{3, 3};
+    body.insert(body.end(), 32, 0x22); // random
+    body.push_back(0);                 // no session id
+    u16(body, 2 * suites.size());
+    for (uint16_t s : suites)
+        u16(body, s);
+    body.insert(body.end(), {1, 0}); // null compression
+    record ext;
+    if (!groups.empty()) {
+        u16(ext, 10);
+        u16(ext, 2 + 2 * groups.size());
+        u16(ext, 2 * groups.size());
+        for (uint16_t g : groups)
+            u16(ext, g);
+    }
+    u16(body, ext.size());
+    body.insert(body.end(), ext.begin(), ext.end());
+    return tls_record(22, handshake_message(1, body));
+}
+
+bool curve_named(const record &hello)
+{
+    tls::bio io;
+    feed_in_pieces(io.received, hello, 11);
+    return tls::cert_curve_not_offered(io, MBEDTLS_ECP_DP_BP256R1);
+}
+
+} // namespace
+
+TEST_CASE("record stream: the ClientHello's cipher suites are kept")
+{
+    tls::record_stream s;
+    feed_in_pieces(s, client_hello({0xc02b, 0x1301, 0xc024}, {24}), 3);
+    CHECK(s.offered_suites == std::vector<uint16_t>{0xc02b, 0x1301, 0xc024});
+    CHECK(s.offered_groups == std::vector<uint16_t>{24});
+}
+
+TEST_CASE("inbound: a brainpoolP256r1 certificate's curve is named only when it is why no suite was shared")
+{
+    CHECK(curve_named(client_hello({0xc02b, 0xc02c}, {24})));     // profile suites, secp384r1 only
+    CHECK(curve_named(client_hello({0xc023}, {29, 23, 24})));     // X25519 too, but a profile group
+    CHECK(!curve_named(client_hello({0xc02b}, {26, 24})));        // brainpoolP256r1 offered
+    CHECK(!curve_named(client_hello({0xc02f, 0x009c}, {23, 24}))); // RSA suites only
+    CHECK(!curve_named(client_hello({0x1301, 0x1302}, {23, 24}))); // TLS 1.3 suites only
+    CHECK(!curve_named(client_hello({0xc02b}, {29})));            // X25519 only: outside the profile
+    CHECK(!curve_named(client_hello({0xc02b}, {})));              // no supported_groups: any curve
+}
