@@ -84,6 +84,12 @@ bool cert_list::parse_pem(const std::string &pem, std::string &error)
     int ret = mbedtls_x509_crt_parse(&crt_, reinterpret_cast<const unsigned char *>(pem.c_str()), pem.size() + 1);
     if (ret != 0) {
         error = ret > 0 ? std::to_string(ret) + " certificate(s) could not be parsed" : error_text(ret);
+        // The library is built for the HAN profile only (deps/mbedtls.sh): an RSA certificate
+        // is not even parsed, which must not read as a damaged file.
+        if (ret < 0 && (-ret & 0xff80) == -MBEDTLS_ERR_X509_UNKNOWN_SIG_ALG)
+            error = "its signature algorithm is not ECDSA (RSA, say): outside the HAN profile (" + error + ")";
+        else if (ret == MBEDTLS_ERR_PK_UNKNOWN_PK_ALG)
+            error = "its key is not an EC key (RSA, say): outside the HAN profile (" + error + ")";
         return false;
     }
     return true;

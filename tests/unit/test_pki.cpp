@@ -2,6 +2,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "../../lib/pki.hpp"
+#include "../../lib/tls/tls.hpp"
 
 using namespace clsgw;
 
@@ -73,4 +74,31 @@ TEST_CASE("only a CA certificate issues: CA:FALSE or a keyUsage without keyCertS
     auto wrong_key = pki::make_certificate(issue);
     CHECK_FALSE(wrong_key.ok);
     CHECK(wrong_key.error.find("does not match the certificate") != std::string::npos);
+}
+
+// The library is built without RSA (deps/mbedtls.sh): an RSA certificate cannot be parsed at all,
+// and the reason must say what is wrong with it, not only that parsing failed.
+static const char rsa_certificate_pem[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIICAjCCAWugAwIBAgIUJVDf0HcJQswjV1/C6PNBwIZTVq4wDQYJKoZIhvcNAQEL\n"
+    "BQAwEzERMA8GA1UEAwwIcnNhLXRlc3QwHhcNMjYxMjAyMDIwNzQxWhcNMzYxMTI5\n"
+    "MDIwNzQxWjATMREwDwYDVQQDDAhyc2EtdGVzdDCBnzANBgkqhkiG9w0BAQEFAAOB\n"
+    "jQAwgYkCgYEAxLsJfqQaCmnFbPPoG8pd4Xon7JAX+j9eqW0Zm1S+sMC1zr8IvFiA\n"
+    "/eDQXeyVcIgAxBlbIP1lWqxlK6wKzsmMeap2RzOLOiLSSoRBAEZA9fTSwJ6Cpoar\n"
+    "qQY9l4lJb8t401zIMAVFE+i7rtz+SyFmuTWGmVFscA2VeT/nfltbxocCAwEAAaNT\n"
+    "MFEwHQYDVR0OBBYEFFphXFnlpQPMwJJeepAgudchFTh6MB8GA1UdIwQYMBaAFFph\n"
+    "XFnlpQPMwJJeepAgudchFTh6MA8GA1UdEwEB/wQFMAMBAf8wDQYJKoZIhvcNAQEL\n"
+    "BQADgYEAdENzGV/oPBT4ofOHmu3atWS7tsFIuQbaeXylwKjS/avpMy9wgm4rxldz\n"
+    "N3idrIhFdFMrIJYdT4zkJmvLzIoR+6yutEgJo6W81S40W0b25sBOV4AzjNAKL863\n"
+    "wCYZcfSHAyloOoUmhWxFYJvmjQEp05lPWAPQJ3HelD1Lp80Guds=\n"
+    "-----END CERTIFICATE-----\n";
+
+TEST_CASE("an RSA certificate is refused as a key type outside the HAN profile, saying so")
+{
+    tls::cert_list certs;
+    std::string error;
+    CHECK_FALSE(certs.parse_pem(rsa_certificate_pem, error));
+    INFO(error);
+    CHECK(error.find("not ECDSA") != std::string::npos);
+    CHECK(error.find("HAN profile") != std::string::npos);
 }
