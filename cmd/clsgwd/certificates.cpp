@@ -4,6 +4,7 @@
 
 #include <mbedtls/x509_crt.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "../../lib/log.hpp"
@@ -48,21 +49,29 @@ void master::watch_certificates()
     check_certificate_expiry();
 }
 
-// At the start, at each reload and once a day (check_deadlines): a warning from 30 days before
-// a certificate expires, an error once it has.
+// At the start, at each reload, once a day, and at the second a certificate crosses a line (30
+// days left, or expired): a warning from 30 days before a certificate expires, an error once it
+// has. The log says so when it happens, not up to a day later.
 void master::check_certificate_expiry()
 {
-    certificates_checked_ms_ = now_ms();
+    uint64_t now = now_ms();
     int64_t wall = static_cast<int64_t>(time(nullptr));
+    int64_t next_s = CERTIFICATE_CHECK_INTERVAL_S;
     for (const auto &c : certificates_) {
         int64_t days = (c.not_after - wall) / 86400;
         log_fields f;
         f.add("role", c.role).add("subject", c.subject).add("days_left", days).add("path", c.path);
-        if (c.not_after < wall)
+        if (c.not_after < wall) {
             log_error("certificate expired", f);
-        else if (days < 30)
+            continue;
+        }
+        if (days < 30)
             log_warn("certificate expires soon", f);
+        else
+            next_s = std::min(next_s, c.not_after - 30 * 86400 - wall + 1);
+        next_s = std::min(next_s, c.not_after - wall + 1); // not_after is the last valid second
     }
+    certificates_next_check_ms_ = now + static_cast<uint64_t>(std::max<int64_t>(next_s, 1)) * 1000;
 }
 
 } // namespace clsgw

@@ -23,7 +23,6 @@ namespace clsgw {
 
 namespace {
 
-constexpr uint64_t CERTIFICATE_CHECK_INTERVAL_MS = 24ull * 3600 * 1000; // expiry warnings once a day
 
 } // namespace
 
@@ -132,7 +131,7 @@ void master::check_deadlines()
         start_signer();
     if (!failures_.empty())
         flush_suppressed();
-    if (now - certificates_checked_ms_ >= CERTIFICATE_CHECK_INTERVAL_MS)
+    if (now >= certificates_next_check_ms_)
         check_certificate_expiry();
     if (now >= sessions_.next_expiry())
         sessions_.sweep(now); // a session's secret does not outlive max_session_lifetime
@@ -160,6 +159,7 @@ int master::poll_timeout() const
         next = std::min(next, watchdog_next_ms_);
     next = std::min(next, next_suppressed_flush());
     next = std::min(next, sessions_.next_expiry());
+    next = std::min(next, certificates_next_check_ms_);
     next = std::min(next, next_control_deadline());
     if (status_due_ms_)
         next = std::min(next, status_due_ms_); // a changed status waits at most a second

@@ -302,7 +302,8 @@ private:
     // certificates.cpp: expiry warnings
     void watch_certificates();
     void check_certificate_expiry();
-    uint64_t certificates_checked_ms_ = 0;
+    static constexpr int64_t CERTIFICATE_CHECK_INTERVAL_S = 24 * 3600; // at least once a day
+    uint64_t certificates_next_check_ms_ = 0;                           // when check_deadlines looks again
 };
 
 } // namespace clsgw

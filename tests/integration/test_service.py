@@ -93,3 +93,48 @@ def test_an_expired_trust_certificate_is_an_error_in_the_log_and_in_check(env):
     assert any("certificate expired" in l and "CN=old-smgw" in l for l in p.lines(" error ")), p.output()
     r = env.clsgwctl("check", check=False)
     assert r.returncode == 1 and "has expired" in r.stdout + r.stderr, f"exit {r.returncode}: {r.stdout}{r.stderr}"
+
+
+OPENSSL_CA = """[ca]
+default_ca = ca_section
+[ca_section]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any_name
+unique_subject = no
+[any_name]
+commonName = supplied
+"""
+
+
+def test_a_certificate_that_expires_while_clsgwd_runs_is_an_error_at_that_second(env):
+    """a pinned SMGW certificate with seconds left: "expires soon" at the start, then "certificate expired" as an
+    error within seconds of its notAfter (not at the next daily check), without a reload"""
+    import datetime
+    import subprocess
+    folder = env.path("ca")
+    os.makedirs(folder)
+    open(os.path.join(folder, "index.txt"), "w").close()
+    with open(os.path.join(folder, "serial"), "w") as f:
+        f.write("01\n")
+    with open(os.path.join(folder, "ca.cnf"), "w") as f:
+        f.write(OPENSSL_CA)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stamp = lambda t: t.strftime("%Y%m%d%H%M%SZ")  # noqa: E731
+    not_after = now + datetime.timedelta(seconds=6)
+    run = lambda *a: subprocess.run(["openssl", *a], cwd=folder, check=True, capture_output=True)  # noqa: E731
+    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "short.key")
+    run("req", "-new", "-key", "short.key", "-subj", "/CN=short-lived-smgw", "-out", "short.csr")
+    run("ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", "short.key", "-in", "short.csr",
+        "-startdate", stamp(now - datetime.timedelta(days=1)), "-enddate", stamp(not_after), "-out", "short.crt")
+    cfg = env.write_config(free_port(), {"app": {"listen": f"127.0.0.1:{free_port()}", "ingress": "socks5",
+                                                 "allow": "*:*"}}, trust="ca/short.crt")
+    p = env.start_clsgwd(cfg)
+    assert any("certificate expires soon" in l and "CN=short-lived-smgw" in l for l in p.lines(" warn")), p.output()
+    assert not p.lines("certificate expired"), p.output()
+    line = p.wait_log("certificate expired", timeout=20)
+    late = datetime.datetime.now(datetime.timezone.utc) - not_after
+    assert " error " in line and "CN=short-lived-smgw" in line, line
+    assert late < datetime.timedelta(seconds=8), f"logged {late} after notAfter: {line}"
