@@ -167,20 +167,28 @@ def curl(*args):
     return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True, timeout=30)
 
 
+def curl_through(env, proxy, option, host):
+    """curl OPTION through a fresh SOCKS5 channel of the given proxy mode to http://HOST:EMT_PORT/"""
+    port, emt = socks5_gateway(env, proxy)
+    return curl(option, f"127.0.0.1:{port}", f"http://{host}:{EMT_PORT}/"), emt
+
+
+def assert_the_answer(r):
+    assert r.returncode == 0 and r.stdout == b"the answer\n", r.stderr
+
+
 @scenario("curl 7.88 --socks5-hostname", "ingress", "name as DOMAIN on an sni channel, port_sent=no")
 def test_curl_socks5_hostname_reaches_the_emt_by_name(env):
     """curl --socks5-hostname (DOMAIN) through an sni channel: the answer, and the log says the port was not sent"""
-    port, emt = socks5_gateway(env, "sni")
-    r = curl("--socks5-hostname", f"127.0.0.1:{port}", f"http://{EMT}:{EMT_PORT}/")
-    assert r.returncode == 0 and r.stdout == b"the answer\n", r.stderr
+    r, _ = curl_through(env, "sni", "--socks5-hostname", EMT)
+    assert_the_answer(r)
     env.clsgwd.wait_log(rf"channel closed .*outcome=ok .*target={EMT}:{EMT_PORT} proxy=sni port_sent=no ")
 
 
 @scenario("curl 7.88 --socks5", "ingress", "IPv4 on an sni channel: refused 0x08")
 def test_curl_socks5_with_an_ip_literal_is_refused_on_an_sni_channel(env):
     """curl --socks5 (IPv4) through an sni channel: SOCKS5 0x08 and a named reason, never SNI with an address"""
-    port, emt = socks5_gateway(env, "sni")
-    r = curl("--socks5", f"127.0.0.1:{port}", f"http://127.0.0.1:{EMT_PORT}/")
+    r, emt = curl_through(env, "sni", "--socks5", "127.0.0.1")
     assert r.returncode == 97 and b"8" in r.stderr, (r.returncode, r.stderr)  # 97: proxy handshake refused
     env.clsgwd.wait_log(r"channel closed .*outcome=refused reason=sni_cannot_name_an_address .*target=127.0.0.1:4443")
     assert not env.sim.lines("server_name"), "the SMGW saw a handshake"
@@ -190,9 +198,8 @@ def test_curl_socks5_with_an_ip_literal_is_refused_on_an_sni_channel(env):
 @scenario("curl 7.88 --socks5", "ingress", "IPv4 on a socks5 channel: carried")
 def test_curl_socks5_with_an_ip_literal_passes_on_a_socks5_channel(env):
     """curl --socks5 (IPv4) through a socks5 channel: the literal reaches the SMGW as an address"""
-    port, emt = socks5_gateway(env, "socks5")
-    r = curl("--socks5", f"127.0.0.1:{port}", f"http://127.0.0.1:{EMT_PORT}/")
-    assert r.returncode == 0 and r.stdout == b"the answer\n", r.stderr
+    r, _ = curl_through(env, "socks5", "--socks5", "127.0.0.1")
+    assert_the_answer(r)
     env.clsgwd.wait_log(rf"channel closed .*outcome=ok .*target=127.0.0.1:{EMT_PORT} proxy=socks5 ")
 
 

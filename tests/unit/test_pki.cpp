@@ -29,48 +29,54 @@ TEST_CASE("certificate serials are positive and in DER's shortest form, so OpenS
     }
 }
 
-TEST_CASE("a key pair is checked as the signer checks it: the certificate's own key, on a profile curve")
+namespace {
+
+std::string new_key(const char *curve)
 {
-    auto key = pki::generate_key("brainpoolP256r1"), other = pki::generate_key("brainpoolP256r1");
+    auto key = pki::generate_key(curve);
     REQUIRE(key.ok);
-    REQUIRE(other.ok);
+    return key.pem;
+}
+
+std::string self_signed(const std::string &key_pem, const char *subject, bool is_ca = false)
+{
     pki::cert_request req;
-    req.subject = "CN=pair";
-    req.key_pem = key.pem;
+    req.subject = subject;
+    req.key_pem = key_pem;
+    req.is_ca = is_ca;
     auto cert = pki::make_certificate(req);
     REQUIRE(cert.ok);
-    CHECK(pki::key_pair_problem(key.pem, cert.pem) == "");
-    CHECK(pki::key_pair_problem(other.pem, cert.pem).find("does not match the certificate") != std::string::npos);
-    CHECK(pki::key_pair_problem("not a key", cert.pem).find("cannot parse the private key") == 0);
-    CHECK(pki::key_pair_problem(key.pem, "not a certificate").find("cannot parse the certificate") == 0);
+    return cert.pem;
+}
+
+} // namespace
+
+TEST_CASE("a key pair is checked as the signer checks it: the certificate's own key, on a profile curve")
+{
+    std::string key = new_key("brainpoolP256r1"), other = new_key("brainpoolP256r1");
+    std::string cert = self_signed(key, "CN=pair");
+    CHECK(pki::key_pair_problem(key, cert) == "");
+    CHECK(pki::key_pair_problem(other, cert).find("does not match the certificate") != std::string::npos);
+    CHECK(pki::key_pair_problem("not a key", cert).find("cannot parse the private key") == 0);
+    CHECK(pki::key_pair_problem(key, "not a certificate").find("cannot parse the certificate") == 0);
     CHECK(pki::profile_curves_text() == "brainpoolP256r1, brainpoolP384r1, brainpoolP512r1, secp256r1, secp384r1");
 }
 
 TEST_CASE("only a CA certificate issues: CA:FALSE or a keyUsage without keyCertSign is refused, with why")
 {
-    auto ca_key = pki::generate_key("secp256r1"), leaf_key = pki::generate_key("secp256r1");
-    REQUIRE(ca_key.ok);
-    REQUIRE(leaf_key.ok);
-    pki::cert_request self;
-    self.subject = "CN=not-a-ca";
-    self.key_pem = ca_key.pem;
-    auto not_ca = pki::make_certificate(self);
-    self.subject = "CN=ca";
-    self.is_ca = true;
-    auto ca = pki::make_certificate(self);
-    REQUIRE(not_ca.ok);
-    REQUIRE(ca.ok);
+    std::string ca_key = new_key("secp256r1"), leaf_key = new_key("secp256r1");
+    std::string not_ca = self_signed(ca_key, "CN=not-a-ca"), ca = self_signed(ca_key, "CN=ca", true);
     pki::cert_request issue;
     issue.subject = "CN=leaf";
-    issue.key_pem = leaf_key.pem;
-    issue.issuer_key_pem = ca_key.pem;
-    issue.issuer_cert_pem = not_ca.pem;
+    issue.key_pem = leaf_key;
+    issue.issuer_key_pem = ca_key;
+    issue.issuer_cert_pem = not_ca;
     auto refused = pki::make_certificate(issue);
     CHECK_FALSE(refused.ok);
     CHECK(refused.error.find("not a CA certificate (basicConstraints without CA:TRUE)") != std::string::npos);
-    issue.issuer_cert_pem = ca.pem;
+    issue.issuer_cert_pem = ca;
     CHECK(pki::make_certificate(issue).ok);
-    issue.issuer_key_pem = leaf_key.pem; // not the CA's key
+    issue.issuer_key_pem = leaf_key; // not the CA's key
     auto wrong_key = pki::make_certificate(issue);
     CHECK_FALSE(wrong_key.ok);
     CHECK(wrong_key.error.find("does not match the certificate") != std::string::npos);
