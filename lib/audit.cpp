@@ -72,15 +72,24 @@ tail read_tail(int fd)
     }
     if (size == 0)
         return t;
-    off_t from = size > static_cast<off_t>(TAIL_WINDOW) ? size - static_cast<off_t>(TAIL_WINDOW) : 0;
-    std::string buf(static_cast<size_t>(size - from), '\0');
-    // Records end with exactly one newline; anything else at the end is a cut or foreign tail.
-    if (pread(fd, buf.data(), buf.size(), from) != static_cast<ssize_t>(buf.size()) || buf.back() != '\n') {
-        t.readable = false;
-        return t;
+    // A record is a few hundred bytes: the last 4 KiB nearly always hold it whole; only a longer
+    // last line is read again with the full window (and beyond that it is refused).
+    std::string buf;
+    size_t nl = std::string::npos;
+    off_t from = size;
+    for (size_t window : {size_t{4096}, TAIL_WINDOW}) {
+        from = size > static_cast<off_t>(window) ? size - static_cast<off_t>(window) : 0;
+        buf.assign(static_cast<size_t>(size - from), '\0');
+        // Records end with exactly one newline; anything else at the end is a cut or foreign tail.
+        if (pread(fd, buf.data(), buf.size(), from) != static_cast<ssize_t>(buf.size()) || buf.back() != '\n') {
+            t.readable = false;
+            return t;
+        }
+        buf.pop_back();
+        nl = buf.rfind('\n');
+        if (nl != std::string::npos || from == 0)
+            break;
     }
-    buf.pop_back();
-    size_t nl = buf.rfind('\n');
     if (nl == std::string::npos && from > 0) { // the last line is longer than the window
         t.readable = false;
         return t;
