@@ -150,26 +150,27 @@ append_result write_sealed(int fd, append_result &r, const std::string &record_t
     return r;
 }
 
+// Where the log on fd stands once its lock is held; an error when it cannot be continued.
+std::string locked_tail(const exclusive_lock &lock, int fd, tail &at)
+{
+    if (!lock.held())
+        return "cannot lock the audit log: " + errno_text(lock.error());
+    at = read_tail(fd);
+    if (!at.readable)
+        return "the audit log's last line is not a complete chained record";
+    if (at.closed)
+        return "the audit log was rotated and closed by a newer signer";
+    return "";
+}
+
 } // namespace
 
 append_result append(int fd, const std::string &record_text)
 {
     append_result r;
     exclusive_lock lock(fd);
-    if (!lock.held()) {
-        r.error = "cannot lock the audit log: " + errno_text(lock.error());
-        return r;
-    }
-    r.at = read_tail(fd);
-    if (!r.at.readable) {
-        r.error = "the audit log's last line is not a complete chained record";
-        return r;
-    }
-    if (r.at.closed) {
-        r.error = "the audit log was rotated and closed by a newer signer";
-        return r;
-    }
-    return write_sealed(fd, r, record_text);
+    r.error = locked_tail(lock, fd, r.at);
+    return r.error.empty() ? write_sealed(fd, r, record_text) : r;
 }
 
 start_result continue_chain(int fd, const std::string &path, const std::string &closing_text,
@@ -177,16 +178,9 @@ start_result continue_chain(int fd, const std::string &path, const std::string &
 {
     start_result r;
     exclusive_lock lock(fd);
-    if (!lock.held()) {
-        r.error = "cannot lock the audit log: " + errno_text(lock.error());
+    r.error = locked_tail(lock, fd, r.at);
+    if (!r.error.empty())
         return r;
-    }
-    r.at = read_tail(fd);
-    if (!r.at.readable || r.at.closed) {
-        r.error = r.at.closed ? "the audit log ends with a log_closed record: it is a rotated log"
-                              : "the audit log's last line is not a complete chained record";
-        return r;
-    }
     if (r.at.seq > 0)
         return r.ok = true, r;
     std::string rotated = path + ".1";

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from harness import BIN, wait_until
+from harness import BIN, TestServer, wait_until
 
 LOG, SIGNER_READY, SESSION_OPEN, SIGN_REQUEST, SIGN_ANSWER = 16, 32, 33, 48, 49
 SHA256, SHA384, SHA512 = 1, 2, 3
@@ -505,32 +505,22 @@ def test_audit_chain_continues_across_rotation_and_verify_names_a_missing_log(en
     assert r.returncode == 1 and f"{log2}: starts at record 1, before the end of {log1}" in r.stdout, r.stdout
 
 
-class HandshakeGate:
+class HandshakeGate(TestServer):
     """A TCP relay in front of the SMGW simulator that can hold new connections before the SMGW's first byte:
     a channel held here is mid-handshake and has not asked its signer for a signature yet."""
 
     def __init__(self, upstream_port):
         self.upstream_port = upstream_port
-        self.holding = False
-        self.pending = []
         self.lock = threading.Lock()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.open_gate, self.held_gate, self.waiting = threading.Event(), None, 0
+        self.open_gate.set()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                if self.holding:
-                    self.pending.append(conn)
-                    continue
-            self._relay(conn)
-
-    def _relay(self, conn):
+    def handle(self, conn):
+        with self.lock:
+            gate = self.open_gate
+            self.waiting += not gate.is_set()
+        gate.wait(30)
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
 
         def pump(src, dst):
@@ -540,22 +530,29 @@ class HandshakeGate:
                 dst.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-        threading.Thread(target=pump, args=(conn, upstream), daemon=True).start()
-        threading.Thread(target=pump, args=(upstream, conn), daemon=True).start()
+        back = threading.Thread(target=pump, args=(upstream, conn), daemon=True)
+        back.start()
+        pump(conn, upstream)
+        back.join(30)
+        upstream.close()
 
     def hold(self):
+        """Connections from now on wait until release()."""
         with self.lock:
-            self.holding = True
+            self.open_gate, self.waiting = threading.Event(), 0
+
+    def pass_new(self):
+        """Connections from now on pass; those held so far go on waiting."""
+        with self.lock:
+            self.held_gate, self.open_gate = self.open_gate, threading.Event()
+            self.open_gate.set()
 
     def release(self):
-        with self.lock:
-            self.holding, held, self.pending = False, self.pending, []
-        for conn in held:
-            self._relay(conn)
+        self.held_gate.set()
 
     def held(self):
         with self.lock:
-            return len(self.pending)
+            return self.waiting
 
 
 def test_reloads_during_handshakes_keep_one_audit_chain_with_each_signature_once(env):
@@ -586,8 +583,7 @@ def test_reloads_during_handshakes_keep_one_audit_chain_with_each_signature_once
         for i in range(2):
             open_channel(f"held-{round_}-{i}")
         wait_until(lambda: gate.held() == 2, 10, "two channels held before the SMGW's first byte")
-        with gate.lock:
-            gate.holding = False  # new channels pass; the two held ones stay held
+        gate.pass_new()
         env.clsgwctl("reload")  # answered once the new signer is ready and the reload committed
         wait_until(lambda: len(env.clsgwd.lines("reloaded channels=1 ")) == round_ + 1, 10, "the reload")
         open_channel(f"fresh-{round_}").join(30)  # signed by the new signer
