@@ -294,11 +294,20 @@ bench: deps
 	@$(PYTHON) tests/bench/bench.py --build $(BUILD) --floor $(BUILD)/bench/crypto_floor --out $(BUILD)/bench \
 	  --stunnel-fork $(BUILD)/bench/stunnel-fork/stunnel $(BENCH_ARGS)
 
+# One audit record per signature: the in-memory chain against the locked append that reads the
+# file's last record (tests/bench/audit_append.cpp), on the build folder's file system.
+bench-audit: $(BUILD)/bench/audit_append
+	@$(BUILD)/bench/audit_append $(BUILD)/bench
+
+$(BUILD)/bench/audit_append: $(BUILD)/obj/tests/bench/audit_append.o $(BUILD)/libclsgw.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/bench/crypto_floor: tests/bench/crypto_floor.c $(MBEDTLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lmbedcrypto
 
-.PHONY: bench fuzz
+.PHONY: bench bench-audit fuzz
 .SECONDARY: $(FUZZ_OBJ)
 fuzz: deps $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 	@set -e; for t in $(FUZZ_TARGETS); do \

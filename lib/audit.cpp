@@ -3,8 +3,11 @@
 #include <mbedtls/sha256.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "fd.hpp"
 #include "util.hpp"
@@ -56,32 +59,161 @@ std::string next(const std::string &previous, const std::string &record_text)
     return sha256_hex(previous + "\n" + record_text);
 }
 
-tail read_tail(const std::string &path)
+tail read_tail(int fd)
 {
     tail t;
     t.chain = genesis();
-    // As the signer opens it for appending: not through a symbolic link, not a FIFO.
-    unique_fd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    struct stat st;
-    if (!fd || fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
-        return t;
-    off_t from = st.st_size > 65536 ? st.st_size - 65536 : 0;
-    std::string buf(static_cast<size_t>(st.st_size - from), '\0');
-    if (pread(fd.get(), buf.data(), buf.size(), from) != static_cast<ssize_t>(buf.size())) {
+    // The size through lseek rather than fstat: the signer's sandbox allows no stat calls (with
+    // O_APPEND the offset moved here does not matter to the writes).
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size < 0) {
         t.readable = false;
         return t;
     }
-    while (!buf.empty() && buf.back() == '\n')
+    if (size == 0)
+        return t;
+    // A record is a few hundred bytes: the last 4 KiB nearly always hold it whole; only a longer
+    // last line is read again with the full window (and beyond that it is refused).
+    std::string buf;
+    size_t nl = std::string::npos;
+    off_t from = size;
+    for (size_t window : {size_t{4096}, TAIL_WINDOW}) {
+        from = size > static_cast<off_t>(window) ? size - static_cast<off_t>(window) : 0;
+        buf.assign(static_cast<size_t>(size - from), '\0');
+        // Records end with exactly one newline; anything else at the end is a cut or foreign tail.
+        if (pread(fd, buf.data(), buf.size(), from) != static_cast<ssize_t>(buf.size()) || buf.back() != '\n') {
+            t.readable = false;
+            return t;
+        }
         buf.pop_back();
-    size_t nl = buf.rfind('\n');
+        nl = buf.rfind('\n');
+        if (nl != std::string::npos || from == 0)
+            break;
+    }
+    if (nl == std::string::npos && from > 0) { // the last line is longer than the window
+        t.readable = false;
+        return t;
+    }
     parsed_record last = parse(nl == std::string::npos ? buf : buf.substr(nl + 1));
-    if (!last.ok) {
+    if (!last.ok || last.seq == 0) {
         t.readable = false;
         return t;
     }
     t.seq = last.seq;
     t.chain = last.chain;
+    t.closed = last.text.find(" result=" + std::string(CLOSED) + " ") != std::string::npos;
     return t;
+}
+
+namespace {
+
+// Holds an exclusive flock for its lifetime (interrupted waits are retried).
+class exclusive_lock {
+  public:
+    explicit exclusive_lock(int fd) : fd_(fd)
+    {
+        while ((held_ = flock(fd_, LOCK_EX) == 0) == false && errno == EINTR) {
+        }
+        error_ = held_ ? 0 : errno;
+    }
+    ~exclusive_lock()
+    {
+        if (held_)
+            flock(fd_, LOCK_UN);
+    }
+    exclusive_lock(const exclusive_lock &) = delete;
+    exclusive_lock &operator=(const exclusive_lock &) = delete;
+    bool held() const { return held_; }
+    int error() const { return error_; }
+
+  private:
+    int fd_;
+    bool held_ = false;
+    int error_ = 0;
+};
+
+// Seals the record after r.at and appends it to fd (whose lock the caller holds).
+append_result write_sealed(int fd, append_result &r, const std::string &record_text)
+{
+    std::string line = seal(r.at, record_text) + "\n";
+    // One write with O_APPEND under the lock: the record lands whole, right after the tail read.
+    ssize_t n = write(fd, line.data(), line.size());
+    if (n != static_cast<ssize_t>(line.size())) {
+        r.error = "audit log write failed: " + (n < 0 ? errno_text(errno) : "short write");
+        return r;
+    }
+    if (fdatasync(fd) != 0) {
+        r.error = "audit log sync failed: " + errno_text(errno);
+        return r;
+    }
+    r.ok = true;
+    return r;
+}
+
+// Where the log on fd stands once its lock is held; an error when it cannot be continued.
+std::string locked_tail(const exclusive_lock &lock, int fd, tail &at)
+{
+    if (!lock.held())
+        return "cannot lock the audit log: " + errno_text(lock.error());
+    at = read_tail(fd);
+    if (!at.readable)
+        return "the audit log's last line is not a complete chained record";
+    if (at.closed)
+        return "the audit log was rotated and closed by a newer signer";
+    return "";
+}
+
+} // namespace
+
+append_result append(int fd, const std::string &record_text)
+{
+    append_result r;
+    exclusive_lock lock(fd);
+    r.error = locked_tail(lock, fd, r.at);
+    return r.error.empty() ? write_sealed(fd, r, record_text) : r;
+}
+
+start_result continue_chain(int fd, const std::string &path, const std::string &closing_text,
+                            const std::string &continued_text)
+{
+    start_result r;
+    exclusive_lock lock(fd);
+    r.error = locked_tail(lock, fd, r.at);
+    if (!r.error.empty())
+        return r;
+    if (r.at.seq > 0)
+        return r.ok = true, r;
+    std::string rotated = path + ".1";
+    unique_fd before(open(rotated.c_str(), O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    if (!before && errno == ENOENT)
+        return r.ok = true, r; // no predecessor: the chain starts here
+    struct stat st;
+    if (!before || fstat(before.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        r.error = rotated + ": " + (before ? std::string("not a regular file") : errno_text(errno));
+        return r;
+    }
+    tail end = read_tail(before.get());
+    if (end.seq == 0 && end.readable)
+        return r.ok = true, r;
+    if (!end.closed) {
+        append_result closing = append(before.get(), closing_text);
+        if (!closing.ok) {
+            r.error = rotated + ": " + closing.error;
+            return r;
+        }
+        end = closing.at;
+    }
+    append_result first;
+    first.at = end;
+    write_sealed(fd, first, continued_text);
+    if (!first.ok) {
+        r.error = first.error;
+        return r;
+    }
+    r.at = first.at;
+    r.predecessor = rotated;
+    r.ok = true;
+    return r;
 }
 
 std::string seal(tail &t, const std::string &record_text)
@@ -90,20 +222,6 @@ std::string seal(tail &t, const std::string &record_text)
     t.seq++;
     t.chain = next(t.chain, text);
     return text + CHAIN + t.chain;
-}
-
-start_point chain_start(const std::string &path)
-{
-    start_point start;
-    start.at = read_tail(path);
-    if (!start.at.readable || start.at.seq > 0)
-        return start;
-    tail before = read_tail(path + ".1");
-    if (before.seq > 0 || !before.readable) {
-        start.at = before;
-        start.predecessor = path + ".1";
-    }
-    return start;
 }
 
 namespace {

@@ -3,6 +3,7 @@
 // removing a record breaks the chain at that point; `clsgwctl audit verify` finds it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,26 +16,49 @@ std::string genesis();
 std::string next(const std::string &previous, const std::string &record_text);
 
 struct tail {
-    uint64_t seq = 0;           // the last record's sequence number (0: no record yet)
-    std::string chain;          // its chain value (genesis() for an empty log)
-    bool readable = true;       // false: the last line is not a chained record
+    uint64_t seq = 0;     // the last record's sequence number (0: no record yet)
+    std::string chain;    // its chain value (genesis() for an empty log)
+    bool readable = true; // false: the last line is not a complete chained record
+    bool closed = false;  // the last record is a CLOSED one: the chain goes on in a newer log
 };
-// Where an existing log leaves off (reads at most its last 64 KiB).
-tail read_tail(const std::string &path);
-
-// Where a signer starting on the log at path continues the chain: after the log's last record;
-// when the log is empty or missing (logrotate has just moved it away), after the last record of
-// its predecessor path + ".1" (logrotate's name for it; delaycompress keeps it uncompressed).
-struct start_point {
-    tail at;
-    std::string predecessor; // set when the chain continues from that file
-};
-start_point chain_start(const std::string &path);
 // The result of the record a signer writes first in a log that continues its predecessor's chain.
 constexpr const char *CONTINUED = "chain_continued";
+// The result of the record that ends a rotated log once a newer log continues its chain: a signer
+// still appending to the rotated file (retired by a reload, its fd on the old inode) is refused
+// from then on instead of forking the chain.
+constexpr const char *CLOSED = "log_closed";
 
 // Appends " seq=N" and " chain=HEX" to a record's text and advances t.
 std::string seal(tail &t, const std::string &record_text);
+
+// Where the log open on fd leaves off: its last complete record, read from the file itself (at
+// most its last TAIL_WINDOW bytes, with pread). A tail that is not a complete chained record
+// (no final newline, a malformed line, a line longer than the window) is not readable.
+constexpr size_t TAIL_WINDOW = 64 * 1024;
+tail read_tail(int fd);
+
+// One record appended by one of possibly several signers sharing the log (a reload's new signer
+// while the retired one still serves handshakes, a restarted one): under an exclusive flock on
+// fd (opened O_RDWR | O_APPEND) the chain continues from the file's own last record, never from
+// what this process last wrote, so the log stays one chain whoever appends.
+struct append_result {
+    bool ok = false;
+    tail at;           // after the record (ok) or where the log stood (refused)
+    std::string error; // why nothing was written: "the log's last line is not a chained record", ...
+};
+append_result append(int fd, const std::string &record_text);
+
+// A signer starting on the log open on fd (O_RDWR | O_APPEND) at path: under the lock, when the
+// log is empty and path + ".1" holds records, that rotated log gets closing_text as its last
+// record and this one continued_text as its first (both chained). predecessor is then set.
+struct start_result {
+    bool ok = false;
+    tail at;
+    std::string predecessor;
+    std::string error;
+};
+start_result continue_chain(int fd, const std::string &path, const std::string &closing_text,
+                            const std::string &continued_text);
 
 struct verdict {
     bool intact = false;

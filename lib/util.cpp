@@ -150,10 +150,11 @@ std::vector<std::string> split_list(std::string_view s)
     return out;
 }
 
-unique_fd open_log_file(const std::string &path, mode_t mode, std::string &error)
+unique_fd open_log_file(const std::string &path, mode_t mode, std::string &error, bool readable)
 {
-    // O_NONBLOCK: opening a FIFO for writing would otherwise wait for a reader.
-    const int flags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    // O_NONBLOCK: opening a FIFO for writing would otherwise wait for a reader. readable: the
+    // audit log, whose appends read the chain's tail back from the file.
+    const int flags = (readable ? O_RDWR : O_WRONLY) | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
     unique_fd fd(open(path.c_str(), flags, mode));
     int err = errno;
     struct stat st;

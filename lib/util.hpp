@@ -44,7 +44,7 @@ std::optional<std::string> read_file(const std::string &path, size_t max_size);
 // process may in a folder others can write to: never through a symbolic link, and only a
 // regular file with no other name (no FIFO, device or hard link to a file elsewhere). An
 // invalid fd and `error` (naming the path) otherwise.
-unique_fd open_log_file(const std::string &path, mode_t mode, std::string &error);
+unique_fd open_log_file(const std::string &path, mode_t mode, std::string &error, bool readable = false);
 
 // "" when a private key file can be read by its owner alone; else what is wrong and the fix.
 std::string private_key_mode_problem(const std::string &path);

@@ -1,7 +1,8 @@
 /*
  * The signer's seccomp allowlist, loaded after the key is read and the audit log is open.
  * It receives session sockets from the master (fd passing), answers on them and appends to
- * the audit log. It cannot open files, create sockets, connect, exec or fork.
+ * the audit log (reading its last record back under a lock). It cannot open files, create
+ * sockets, connect, exec or fork.
  */
 #include <linux/mman.h>
 #include <linux/sockios.h>
@@ -10,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "../lib/fd_layout.h"
 #include "policy.h"
@@ -27,6 +29,9 @@ const struct policy_rule signer_policy[] = {
     POLICY_POLL_ROWS
     {"close", POLICY_ALLOW, 0, 0, NULL},
     {"fdatasync", POLICY_ALLOW, 0, 0, "audit lines reach the disk"},
+    {"flock", POLICY_ALLOW, 0, 0, "one appender at a time on the shared audit log (a reload's new signer)"},
+    {"lseek", POLICY_ALLOW_ARG_EQ, 2, SEEK_END, "the audit log's size, to read its last record"},
+    {"pread64", POLICY_ALLOW, 0, 0, "the audit log's last record, where the chain continues"},
     {"getrandom", POLICY_ALLOW, 0, 0, "ECDSA blinding"},
     POLICY_COMMON_ROWS
     POLICY_SANITIZER_ROWS

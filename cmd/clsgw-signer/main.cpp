@@ -107,7 +107,6 @@ private:
     std::string key_id_hex_;
     bytes ready_; // signer_ready's payload: the key id
     std::map<int, session> sessions_;
-    audit::tail chain_; // where the audit log's hash chain stands
     // Refused requests beyond the budget are counted by result, and summarised in one audit
     // record when the budget's window ends; refused connections likewise in one log line.
     event_budget refusals_;
@@ -124,8 +123,8 @@ private:
     bool refuse(session &s, const signer::request *req, signer::status st, uint64_t started_us);
     bool send_answer(session &s, const signer::request *req, signer::status st, const bytes &sig);
     bool answer_unread(const session &s) const;
-    void audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us);
-    void audit_line(const log_fields &f);
+    bool audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us);
+    bool audit_line(const log_fields &f);
     void summarise_refusals(uint64_t now);
     void accept_connection();
     bool master_connected();
@@ -179,30 +178,30 @@ void signer_service::load_identity()
 
 void signer_service::open_audit_log()
 {
-    audit::start_point start = audit::chain_start(opt_.audit_path);
-    chain_ = start.at;
-    if (!chain_.readable) {
-        log_error("the audit log's last line is not a chained record; the chain restarts here "
-                  "(clsgwctl audit verify will show where)",
-                  log_fields().add("path", start.predecessor.empty() ? opt_.audit_path : start.predecessor));
-        chain_ = audit::tail{0, audit::genesis(), true};
-        start.predecessor.clear();
-    }
     std::string why;
-    unique_fd fd = open_log_file(opt_.audit_path, 0640, why);
+    unique_fd fd = open_log_file(opt_.audit_path, 0640, why, true);
     if (!fd)
         die("cannot open the audit log", log_fields().add("path", opt_.audit_path).add("error", why));
     if (fd.get() == AUDIT_FD)
         fd.release(); // already in place: fd 4 is the audit log from now on
     else if (dup2(fd.get(), AUDIT_FD) != AUDIT_FD)
         die("cannot place the audit log fd");
-    if (!start.predecessor.empty()) {
-        // A new log after logrotate: its first record says it continues the rotated one's chain.
-        audit_line(log_fields().add("time", utc_timestamp()).add("key", key_id_hex_).add("result", audit::CONTINUED)
-                       .add("previous_log", start.predecessor));
+    // On a new log after logrotate, the rotated one gets a closing record and this one a first
+    // record that says it continues that chain (audit::continue_chain, under the file lock).
+    std::string rotated = opt_.audit_path + ".1";
+    auto record = [&](const char *result, const char *key, const std::string &log) {
+        return log_fields().add("time", utc_timestamp()).add("key", key_id_hex_).add("result", result)
+            .add(key, log).str();
+    };
+    audit::start_result start = audit::continue_chain(AUDIT_FD, opt_.audit_path,
+                                                      record(audit::CLOSED, "next_log", opt_.audit_path),
+                                                      record(audit::CONTINUED, "previous_log", rotated));
+    if (!start.ok)
+        die("the audit chain cannot be continued; repair or move the log (clsgwctl audit verify shows where)",
+            log_fields().add("path", opt_.audit_path).add("error", start.error));
+    if (!start.predecessor.empty())
         log_info("the audit chain continues from the rotated log",
-                 log_fields().add("previous_log", start.predecessor).add("seq", chain_.seq));
-    }
+                 log_fields().add("previous_log", start.predecessor).add("seq", start.at.seq));
 }
 
 void signer_service::confine()
@@ -220,16 +219,17 @@ void signer_service::confine()
         die("sandbox", log_fields().add("error", err));
 }
 
-void signer_service::audit_line(const log_fields &f)
+// Every record continues the chain from the file's own last record (another signer may have
+// appended since); false when nothing was written.
+bool signer_service::audit_line(const log_fields &f)
 {
-    std::string line = audit::seal(chain_, f.str()) + "\n";
-    // One write per record with O_APPEND: a record is never split or interleaved.
-    if (write(AUDIT_FD, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-        log_error("audit log write failed", log_fields().add("error", errno_text(errno)));
-    fdatasync(AUDIT_FD);
+    audit::append_result r = audit::append(AUDIT_FD, f.str());
+    if (!r.ok)
+        log_error("audit record not written", log_fields().add("error", r.error).add("record", f.str()));
+    return r.ok;
 }
 
-void signer_service::audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us)
+bool signer_service::audit(const session &s, const signer::request *req, signer::status st, uint64_t latency_us)
 {
     std::string digest = "-", md = "-";
     if (req) {
@@ -250,7 +250,7 @@ void signer_service::audit(const session &s, const signer::request *req, signer:
         .add("digest_sha256", digest)
         .add("result", signer::status_name(st))
         .add("latency_us", latency_us);
-    audit_line(f);
+    return audit_line(f);
 }
 
 // Once the refusal budget's window has ended, the refusals it only counted become one audit
@@ -358,7 +358,11 @@ bool signer_service::serve_request(session &s)
     if (ret != 0 || sig_len > signer::MAX_SIG_LEN)
         return refuse(s, &*req, signer::status::sign_failed, started);
     // The record is on disk before the answer leaves: no signature is ever released unaudited.
-    audit(s, &*req, signer::status::ok, now_us() - started);
+    if (!audit(s, &*req, signer::status::ok, now_us() - started)) { // withheld, and logged
+        requests_refused_++;
+        send_answer(s, &*req, signer::status::sign_failed, {});
+        return false;
+    }
     signatures_made_++;
     return send_answer(s, &*req, signer::status::ok, bytes(sig, sig + sig_len));
 }

@@ -71,6 +71,37 @@ def test_make_install_produces_the_documented_tree(env):
     assert left == ["etc/clsgw/clsgw.ini"], left
 
 
+def logrotate_entries(text):
+    """{path: [directive lines]} of a logrotate file (postrotate scripts as their lines)."""
+    entries = {}
+    for paths, body in re.findall(r"^(/\S+(?: /\S+)*) \{\n(.*?)^\}", text, re.M | re.S):
+        for path in paths.split():
+            entries[path] = [line.strip() for line in body.splitlines() if line.strip()]
+    return entries
+
+
+def test_logrotate_rotates_every_audit_log_as_its_signer_can_follow(env):
+    """the installed logrotate file rotates clsgwd's log (reopened by SIGUSR1), the signer service's audit log
+    (the service restarted) and the audit log of the signer clsgwd starts itself, the path the example clsgw.ini
+    names (clsgwd reloaded: its new signer continues the chain); audit logs keep audit.log.1 uncompressed for
+    that and are never copied and truncated (a truncated log would restart the chain)"""
+    dest = install(env)
+    entries = logrotate_entries(open(os.path.join(dest, "etc/logrotate.d/clsgw")).read())
+    ini = open(os.path.join(dest, "etc/clsgw/clsgw.ini")).read()
+    child_log = re.search(r"^audit_log = (\S+)$", ini, re.M).group(1)
+    assert child_log == "/var/log/clsgw/audit.log"
+    assert set(entries) == {"/var/log/clsgw/clsgwd.log", "/var/log/clsgw-signer/audit.log", child_log}, entries
+    assert "systemctl kill --signal=USR1 --kill-who=main clsgwd.service >/dev/null 2>&1 || true" in \
+        entries["/var/log/clsgw/clsgwd.log"]
+    assert "systemctl try-restart clsgw-signer.service >/dev/null 2>&1 || true" in \
+        entries["/var/log/clsgw-signer/audit.log"]
+    assert "systemctl reload clsgwd.service >/dev/null 2>&1 || true" in entries[child_log]
+    for path in ("/var/log/clsgw-signer/audit.log", child_log):
+        assert "delaycompress" in entries[path] and "missingok" in entries[path], path
+        assert not {"copytruncate", "nodelaycompress"} & set(entries[path]), path
+        assert entries[path].index("postrotate") < entries[path].index("endscript"), path
+
+
 @runs_emulated
 def test_units_verify(env):
     """systemd-analyze verify accepts clsgwd.service and a channel socket instance (with its address drop-in);

@@ -9,9 +9,10 @@ import select
 import socket
 import struct
 import subprocess
+import threading
 import time
 
-from harness import BIN, wait_until
+from harness import BIN, TestServer, wait_until
 
 LOG, SIGNER_READY, SESSION_OPEN, SIGN_REQUEST, SIGN_ANSWER = 16, 32, 33, 48, 49
 SHA256, SHA384, SHA512 = 1, 2, 3
@@ -467,8 +468,9 @@ def test_a_self_started_signer_that_refuses_its_key_is_named_every_time(env):
 
 
 def test_audit_chain_continues_across_rotation_and_verify_names_a_missing_log(env):
-    """after logrotate moves audit.log to audit.log.1 (twice), each new signer's log continues the chain and the
-    sequence numbers; clsgwctl audit verify takes the logs oldest first, names a removed one and a reordered one"""
+    """after logrotate moves audit.log to audit.log.1 (twice), each new signer closes the rotated log with a
+    log_closed record and its own log continues the chain and the sequence numbers; clsgwctl audit verify takes the
+    logs oldest first, names a removed one and a reordered one"""
     def signer_round(tag):
         signer = Signer(env)
         s = signer.session(tag)
@@ -488,13 +490,113 @@ def test_audit_chain_continues_across_rotation_and_verify_names_a_missing_log(en
     os.rename(log, log1)
     signer_round("third")
     seqs = [l.split(" seq=")[1].split()[0] for l in audit(env)]
-    assert seqs == ["6", "7", "8"], seqs
+    assert seqs == ["8", "9", "10"], seqs
     assert "result=chain_continued" in audit(env)[0] and f"previous_log={log1}" in audit(env)[0]
+    for rotated in (log2, log1):
+        with open(rotated) as f:
+            assert f"result=log_closed next_log={log} " in f.read().splitlines()[-1]
     r = env.ctl("audit", "verify", log2, log1, log)
-    assert "3 logs: 8 records, chain intact" in r.stdout, r.stdout
+    assert "3 logs: 10 records, chain intact" in r.stdout, r.stdout
     assert "3 records, chain intact" in env.ctl("audit", "verify", log).stdout  # alone: its first link unchecked
     r = env.ctl("audit", "verify", log2, log, check=False)
-    assert r.returncode == 1 and f"{log}: starts at record 6 but {log2} ends at record 2: records 3-5 are missing " \
+    assert r.returncode == 1 and f"{log}: starts at record 8 but {log2} ends at record 3: records 4-7 are missing " \
         "between them" in r.stdout, r.stdout
     r = env.ctl("audit", "verify", log1, log2, log, check=False)
     assert r.returncode == 1 and f"{log2}: starts at record 1, before the end of {log1}" in r.stdout, r.stdout
+
+
+class HandshakeGate(TestServer):
+    """A TCP relay in front of the SMGW simulator that can hold new connections before the SMGW's first byte:
+    a channel held here is mid-handshake and has not asked its signer for a signature yet."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.lock = threading.Lock()
+        self.open_gate, self.held_gate, self.waiting = threading.Event(), None, 0
+        self.open_gate.set()
+        super().__init__()
+
+    def handle(self, conn):
+        with self.lock:
+            gate = self.open_gate
+            self.waiting += not gate.is_set()
+        gate.wait(30)
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+
+        def pump(src, dst):
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        back = threading.Thread(target=pump, args=(upstream, conn), daemon=True)
+        back.start()
+        pump(conn, upstream)
+        back.join(30)
+        upstream.close()
+
+    def hold(self):
+        """Connections from now on wait until release()."""
+        with self.lock:
+            self.open_gate, self.waiting = threading.Event(), 0
+
+    def pass_new(self):
+        """Connections from now on pass; those held so far go on waiting."""
+        with self.lock:
+            self.held_gate, self.open_gate = self.open_gate, threading.Event()
+            self.open_gate.set()
+
+    def release(self):
+        self.held_gate.set()
+
+    def held(self):
+        with self.lock:
+            return self.waiting
+
+
+def test_reloads_during_handshakes_keep_one_audit_chain_with_each_signature_once(env):
+    """clsgwd in child mode reloaded three times while channels are held mid-handshake: each reload's new signer
+    and the retired one (finishing the held handshakes) append to one audit log, which clsgwctl audit verify
+    finds intact, with every channel's signature recorded exactly once"""
+    from harness import free_port, transfer
+    echo = env.start_echo()
+    sim = env.start_sim([f"emt.example:4443=127.0.0.1:{echo}"])
+    gate = HandshakeGate(sim)
+    port = free_port()
+    channel = {"listen": f"127.0.0.1:{port}", "ingress": "static", "target": "emt.example:4443"}
+    env.start_clsgwd(env.write_config(gate.port, {"app": channel}, clsgw={"resumption": "no"}))
+    results, threads = {}, []
+
+    def channel_round_trip(tag):
+        s = socket.create_connection(("127.0.0.1", port))
+        results[tag] = transfer(s, tag.encode())
+
+    def open_channel(tag):
+        t = threading.Thread(target=channel_round_trip, args=(tag,))
+        t.start()
+        threads.append(t)
+        return t
+
+    for round_ in range(3):
+        gate.hold()
+        for i in range(2):
+            open_channel(f"held-{round_}-{i}")
+        wait_until(lambda: gate.held() == 2, 10, "two channels held before the SMGW's first byte")
+        gate.pass_new()
+        env.clsgwctl("reload")  # answered once the new signer is ready and the reload committed
+        wait_until(lambda: len(env.clsgwd.lines("reloaded channels=1 ")) == round_ + 1, 10, "the reload")
+        open_channel(f"fresh-{round_}").join(30)  # signed by the new signer
+        gate.release()  # the held ones are signed by the retired signer
+    for t in threads:
+        t.join(30)
+    assert results == {tag: tag.encode() for tag in results} and len(results) == 9, results
+    wait_until(lambda: len(env.clsgwd.lines("channel closed")) == 9, 20, "nine channels to close")
+    assert len(env.clsgwd.lines("reloaded channels=1 ")) == 3
+    r = env.ctl("audit", "verify", env.path("audit.log"), check=False)
+    assert r.returncode == 0 and "9 records, chain intact" in r.stdout, r.stdout + r.stderr
+    lines = env.audit_lines()
+    channels = sorted(int(l.split(" channel=")[1].split()[0]) for l in lines if "result=ok" in l)
+    assert channels == list(range(1, 10)), lines
+    digests = [l.split("digest_sha256=")[1].split()[0] for l in lines]
+    assert len(set(digests)) == 9, lines

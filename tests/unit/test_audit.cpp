@@ -1,7 +1,15 @@
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
+
+#include "../../lib/fd.hpp"
 
 #include "../../lib/audit.hpp"
 
@@ -122,4 +130,94 @@ TEST_CASE("a log that starts past record 1 without saying it continues another h
     auto lines = chained(4);
     lines.erase(lines.begin());
     CHECK(audit::verify(join(lines)).problem == "record 1 removed before record 2 (line 1)");
+}
+
+namespace {
+
+// A fresh folder for log files, removed with what is in it.
+struct log_folder {
+    std::string path;
+    log_folder()
+    {
+        char name[] = "/tmp/clsgw-audit-XXXXXX";
+        REQUIRE(mkdtemp(name));
+        path = name;
+    }
+    ~log_folder() { (void)!system(("rm -rf " + path).c_str()); }
+    std::string file(const std::string &name) const { return path + "/" + name; }
+};
+
+// As the signer opens its audit log: read-write, appending.
+unique_fd open_log(const std::string &path)
+{
+    return unique_fd(open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+}
+
+std::string contents(const std::string &path)
+{
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+} // namespace
+
+TEST_CASE("two writers appending alternately to one log keep one chain: each continues the file's last record")
+{
+    log_folder dir;
+    std::string path = dir.file("audit.log");
+    unique_fd retired = open_log(path), fresh = open_log(path); // two open files, as two signers have
+    for (int i = 0; i < 6; i++) {
+        auto r = audit::append(i % 2 ? fresh.get() : retired.get(), "channel=" + std::to_string(i) + " result=ok");
+        REQUIRE_MESSAGE(r.ok, r.error);
+        CHECK(r.at.seq == static_cast<uint64_t>(i + 1));
+    }
+    auto v = audit::verify(contents(path));
+    CHECK_MESSAGE(v.intact, v.problem);
+    CHECK(v.records == 6);
+}
+
+TEST_CASE("an append after a cut or foreign last line is refused and writes nothing; the chain never restarts")
+{
+    log_folder dir;
+    std::string path = dir.file("audit.log");
+    unique_fd fd = open_log(path);
+    REQUIRE(audit::append(fd.get(), "channel=1 result=ok").ok);
+    std::string intact = contents(path);
+    for (const std::string &tail : {intact.substr(0, intact.size() - 10), intact.substr(0, intact.size() - 1),
+                                    intact + "not a record\n", intact + std::string(70000, 'x') + "\n"}) {
+        REQUIRE(ftruncate(fd.get(), 0) == 0);
+        REQUIRE(write(fd.get(), tail.data(), tail.size()) == static_cast<ssize_t>(tail.size()));
+        auto r = audit::append(fd.get(), "channel=2 result=ok");
+        CHECK_FALSE(r.ok);
+        CHECK(r.error == "the audit log's last line is not a complete chained record");
+        CHECK(contents(path) == tail);
+    }
+}
+
+TEST_CASE("a new log after rotation closes the rotated one, continues its chain, and a writer left on it is refused")
+{
+    log_folder dir;
+    std::string path = dir.file("audit.log"), rotated = path + ".1";
+    unique_fd retired = open_log(path);
+    REQUIRE(audit::append(retired.get(), "channel=1 result=ok").ok);
+    REQUIRE(rename(path.c_str(), rotated.c_str()) == 0); // logrotate; the retired writer keeps its fd
+    unique_fd fresh = open_log(path);
+    auto start = audit::continue_chain(fresh.get(), path, "key=k result=log_closed next_log=audit.log",
+                                       "key=k result=chain_continued previous_log=audit.log.1");
+    REQUIRE_MESSAGE(start.ok, start.error);
+    CHECK(start.predecessor == rotated);
+    CHECK(start.at.seq == 3);
+    auto late = audit::append(retired.get(), "channel=2 result=ok");
+    CHECK_FALSE(late.ok);
+    CHECK(late.error == "the audit log was rotated and closed by a newer signer");
+    REQUIRE(audit::append(fresh.get(), "channel=3 result=ok").ok);
+    auto v = audit::verify(std::vector<audit::named_log>{{rotated, contents(rotated)}, {path, contents(path)}});
+    CHECK_MESSAGE(v.intact, v.problem);
+    CHECK(v.records == 4);
+    // A second signer starting on the now non-empty log continues it and writes nothing at start.
+    unique_fd third = open_log(path);
+    auto again = audit::continue_chain(third.get(), path, "x result=log_closed", "x result=chain_continued");
+    CHECK(again.ok);
+    CHECK(again.predecessor.empty());
+    CHECK(again.at.seq == 4);
 }

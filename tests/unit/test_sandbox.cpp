@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "../../lib/audit.hpp"
 #include "../../sandbox/sandbox.hpp"
 #include "policy_export.hpp"
 
@@ -258,4 +259,38 @@ TEST_CASE("the signer policy allows accept4 only on fd 3 and never sockets, exec
             CHECK_MESSAGE(rules.count(forbidden) == 0, forbidden);
     }
     CHECK(export_policy_pfc(signer_policy, "x86_64").find("if ($a0.lo32 == 3)") != std::string::npos);
+}
+
+TEST_CASE("a confined signer appends to a shared audit log: lock, read its tail, write" * doctest::skip(emulated()))
+{
+    char path[] = "/tmp/clsgw-audit-log-XXXXXX";
+    int made = mkstemp(path);
+    REQUIRE(made >= 0);
+    close(made);
+    pid_t pid = fork();
+    if (pid == 0) { // as the signer confines itself (keeping its file size limit), the log on fd 2
+        int fd = open(path, O_RDWR | O_APPEND);
+        if (fd < 0 || dup2(fd, 2) != 2)
+            _exit(3);
+        sandbox_limits limits;
+        limits.highest_fd = 6;
+        limits.keep_fsize = true;
+        std::string err = sandbox_prepare(2, limits);
+        if (err.empty())
+            err = sandbox_lockdown(signer_policy, -1, -1);
+        if (!err.empty())
+            _exit(100);
+        for (int i = 0; i < 2; i++)
+            if (!audit::append(2, "channel=" + std::to_string(i) + " result=ok").ok)
+                _exit(1);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    std::ifstream in(path);
+    std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    unlink(path);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(audit::verify(log).records == 2);
 }
