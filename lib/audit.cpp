@@ -3,6 +3,7 @@
 #include <mbedtls/sha256.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -107,12 +108,24 @@ tail read_tail(int fd)
 
 namespace {
 
-// Holds an exclusive flock for its lifetime (interrupted waits are retried).
+// Holds an exclusive flock for its lifetime. The signer never waits on another process for
+// long: a signer holds the lock for one append (microseconds, plus fdatasync), so the lock is
+// tried without blocking, again every millisecond, for at most AUDIT_LOCK_TIMEOUT_MS; whoever
+// holds it longer (anyone who may open the file can take it) fails this record, not the loop.
 class exclusive_lock {
   public:
     explicit exclusive_lock(int fd) : fd_(fd)
     {
-        while ((held_ = flock(fd_, LOCK_EX) == 0) == false && errno == EINTR) {
+        uint64_t deadline = now_ms() + AUDIT_LOCK_TIMEOUT_MS;
+        while (!(held_ = flock(fd_, LOCK_EX | LOCK_NB) == 0)) {
+            if (errno != EWOULDBLOCK && errno != EINTR)
+                break;
+            if (now_ms() >= deadline) {
+                errno = ETIMEDOUT;
+                timed_out_ = true;
+                break;
+            }
+            poll(nullptr, 0, 1); // the signer's sandbox allows poll, not the sleeps
         }
         error_ = held_ ? 0 : errno;
     }
@@ -125,9 +138,11 @@ class exclusive_lock {
     exclusive_lock &operator=(const exclusive_lock &) = delete;
     bool held() const { return held_; }
     int error() const { return error_; }
+    bool timed_out() const { return timed_out_; }
 
   private:
     int fd_;
+    bool timed_out_ = false;
     bool held_ = false;
     int error_ = 0;
 };
@@ -153,6 +168,9 @@ append_result write_sealed(int fd, append_result &r, const std::string &record_t
 // Where the log on fd stands once its lock is held; an error when it cannot be continued.
 std::string locked_tail(const exclusive_lock &lock, int fd, tail &at)
 {
+    if (lock.timed_out())
+        return "audit_lock_timeout: another process has held the audit log's lock for " +
+               std::to_string(AUDIT_LOCK_TIMEOUT_MS) + "ms";
     if (!lock.held())
         return "cannot lock the audit log: " + errno_text(lock.error());
     at = read_tail(fd);

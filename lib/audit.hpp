@@ -35,6 +35,9 @@ std::string seal(tail &t, const std::string &record_text);
 // most its last TAIL_WINDOW bytes, with pread). A tail that is not a complete chained record
 // (no final newline, a malformed line, a line longer than the window) is not readable.
 constexpr size_t TAIL_WINDOW = 64 * 1024;
+// How long an append waits for another process's lock on the log before it fails that record
+// (named audit_lock_timeout in the error); a signer holds it for one append.
+constexpr uint64_t AUDIT_LOCK_TIMEOUT_MS = 200;
 tail read_tail(int fd);
 
 // One record appended by one of possibly several signers sharing the log (a reload's new signer

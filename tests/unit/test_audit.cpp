@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "../../lib/fd.hpp"
+#include "../../lib/util.hpp"
 
 #include "../../lib/audit.hpp"
 
@@ -174,6 +176,26 @@ TEST_CASE("two writers appending alternately to one log keep one chain: each con
     auto v = audit::verify(contents(path));
     CHECK_MESSAGE(v.intact, v.problem);
     CHECK(v.records == 6);
+}
+
+TEST_CASE("a lock held by another process fails the record within audit_lock_timeout, not the signer's loop")
+{
+    log_folder dir;
+    std::string path = dir.file("audit.log");
+    unique_fd signer = open_log(path), other = open_log(path);
+    REQUIRE(audit::append(signer.get(), "channel=1 result=ok").ok);
+    std::string before = contents(path);
+    REQUIRE(flock(other.get(), LOCK_EX) == 0); // as `flock audit.log sleep 1d` by anyone who may read it
+    uint64_t started = now_ms();
+    auto r = audit::append(signer.get(), "channel=2 result=ok");
+    uint64_t waited = now_ms() - started;
+    CHECK_FALSE(r.ok);
+    CHECK(r.error.find("audit_lock_timeout") == 0);
+    CHECK(waited >= audit::AUDIT_LOCK_TIMEOUT_MS);
+    CHECK(waited < 10 * audit::AUDIT_LOCK_TIMEOUT_MS);
+    CHECK(contents(path) == before);
+    REQUIRE(flock(other.get(), LOCK_UN) == 0);
+    CHECK(audit::append(signer.get(), "channel=2 result=ok").ok);
 }
 
 TEST_CASE("an append after a cut or foreign last line is refused and writes nothing; the chain never restarts")
