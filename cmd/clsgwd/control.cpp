@@ -342,8 +342,10 @@ void master::on_signer_counts(const bytes &payload)
         if (c.metrics)
             answer_metrics(c, counts);
         else
-            end_check(c, true, "signer: alive (pid " + std::to_string(signer_.pid) + ", " +
-                                   std::to_string(counts.signatures) + " signatures since its start; nothing signed for this check)");
+            end_check(c, true, "signer: alive (" +
+                                   (signer_.external ? std::string("service") : "pid " + std::to_string(signer_.pid)) +
+                                   ", " + std::to_string(counts.signatures) +
+                                   " signatures since its start; nothing signed for this check)");
     }
 }
 

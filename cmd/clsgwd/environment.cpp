@@ -229,7 +229,10 @@ std::optional<program_run> run_program(const std::string &path, std::vector<std:
     for (;;) {
         uint64_t now = now_ms();
         pollfd p{out.get(), POLLIN, 0};
-        if (now >= deadline || poll(&p, 1, static_cast<int>(deadline - now)) == 0) {
+        int ready = now >= deadline ? 0 : poll(&p, 1, static_cast<int>(deadline - now));
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0) { // the deadline, or poll failing: never a read that could wait
             kill(pid, SIGKILL);
             waitpid(pid, nullptr, 0);
             r.status = -1;
