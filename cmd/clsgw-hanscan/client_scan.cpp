@@ -303,6 +303,7 @@ int scan_client(const scan_options &o)
     unsigned served = 0;
     while (served < o.connections && scan.serve(listener.get(), served + 1))
         served++;
+    listener.reset(); // no device connects to a finished scan (and its descriptor is free again)
     if (!scan.accept_error.empty())
         rep.could_not_test(scan.accept_error);
     else if (scan.trusted_sessions == 0 && !scan.untestable.empty())

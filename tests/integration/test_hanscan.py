@@ -615,6 +615,10 @@ def test_client_scan_names_a_connection_it_cannot_accept(env):
     then claiming that no connection came"""
     if not shutil.which("prlimit"):
         raise SkipTest("prlimit (util-linux) is missing")
+    if os.environ.get("CLSGW_SANITIZED"):
+        # UBSan's vptr check finds out whether memory is readable by writing it into a pipe(2):
+        # with no descriptor left, every such check reports a false "invalid vptr" and ends it.
+        raise SkipTest("UBSan needs two free descriptors for its vptr check; this test leaves none")
     port = free_port()
     scan = subprocess.Popen(["prlimit", "--nofile=4", *program("clsgw-hanscan"), "client", "--listen",
                              f"127.0.0.1:{port}", "--cert", env.path("smgw.crt"), "--key", env.path("smgw.key"),
@@ -630,6 +634,7 @@ def test_client_scan_names_a_connection_it_cannot_accept(env):
         if scan.poll() is None:
             scan.kill()
             scan.wait()
+    assert out, f"no report (exit {scan.returncode}): {err}"
     report = json.loads(out)
     assert scan.returncode == 2, (scan.returncode, err)
     assert report["reason"] == "cannot accept the device's connection: Too many open files", report
