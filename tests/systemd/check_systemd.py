@@ -331,9 +331,10 @@ class Suite:
         try:
             r = m.exec(["systemctl", "restart", "clsgwd.service"], check=False)
             assert r.returncode != 0, "clsgwd started with a port it cannot bind"
-            log = m.journal("-u", "clsgwd.service", "--after-cursor", c)
-            assert "clsgw.ini:" in log and "listen = 127.0.0.1:502 is below" in log, log
+            # journalctl -p err alone says why: the error line with its file:line, then the count
             errs = m.journal("-p", "err", "-u", "clsgwd.service", "--after-cursor", c)
+            assert "/etc/clsgw/clsgw.ini:" in errs and "listen = 127.0.0.1:502 is below" in errs, \
+                errs + "\n-- the unit's journal:\n" + m.journal("-u", "clsgwd.service", "--after-cursor", c)
             assert "1 error(s) in /etc/clsgw/clsgw.ini" in errs, errs
             m.exec(["systemctl", "reset-failed", "clsgwd.service"], check=False)
             self.channel_socket("low", "127.0.0.1:502")

@@ -7,6 +7,7 @@ the host by entering its namespaces with nsenter: the host needs no system bus a
 as PID 1 (--register=no --keep-unit).
 """
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -170,7 +171,28 @@ class Machine:
         return self.exec(["systemctl", "show", "-P", name, unit]).stdout.strip()
 
     def journal(self, *args):
-        return self.exec(["journalctl", "--no-pager", "-o", "cat", *args], check=False).stdout
+        """journalctl -o cat ARGS, the messages only. An --after-cursor C is done here: Debian 12's
+        journalctl (systemd 252) skips the first entry that matches the other filters when C's own
+        entry does not match them (systemd issue #30288, fixed in v255), so `-p err -u UNIT
+        --after-cursor C` lost the line that says why UNIT failed. journalctl --cursor C shows C's
+        own entry when it matches, and that entry is dropped here by its cursor."""
+        args = list(args)
+        if "--after-cursor" not in args:
+            return self.exec(["journalctl", "--no-pager", "-o", "cat", *args], check=False).stdout
+        at = args.index("--after-cursor")
+        cursor = args[at + 1]
+        args[at:at + 2] = ["--cursor", cursor]
+        out = self.exec(["journalctl", "--no-pager", "-o", "json", *args], check=False).stdout
+        lines = []
+        for line in out.splitlines():
+            entry = json.loads(line)
+            message = entry.get("MESSAGE")
+            if entry.get("__CURSOR") == cursor or message is None:
+                continue
+            if isinstance(message, list):  # not valid UTF-8: journalctl gives the bytes
+                message = bytes(message).decode("utf-8", "replace")
+            lines.append(message)
+        return "".join(m + "\n" for m in lines)
 
     def shutdown(self):
         if not self.nspawn:
