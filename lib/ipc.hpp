@@ -56,10 +56,14 @@ struct ipc_message {
 
 enum class ipc_status { ok, closed, would_block, error };
 
+// Which part of its protocol-table row a well-formed frame broke (ipc_recv_checked).
+enum class ipc_violation : uint8_t { none, not_for_receiver, over_size, fd_rule, over_count };
+
 struct ipc_recv_result {
     ipc_status status = ipc_status::error;
-    ipc_message message;
-    std::string error; // why a frame was rejected
+    ipc_message message;  // after a violation: the frame as received, without its fd
+    std::string error;    // why a frame was rejected
+    ipc_violation violation = ipc_violation::none;
 };
 
 // Encodes a frame; nullopt when the payload is over the cap.

@@ -22,7 +22,7 @@ const ipc_rule RULES[] = {
     {msg_type::session_answer,   "session_answer",  role_master,               role_worker,               SESSION_MESSAGE_MAX,        ipc_rule::no_fd,          1},
     {msg_type::handover,         "handover",        role_master,               role_worker,               0,                          ipc_rule::fd_required,    1},
     // Never answered; the master prints at most WORKER_LOG_LINES_MAX a channel, and ends a worker
-    // that sends more than this many.
+    // that sends more than this many. Not counted on the signer's link (ipc_budget's exemption).
     {msg_type::log,              "log",             role_worker | role_signer, role_master,               2048,                       ipc_rule::no_fd,          1000},
     {msg_type::upstream_request, "upstream_request",role_worker,               role_master,               512,                        ipc_rule::no_fd,          1},
     {msg_type::established,      "established",     role_worker,               role_master,               2048,                       ipc_rule::no_fd,          1},
@@ -41,7 +41,8 @@ const ipc_rule RULES[] = {
     {msg_type::signer_probe,     "signer_probe",    role_master,               role_signer,               64,                         ipc_rule::no_fd,          0},
     {msg_type::signer_counts,    "signer_counts",   role_signer,               role_master,               256,                        ipc_rule::no_fd,          0},
     {msg_type::sign_request,     "sign_request",    role_worker | role_master, role_signer,               signer::REQUEST_SIZE,       ipc_rule::no_fd,          signer::SIGNATURES_PER_SESSION},
-    {msg_type::sign_answer,      "sign_answer",     role_signer,               role_worker | role_master, 256,                        ipc_rule::no_fd,          signer::SIGNATURES_PER_SESSION},
+    // Each signature's answer, and the refusal that ends the session.
+    {msg_type::sign_answer,      "sign_answer",     role_signer,               role_worker | role_master, 256,                        ipc_rule::no_fd,          signer::SIGNATURES_PER_SESSION + 1},
 };
 // clang-format on
 
@@ -58,10 +59,17 @@ const ipc_rule *ipc_rule_for(msg_type type)
 const ipc_rule *ipc_rules_begin() { return std::begin(RULES); }
 const ipc_rule *ipc_rules_end() { return std::end(RULES); }
 
+ipc_budget::ipc_budget(std::initializer_list<msg_type> uncounted)
+{
+    for (msg_type t : uncounted)
+        uncounted_[static_cast<size_t>(t) % uncounted_.size()] = true;
+}
+
 bool ipc_budget::take(const ipc_rule &rule)
 {
-    uint32_t &n = counts_[static_cast<size_t>(rule.type) % counts_.size()];
-    if (rule.max_count != 0 && n >= rule.max_count)
+    size_t slot = static_cast<size_t>(rule.type) % counts_.size();
+    uint32_t &n = counts_[slot];
+    if (rule.max_count != 0 && !uncounted_[slot] && n >= rule.max_count)
         return false;
     n++;
     return true;
@@ -74,23 +82,24 @@ ipc_recv_result ipc_recv_checked(int socket, ipc_role me, ipc_budget &budget)
     ipc_recv_result r = ipc_recv(socket, true);
     if (r.status != ipc_status::ok)
         return r;
-    auto broken = [&r](std::string why) {
+    auto broken = [&r](ipc_violation v, std::string why) {
         r.status = ipc_status::error;
+        r.violation = v;
         r.error = std::move(why);
         r.message.fd.reset();
         return std::move(r);
     };
     const ipc_rule *rule = ipc_rule_for(r.message.type);
     if (!rule || !(rule->to & me))
-        return broken("message type " + std::to_string(static_cast<unsigned>(r.message.type)) + " is not for this receiver");
+        return broken(ipc_violation::not_for_receiver, "message type " + std::to_string(static_cast<unsigned>(r.message.type)) + " is not for this receiver");
     if (r.message.payload.size() > rule->max_payload)
-        return broken(std::string(rule->name) + " over its size (" + std::to_string(r.message.payload.size()) + " > " +
+        return broken(ipc_violation::over_size, std::string(rule->name) + " over its size (" + std::to_string(r.message.payload.size()) + " > " +
                       std::to_string(rule->max_payload) + ")");
     bool has_fd = static_cast<bool>(r.message.fd);
     if ((rule->fd == ipc_rule::no_fd && has_fd) || (rule->fd == ipc_rule::fd_required && !has_fd))
-        return broken(std::string(rule->name) + (has_fd ? " carried a file descriptor" : " without its file descriptor"));
+        return broken(ipc_violation::fd_rule, std::string(rule->name) + (has_fd ? " carried a file descriptor" : " without its file descriptor"));
     if (!budget.take(*rule))
-        return broken(std::string(rule->name) + " sent more often than its " + std::to_string(rule->max_count));
+        return broken(ipc_violation::over_count, std::string(rule->name) + " sent more often than its " + std::to_string(rule->max_count));
     return r;
 }
 

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 
 #include "ipc.hpp"
 
@@ -35,12 +36,17 @@ const ipc_rule *ipc_rules_end();
 // Counts what one peer has sent, per message type.
 class ipc_budget {
 public:
+    ipc_budget() = default;
+    // A long-lived link (clsgwd's to its signer) leaves these types uncounted: the signer logs for
+    // as long as it runs.
+    explicit ipc_budget(std::initializer_list<msg_type> uncounted);
     // False once the type is over its row's count (the frame that went over is not counted).
     bool take(const ipc_rule &rule);
     uint32_t used(msg_type type) const;
 
 private:
     std::array<uint32_t, 64> counts_{};
+    std::array<bool, 64> uncounted_{};
 };
 
 // Receives one frame sent to `me` and checks it against its row: sender, size, fd, count.

@@ -29,6 +29,7 @@
 #include "../../lib/fd_layout.h"
 #include "../../lib/net.hpp"
 #include "../../lib/ipc.hpp"
+#include "../../lib/ipc_rules.hpp"
 #include "../../lib/log.hpp"
 #include "../../lib/outbox.hpp"
 #include "../../lib/pki.hpp"
@@ -61,6 +62,7 @@ constexpr uint64_t ACCEPT_PAUSE_MS = 1000;
 // run as a service of our own; empty while no master is connected. Log lines travel on it too.
 struct master_link {
     unique_fd fd{FIRST_FD};
+    ipc_budget budget; // session_open and signer_probe are not counted: the master's link lives long
     outbox queue{MASTER_QUEUE_FRAMES, MASTER_QUEUE_BYTES};
 };
 master_link g_master;
@@ -70,7 +72,7 @@ struct session {
     unique_fd fd;
     uint64_t channel_id = 0;
     std::string channel_name, peer;
-    unsigned signatures = 0;
+    ipc_budget budget; // its requests, counted against the protocol table's row
     outbox queue{SESSION_QUEUE_FRAMES, SESSION_QUEUE_BYTES};
 };
 
@@ -332,24 +334,26 @@ bool signer_service::refuse(session &s, const signer::request *req, signer::stat
 bool signer_service::serve_request(session &s)
 {
     uint64_t started = now_us();
-    ipc_recv_result r = ipc_recv(s.fd.get(), false);
+    ipc_recv_result r = ipc_recv_checked(s.fd.get(), role_signer, s.budget);
     if (r.status == ipc_status::would_block)
         return true;
     if (r.status == ipc_status::closed)
         return false;
+    // A request over the session's count is well-formed: it is refused for the quota, and audited
+    // with its hash like any refusal. Any other frame outside its row is malformed.
+    bool over_quota = r.violation == ipc_violation::over_count;
     std::optional<signer::request> req;
-    if (r.status == ipc_status::ok && r.message.type == msg_type::sign_request)
+    if ((r.status == ipc_status::ok || over_quota) && r.message.type == msg_type::sign_request)
         req = signer::decode_request(r.message.payload);
     if (!req)
         return refuse(s, nullptr, signer::status::malformed, started);
     signer::status st = signer::validate_request(*req, key_id_);
-    if (st == signer::status::ok && s.signatures >= signer::SIGNATURES_PER_SESSION)
+    if (st == signer::status::ok && over_quota)
         st = signer::status::quota_exceeded;
     if (st == signer::status::ok && answer_unread(s))
         st = signer::status::answer_unread;
     if (st != signer::status::ok)
         return refuse(s, &*req, st, started);
-    s.signatures++;
     static const mbedtls_md_type_t md[] = {MBEDTLS_MD_NONE, MBEDTLS_MD_SHA256, MBEDTLS_MD_SHA384, MBEDTLS_MD_SHA512};
     unsigned char sig[MBEDTLS_ECDSA_MAX_LEN]; // what mbedtls_ecdsa_write_signature may write
     size_t sig_len = 0;
@@ -420,7 +424,7 @@ void send_to_master(msg_type type, const bytes &payload)
 void signer_service::serve_control()
 {
     for (unsigned i = 0; i < CONTROL_MESSAGES_PER_ROUND && g_master.fd; i++) {
-        ipc_recv_result r = ipc_recv(g_master.fd.get(), true);
+        ipc_recv_result r = ipc_recv_checked(g_master.fd.get(), role_signer, g_master.budget);
         if (r.status == ipc_status::would_block)
             return;
         if (r.status == ipc_status::closed) {
@@ -429,7 +433,7 @@ void signer_service::serve_control()
         }
         if (r.status == ipc_status::ok && r.message.type == msg_type::session_open)
             open_session(r.message);
-        else if (r.status == ipc_status::ok && r.message.type == msg_type::signer_probe && !r.message.fd)
+        else if (r.status == ipc_status::ok && r.message.type == msg_type::signer_probe)
             answer_probe(r.message.payload);
         else
             log_error("unexpected message on the control socket", log_fields().add("error", r.error));

@@ -40,15 +40,15 @@ void send_log_to_master(log_level level, std::string_view message, const log_fie
 // lives (it exits quietly when the control socket closes). A spare's job arrives after a handover
 // message with the connection; the job itself carries the signer session. Each passed fd must
 // land on its fixed number: the lowest free ones, as nothing else is open.
-worker_job receive_job(bool spare)
+worker_job receive_job(bool spare, ipc_budget &from_master)
 {
-    auto next = [](int timeout_ms, bool fd_allowed, const char *what) {
+    auto next = [&from_master](int timeout_ms, const char *what) {
         pollfd p{CONTROL_FD, POLLIN, 0};
         if (poll(&p, 1, timeout_ms) != 1)
             die(std::string("no ") + what + " from the master within 10s");
-        return ipc_recv(CONTROL_FD, fd_allowed);
+        return ipc_recv_checked(CONTROL_FD, role_worker, from_master);
     };
-    ipc_recv_result r = next(spare ? -1 : 10000, spare, spare ? "connection" : "job");
+    ipc_recv_result r = next(spare ? -1 : 10000, spare ? "connection" : "job");
     if (spare && r.status == ipc_status::closed)
         _exit(0); // clsgwd stopped or retired this spare
     if (spare) {
@@ -56,13 +56,13 @@ worker_job receive_job(bool spare)
             r.message.fd.get() != CONNECTION_FD)
             die("bad handover message: " + r.error);
         (void)r.message.fd.release();
-        r = next(10000, true, "job after the connection");
+        r = next(10000, "job after the connection");
         if (r.status == ipc_status::ok && r.message.fd.get() != SIGNER_FD)
             die("the signer session did not arrive on fd 5");
         (void)r.message.fd.release();
     }
-    if (r.status != ipc_status::ok || r.message.type != msg_type::job)
-        die("bad job message: " + r.error);
+    if (r.status != ipc_status::ok || r.message.type != msg_type::job || (!spare && r.message.fd))
+        die("bad job message: " + (r.error.empty() ? std::string("a file descriptor with the job") : r.error));
     std::string err;
     auto job = decode_job(r.message.payload, err);
     if (!job)
@@ -165,7 +165,7 @@ int main(int argc, char **argv)
         if (!err.empty())
             die(err);
         release_freed_memory(); // while it waits, a spare keeps nothing of its start-up
-        ctx.job = receive_job(true);
+        ctx.job = receive_job(true, ctx.from_master);
         if (static_cast<long>(ctx.job.uid) != spare_uid || static_cast<long>(ctx.job.gid) != spare_gid)
             die("the job is for other user ids than this spare was started with");
         ctx.started_ms = now_ms();
@@ -173,7 +173,7 @@ int main(int argc, char **argv)
         load_tls_material(ctx);
     } else {
         ctx.started_ms = now_ms();
-        ctx.job = receive_job(false);
+        ctx.job = receive_job(false, ctx.from_master);
         log_set_threshold(ctx.job.level);
         load_tls_material(ctx);
         seed(ctx);

@@ -44,7 +44,7 @@ unique_fd request_upstream(worker_context &ctx, const std::string &choice, std::
             failure = "handshake_timeout";
             return unique_fd();
         }
-        ipc_recv_result r = ipc_recv(CONTROL_FD, true);
+        ipc_recv_result r = ipc_recv_checked(CONTROL_FD, role_worker, ctx.from_master);
         if (r.status == ipc_status::would_block)
             continue;
         if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_ready && r.message.fd)
@@ -90,7 +90,7 @@ int sign_with_signer(void *arg, int md_alg, const unsigned char *hash, size_t ha
             log_warn("signer did not answer in time", log_fields().add("timeout", "signer_timeout"));
             return -1;
         }
-        ipc_recv_result r = ipc_recv(SIGNER_FD, false);
+        ipc_recv_result r = ipc_recv_checked(SIGNER_FD, role_worker, ctx.from_signer);
         if (r.status == ipc_status::would_block)
             continue;
         if (r.status != ipc_status::ok || r.message.type != msg_type::sign_answer) {
@@ -186,7 +186,7 @@ std::optional<session_message> ask_master(worker_context &ctx, msg_type type, co
         return std::nullopt;
     uint64_t deadline = std::min(ctx.handshake_deadline_ms, now_ms() + 2000);
     while (wait_fd(CONTROL_FD, POLLIN, deadline)) {
-        ipc_recv_result r = ipc_recv(CONTROL_FD, false);
+        ipc_recv_result r = ipc_recv_checked(CONTROL_FD, role_worker, ctx.from_master);
         if (r.status == ipc_status::would_block)
             continue;
         if (r.status != ipc_status::ok || r.message.type != msg_type::session_answer)

@@ -10,6 +10,7 @@
 #include "../../lib/fd.hpp"
 #include "../../lib/fd_layout.h"
 #include "../../lib/ipc.hpp"
+#include "../../lib/ipc_rules.hpp"
 #include "../../lib/job.hpp"
 #include "../../lib/log.hpp"
 #include "../../lib/reason.hpp"
@@ -38,6 +39,8 @@ struct worker_context {
     uint64_t resumed_session_age_ms = 0; // age of the session this channel resumed
     std::optional<upstream_failure> upstream_failed; // what the master said instead of a socket
     worker_result result;
+    // What the master and the signer sent, counted against the protocol table (lib/ipc_rules).
+    ipc_budget from_master, from_signer;
 };
 
 // Fills ctx.result for one outbound (HKS3) channel on CONNECTION_FD.

@@ -392,7 +392,7 @@ void master::on_control_probe(uint64_t id)
     if (it == control_clients_.end() || !it->second.probe)
         return;
     control_client &c = it->second;
-    ipc_recv_result r = ipc_recv(c.probe.get(), false);
+    ipc_recv_result r = ipc_recv_checked(c.probe.get(), role_master, c.probe_budget);
     if (r.status == ipc_status::would_block)
         return;
     auto a = r.status == ipc_status::ok ? signer::decode_answer(r.message.payload) : std::nullopt;

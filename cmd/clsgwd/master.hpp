@@ -98,6 +98,7 @@ struct spare_worker {
 struct signer_process {
     pid_t pid = -1;
     unique_fd control;
+    ipc_budget budget{msg_type::log}; // what this signer sent on control; it logs as long as it runs
     bool ready = false;
     bool ever_ready = false;
     std::string key_id;
@@ -122,6 +123,7 @@ struct control_client {
     bool waiting = false; // for a check's test signature or for a reload
     // check: a test signature on a signer session of its own, and the report so far
     unique_fd probe;
+    ipc_budget probe_budget;
     bytes probe_hash;
     // check and metrics: the signer's liveness probe this client waits for (0: none)
     uint64_t probe_seq = 0;

@@ -91,7 +91,7 @@ void master::start_signer()
 void master::on_reload_signer_message()
 {
     signer_process &s = reload_->signer;
-    ipc_recv_result r = ipc_recv(s.control.get(), false);
+    ipc_recv_result r = ipc_recv_checked(s.control.get(), role_master, s.budget);
     const bytes &payload = r.message.payload;
     if (r.status == ipc_status::would_block)
         return;
@@ -100,8 +100,10 @@ void master::on_reload_signer_message()
                                                ? "the new signer did not start (key unreadable, or not matching "
                                                  "the certificate: see its message)"
                                                : reload_->signer_said));
-    if (r.status != ipc_status::ok)
+    if (r.status != ipc_status::ok) {
+        log_error("unexpected message from the new signer", log_fields().add("error", r.error));
         return;
+    }
     auto line = r.message.type == msg_type::log ? signer::decode_log(payload) : std::nullopt;
     if (line) {
         reload_->signer_said = line->second;
@@ -116,7 +118,7 @@ void master::on_reload_signer_message()
 
 void master::on_signer_message()
 {
-    ipc_recv_result r = ipc_recv(signer_.control.get(), false);
+    ipc_recv_result r = ipc_recv_checked(signer_.control.get(), role_master, signer_.budget);
     if (r.status == ipc_status::would_block)
         return;
     if (r.status == ipc_status::ok && r.message.type == msg_type::signer_ready && !signer_.ready) {

@@ -239,22 +239,28 @@ TEST_CASE("frames are checked against their row at receive: receiver, size, fd a
     auto twice = ipc_recv_checked(b.get(), role_master, budget);
     CHECK(twice.status == ipc_status::error);
     CHECK(twice.error.find("more often") != std::string::npos);
+    CHECK(twice.violation == ipc_violation::over_count);
+    CHECK(twice.message.payload == bytes{'x'}); // kept: the signer audits a request over its quota
     // A master-to-worker message arriving at the master.
     REQUIRE(ipc_send(a.get(), msg_type::job, bytes{}));
-    CHECK(ipc_recv_checked(b.get(), role_master, budget).status == ipc_status::error);
+    CHECK(ipc_recv_checked(b.get(), role_master, budget).violation == ipc_violation::not_for_receiver);
     // Over its size.
     REQUIRE(ipc_send(a.get(), msg_type::progress, bytes(65, 0)));
     auto big = ipc_recv_checked(b.get(), role_master, budget);
     CHECK(big.status == ipc_status::error);
     CHECK(big.error.find("over its size") != std::string::npos);
+    CHECK(big.violation == ipc_violation::over_size);
     // An fd where none belongs, and none where one must be.
     REQUIRE(ipc_send(a.get(), msg_type::progress, bytes(16, 0), a.get()));
     auto fd = ipc_recv_checked(b.get(), role_master, budget);
     CHECK(fd.status == ipc_status::error);
+    CHECK(fd.violation == ipc_violation::fd_rule);
     CHECK(!fd.message.fd);
     REQUIRE(ipc_send(b.get(), msg_type::upstream_ready, bytes{}));
     ipc_budget worker;
-    CHECK(ipc_recv_checked(a.get(), role_worker, worker).status == ipc_status::error);
+    auto no_fd = ipc_recv_checked(a.get(), role_worker, worker);
+    CHECK(no_fd.status == ipc_status::error);
+    CHECK(no_fd.violation == ipc_violation::fd_rule);
     // Progress is not counted (the master holds it to a rate); log records are, generously.
     for (int i = 0; i < 100; i++) {
         REQUIRE(ipc_send(a.get(), msg_type::progress, bytes(16, 0)));
@@ -266,6 +272,44 @@ TEST_CASE("frames are checked against their row at receive: receiver, size, fd a
     }
     REQUIRE(ipc_send(a.get(), msg_type::log, bytes{6}));
     CHECK(ipc_recv_checked(b.get(), role_master, budget).status == ipc_status::error);
+}
+
+TEST_CASE("the signer's link leaves its log lines uncounted and nothing else")
+{
+    unique_fd a, b;
+    REQUIRE(ipc_socketpair(a, b));
+    ipc_budget link{msg_type::log};
+    for (int i = 0; i < 1500; i++) {
+        REQUIRE(ipc_send(a.get(), msg_type::log, bytes{6}));
+        REQUIRE(ipc_recv_checked(b.get(), role_master, link).status == ipc_status::ok);
+    }
+    REQUIRE(ipc_send(a.get(), msg_type::signer_ready, bytes{}));
+    CHECK(ipc_recv_checked(b.get(), role_master, link).status == ipc_status::ok);
+    REQUIRE(ipc_send(a.get(), msg_type::signer_ready, bytes{}));
+    CHECK(ipc_recv_checked(b.get(), role_master, link).violation == ipc_violation::over_count);
+}
+
+TEST_CASE("a signer session's counts: its signatures, then one refusal; the answers to them all")
+{
+    unique_fd worker, signer;
+    REQUIRE(ipc_socketpair(worker, signer));
+    ipc_budget at_signer, at_worker;
+    bytes request(signer::REQUEST_SIZE, 0);
+    for (unsigned i = 0; i < signer::SIGNATURES_PER_SESSION; i++) {
+        REQUIRE(ipc_send(worker.get(), msg_type::sign_request, request));
+        CHECK(ipc_recv_checked(signer.get(), role_signer, at_signer).status == ipc_status::ok);
+    }
+    REQUIRE(ipc_send(worker.get(), msg_type::sign_request, request));
+    auto over = ipc_recv_checked(signer.get(), role_signer, at_signer);
+    CHECK(over.violation == ipc_violation::over_count);
+    CHECK(over.message.type == msg_type::sign_request);
+    CHECK(over.message.payload.size() == signer::REQUEST_SIZE);
+    for (unsigned i = 0; i < signer::SIGNATURES_PER_SESSION + 1; i++) {
+        REQUIRE(ipc_send(signer.get(), msg_type::sign_answer, bytes{1}));
+        CHECK(ipc_recv_checked(worker.get(), role_worker, at_worker).status == ipc_status::ok);
+    }
+    REQUIRE(ipc_send(signer.get(), msg_type::sign_answer, bytes{1}));
+    CHECK(ipc_recv_checked(worker.get(), role_worker, at_worker).violation == ipc_violation::over_count);
 }
 
 TEST_CASE("a send that would wait fails instead: the socket buffer is the peer's bounded queue")
