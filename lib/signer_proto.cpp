@@ -162,4 +162,29 @@ std::optional<bytes> decode_signer_ready(const bytes &payload)
     return r.parse(payload, err) ? r.raw(1, KEY_ID_LEN) : std::nullopt;
 }
 
+bytes encode_probe(uint64_t seq) { return tlv_writer().add_u64(1, seq).take(); }
+
+std::optional<uint64_t> decode_probe(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    if (!r.parse(payload, err) || r.count() != 1)
+        return std::nullopt;
+    return r.u64(1);
+}
+
+bytes encode_counts(const counts &c)
+{
+    return tlv_writer().add_u64(1, c.seq).add_u64(2, c.signatures).add_u64(3, c.refusals).add_u64(4, c.sessions).take();
+}
+
+std::optional<counts> decode_counts(const bytes &payload)
+{
+    tlv_reader r;
+    std::string err;
+    if (!r.parse(payload, err) || r.count() != 4 || !r.u64(1) || !r.u64(2) || !r.u64(3) || !r.u64(4))
+        return std::nullopt;
+    return counts{*r.u64(1), *r.u64(2), *r.u64(3), *r.u64(4)};
+}
+
 } // namespace clsgw::signer

@@ -77,4 +77,16 @@ std::optional<std::pair<log_level, std::string>> decode_log(const bytes &payload
 bytes encode_signer_ready(const uint8_t (&key_id)[KEY_ID_LEN]);
 std::optional<bytes> decode_signer_ready(const bytes &payload);
 
+// signer_probe (master -> signer): a liveness probe, named by its sequence number. The signer
+// answers from its loop with signer_counts: the same number and its counts since start.
+struct counts {
+    uint64_t seq = 0;
+    uint64_t signatures = 0, refusals = 0, sessions = 0;
+};
+bytes encode_probe(uint64_t seq);
+std::optional<uint64_t> decode_probe(const bytes &payload);
+bytes encode_counts(const counts &c);
+// nullopt unless exactly the four fields.
+std::optional<counts> decode_counts(const bytes &payload);
+
 } // namespace clsgw::signer

@@ -444,16 +444,13 @@ void signer_service::serve_control()
 // shows it turns; it signs nothing and writes no audit record.
 void signer_service::answer_probe(const bytes &payload)
 {
-    tlv_reader r;
-    std::string err;
-    auto seq = r.parse(payload, err) ? r.u64(1) : std::nullopt;
+    auto seq = signer::decode_probe(payload);
     if (!seq) {
         log_error("malformed signer_probe from the master");
         return;
     }
-    tlv_writer counts;
-    counts.add_u64(1, *seq).add_u64(2, signatures_made_).add_u64(3, requests_refused_).add_u64(4, sessions_.size());
-    send_to_master(msg_type::signer_counts, counts.data());
+    send_to_master(msg_type::signer_counts,
+                   signer::encode_counts({*seq, signatures_made_, requests_refused_, sessions_.size()}));
 }
 
 // True while a master is connected. A master that has hung up is let go here first (its last

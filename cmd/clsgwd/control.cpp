@@ -314,9 +314,7 @@ bool master::send_liveness_probe(control_client &c)
 {
     if (!signer_.ready || !signer_.control)
         return false;
-    tlv_writer probe;
-    probe.add_u64(1, ++next_probe_seq_);
-    if (!ipc_send_nowait(signer_.control.get(), msg_type::signer_probe, probe.data()))
+    if (!ipc_send_nowait(signer_.control.get(), msg_type::signer_probe, signer::encode_probe(++next_probe_seq_)))
         return false;
     c.probe_seq = next_probe_seq_;
     c.waiting = true;
@@ -328,15 +326,14 @@ bool master::send_liveness_probe(control_client &c)
 // timed out) is dropped.
 void master::on_signer_counts(const bytes &payload)
 {
-    tlv_reader r;
-    std::string err;
-    if (!r.parse(payload, err) || !r.u64(1) || !r.u64(2) || !r.u64(3) || !r.u64(4)) {
-        log_error("malformed signer_counts from the signer", log_fields().add("error", err));
+    auto answer = signer::decode_counts(payload);
+    if (!answer) {
+        log_error("malformed signer_counts from the signer");
         return;
     }
-    metrics::signer_counts counts{*r.u64(2), *r.u64(3), *r.u64(4)};
+    metrics::signer_counts counts{answer->signatures, answer->refusals, answer->sessions};
     for (auto &[id, c] : control_clients_) {
-        if (c.probe_seq != *r.u64(1))
+        if (c.probe_seq != answer->seq)
             continue;
         c.probe_seq = 0;
         if (c.metrics)

@@ -354,3 +354,21 @@ TEST_CASE("session_open, signer_ready and the signer's log lines decode what was
     too_long[0] = static_cast<uint8_t>(log_level::info);
     CHECK_FALSE(signer::decode_log(too_long));
 }
+
+TEST_CASE("signer_probe and signer_counts decode what was encoded and refuse the rest")
+{
+    CHECK(signer::decode_probe(signer::encode_probe(77)) == std::optional<uint64_t>(77));
+    CHECK_FALSE(signer::decode_probe(bytes{}));
+    CHECK_FALSE(signer::decode_probe(signer::encode_counts({1, 2, 3, 4})));
+    auto c = signer::decode_counts(signer::encode_counts({9, 120, 3, 64}));
+    REQUIRE(c);
+    CHECK(std::tie(c->seq, c->signatures, c->refusals, c->sessions) == std::make_tuple(9u, 120u, 3u, 64u));
+    CHECK_FALSE(signer::decode_counts(signer::encode_probe(9)));
+    bytes extra = signer::encode_counts({9, 120, 3, 64});
+    bytes tail = tlv_writer().add_u64(5, 1).take();
+    extra.insert(extra.end(), tail.begin(), tail.end());
+    CHECK_FALSE(signer::decode_counts(extra));
+    bytes cut = signer::encode_counts({9, 120, 3, 64});
+    cut.pop_back();
+    CHECK_FALSE(signer::decode_counts(cut));
+}
