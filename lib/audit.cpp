@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "fd.hpp"
@@ -49,6 +50,36 @@ parsed_record parse(const std::string &line)
     r.text = line.substr(0, c);
     r.ok = true;
     return r;
+}
+
+// True when the record's own result field (unquoted, as the signer writes its results) is
+// `result`. Fields are key=value separated by spaces; a quoted value (which may hold spaces and
+// '=') is skipped whole, so text inside one never passes for a field.
+bool result_is(const std::string &text, const char *result)
+{
+    size_t i = 0;
+    while (i < text.size()) {
+        if (text[i] == ' ') {
+            i++;
+            continue;
+        }
+        size_t eq = text.find('=', i);
+        if (eq == std::string::npos)
+            return false;
+        bool is_result = text.compare(i, eq - i, "result") == 0;
+        size_t v = eq + 1;
+        if (v < text.size() && text[v] == '"') {
+            for (v++; v < text.size() && text[v] != '"'; v += text[v] == '\\' ? 2 : 1) {
+            }
+            i = v + 1;
+            continue;
+        }
+        size_t end = std::min(text.find(' ', v), text.size());
+        if (is_result)
+            return text.compare(v, end - v, result) == 0;
+        i = end;
+    }
+    return false;
 }
 
 } // namespace
@@ -102,7 +133,7 @@ tail read_tail(int fd)
     }
     t.seq = last.seq;
     t.chain = last.chain;
-    t.closed = last.text.find(" result=" + std::string(CLOSED) + " ") != std::string::npos;
+    t.closed = result_is(last.text, CLOSED);
     return t;
 }
 
@@ -272,7 +303,7 @@ bool verify_log(const std::string &name, const std::string &log_text, chain_posi
             return false;
         }
         if (pos.expected == 0) { // the very first record
-            bool continues = r.seq > 1 && r.text.find(" result=" + std::string(CONTINUED) + " ") != std::string::npos;
+            bool continues = r.seq > 1 && result_is(r.text, CONTINUED);
             if (r.seq == 1 || continues) {
                 pos.expected = r.seq;
                 pos.chain = continues ? "" : genesis(); // the link into a log not given is not checked

@@ -243,3 +243,18 @@ TEST_CASE("a new log after rotation closes the rotated one, continues its chain,
     CHECK(again.predecessor.empty());
     CHECK(again.at.seq == 4);
 }
+
+TEST_CASE("only a record's own result field closes a log, never text quoted in another field")
+{
+    log_folder dir;
+    std::string path = dir.file("audit.log");
+    unique_fd fd = open_log(path);
+    REQUIRE(audit::append(fd.get(), "name=\"x result=log_closed y\" peer=\"a\\\" result=log_closed \" result=ok").ok);
+    CHECK_FALSE(audit::read_tail(fd.get()).closed);
+    REQUIRE(audit::append(fd.get(), "name=n result=ok note=\"result=log_closed\"").ok);
+    CHECK_FALSE(audit::read_tail(fd.get()).closed);
+    REQUIRE(audit::append(fd.get(), "key=k result=log_closed_not next_log=audit.log").ok);
+    CHECK_FALSE(audit::read_tail(fd.get()).closed);
+    REQUIRE(audit::append(fd.get(), "key=k result=log_closed next_log=audit.log").ok);
+    CHECK(audit::read_tail(fd.get()).closed);
+}
