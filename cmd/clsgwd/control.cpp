@@ -561,7 +561,7 @@ std::string master::status_json() const
     json listeners = json::array();
     for (const auto &l : listeners_)
         listeners.push_back({{"address", local_name(l.fd.get())},
-                             {"from", l.key.rfind("socket:", 0) == 0 ? "systemd" : "clsgwd"},
+                             {"from", l.from_systemd ? "systemd" : "clsgwd"},
                              {"channels", l.channels}});
     json smgw = {{"address", cfg_.smgw_address ? cfg_.smgw_address->to_string() : std::string()},
                  {"backoff_ms_left", smgw_blocked_until_ms_ > now ? smgw_blocked_until_ms_ - now : 0}};

@@ -43,7 +43,7 @@ bool master::open_listeners(std::string &error)
             error = "systemd passed two sockets for channel '" + s.name + "' or its listener";
             return false;
         }
-        listeners_.push_back({ch->listener_key(), {}, std::move(s.fd)});
+        listeners_.push_back({ch->listener_key(), {}, std::move(s.fd), true});
     }
     std::vector<listener> built;
     if (!build_listeners(cfg_, built, error))
@@ -68,6 +68,7 @@ bool master::build_listeners(const config &cfg, std::vector<listener> &out, std:
         if (old != listeners_.end() && old->fd) {
             l.fd.reset(dup(old->fd.get())); // the old list closes its copy when it is replaced
             fcntl(l.fd.get(), F_SETFD, FD_CLOEXEC);
+            l.from_systemd = old->from_systemd;
             continue;
         }
         const channel_config *ch = cfg.find_channel(l.channels[0]);

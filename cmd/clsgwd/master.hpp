@@ -52,6 +52,7 @@ struct listener {
     std::string key;
     std::vector<std::string> channels;
     unique_fd fd;
+    bool from_systemd = false; // passed by systemd (a channel socket), not bound by clsgwd
 };
 
 struct channel {

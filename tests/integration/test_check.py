@@ -1,4 +1,5 @@
 """clsgwd -t checks what the start checks: each configuration here passed -t and then failed to start."""
+import json
 import os
 import subprocess
 
@@ -191,6 +192,11 @@ def test_a_systemd_socket_on_another_address_than_listen_is_a_loud_warning(env):
     assert transfer(s, b"through the socket\n") == b"through the socket\n"
     warning = p.wait_log(" warn channel 'app': systemd's socket listens on")
     assert f"127.0.0.1:{socket_port}, not on listen = 127.0.0.1:{ini_port} ({cfg}:{line})" in warning, warning
+    # clsgwctl status names the socket systemd passed, as systemd's
+    listeners = json.loads(env.clsgwctl("status", "--json").stdout)["listeners"]
+    assert listeners == [{"address": f"127.0.0.1:{socket_port}", "from": "systemd", "channels": ["app"]}], listeners
+    text = env.clsgwctl("status").stdout
+    assert f"listening: 127.0.0.1:{socket_port} (systemd) for app" in text, text
 
 
 @runs_emulated
