@@ -30,7 +30,7 @@
 #include "../../lib/net.hpp"
 #include "../../lib/relay.hpp"
 #include "../../lib/socks5.hpp"
-#include "../../lib/tls/tls.hpp"
+#include "../../lib/tls/endpoint.hpp"
 #include "../../lib/util.hpp"
 
 using namespace clsgw;
@@ -92,28 +92,12 @@ const route *find_route(const sim_options &o, const std::string &name, int port)
 }
 
 struct sim_tls {
-    mbedtls_ssl_config conf;
-    mbedtls_ssl_context ssl;
     tls::cert_list own, trust;
-    tls::private_key key;
     tls::rng rng;
-    tls::trust_check check;
+    tls::endpoint e; // declared after what it points to: destroyed first
     std::string sni;
     const sim_options *opt = nullptr;
-    mbedtls_ecp_group_id device_curve = MBEDTLS_ECP_DP_NONE; // the device certificate's, once seen
-    const char *refused = nullptr;                            // why enforce_groups ended the handshake
-    std::vector<uint16_t> conf_groups;                        // what mbedTLS is given (0-terminated)
-    tls::bio io;
-    sim_tls()
-    {
-        mbedtls_ssl_config_init(&conf);
-        mbedtls_ssl_init(&ssl);
-    }
-    ~sim_tls()
-    {
-        mbedtls_ssl_free(&ssl);
-        mbedtls_ssl_config_free(&conf);
-    }
+    const char *refused = nullptr; // why enforce_groups ended the handshake
 };
 
 // Session tickets, as SMGWs issue them: one key for all connections. Each connection is served by
@@ -145,12 +129,12 @@ void setup_tickets()
     tickets.ready = true;
 }
 
-void offer_tickets(mbedtls_ssl_config *conf, tls::rng *connection_rng)
+void offer_tickets(tls::endpoint &e, tls::rng *connection_rng)
 {
     if (!tickets.ready)
         return;
     ticket_rng = connection_rng;
-    mbedtls_ssl_conf_session_tickets_cb(conf, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &tickets.ctx);
+    e.session_tickets(mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &tickets.ctx);
 }
 
 // Refuses, during the handshake, a server_name that is not in the proxy profile.
@@ -180,15 +164,6 @@ std::string group_names(const std::vector<uint16_t> &groups)
     return out;
 }
 
-// Notes the device certificate's curve, then checks the chain as clsgw's trust check does.
-int verify_device(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
-{
-    auto *t = static_cast<sim_tls *>(arg);
-    if (depth == 0)
-        t->device_curve = tls::cert_curve(crt);
-    return tls::trust_check::verify(&t->check, crt, depth, flags);
-}
-
 // After each handshake step of the server side: the certificate-curve rule, and a key exchange on
 // one of our groups (mbedTLS is given the rest of the profile's groups after ours, so that
 // --cert-curve any can accept a certificate on them).
@@ -196,14 +171,15 @@ int enforce_groups(void *arg, mbedtls_ssl_context *ssl)
 {
     auto *t = static_cast<sim_tls *>(arg);
     const std::vector<uint16_t> &ours = t->opt->groups;
-    if (t->opt->cert_curve_strict && t->device_curve != MBEDTLS_ECP_DP_NONE && !among(ours, t->device_curve)) {
+    mbedtls_ecp_group_id device_curve = t->e.peer_cert_curve();
+    if (t->opt->cert_curve_strict && device_curve != MBEDTLS_ECP_DP_NONE && !among(ours, device_curve)) {
         log_warn("device certificate curve not among our groups: refused (RFC 8422)",
-                 log_fields().add("certificate_curve", tls::group_name(t->device_curve)).add("groups", group_names(ours)));
+                 log_fields().add("certificate_curve", tls::group_name(device_curve)).add("groups", group_names(ours)));
         mbedtls_ssl_send_alert_message(ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER);
         t->refused = "cert_curve_not_offered";
         return MBEDTLS_ERR_SSL_BAD_CERTIFICATE;
     }
-    if (t->io.sent.kex_group >= 0 && std::find(ours.begin(), ours.end(), t->io.sent.kex_group) == ours.end()) {
+    if (t->e.io().sent.kex_group >= 0 && std::find(ours.begin(), ours.end(), t->e.io().sent.kex_group) == ours.end()) {
         log_warn("the device offered none of our groups", log_fields().add("groups", group_names(ours)));
         mbedtls_ssl_send_alert_message(ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
         t->refused = "no_shared_group";
@@ -212,7 +188,7 @@ int enforce_groups(void *arg, mbedtls_ssl_context *ssl)
     return 0;
 }
 
-void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
+void setup_tls(sim_tls &t, const sim_options &o, int role)
 {
     std::string err;
     auto cert = read_file(o.cert, 65536), key = read_file(o.key, 65536), trust = read_file(o.trust, 65536);
@@ -222,34 +198,25 @@ void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
         die("--trust " + o.trust + ": " + err);
     if (!t.rng.seed("clsgw-smgw-sim"))
         die("cannot seed the random generator");
-    if (!key || mbedtls_pk_parse_key(t.key.get(), reinterpret_cast<const unsigned char *>(key->c_str()),
-                                     key->size() + 1, nullptr, 0, tls::rng::random, &t.rng) != 0)
+    if (t.e.configure(role, t.rng, t.trust.get()) != 0)
+        die("cannot configure TLS");
+    if (!key || t.e.parse_key(*key) != 0)
         die("--key " + o.key + ": cannot parse");
     t.opt = &o;
-    mbedtls_ssl_config_defaults(&t.conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
-    tls::apply_han_profile(&t.conf);
-    mbedtls_ssl_conf_rng(&t.conf, tls::rng::random, &t.rng);
-    mbedtls_ssl_conf_ca_chain(&t.conf, t.trust.get(), nullptr);
-    t.check.anchors = t.trust.get();
-    // "AB:CD:..." as clsgwctl prints it, or plain hex: compared as lower-case hex
-    for (char c : o.pin_sha256)
-        if (c != ':')
-            t.check.pinned_sha256.push_back(static_cast<char>(tolower(static_cast<unsigned char>(c))));
-    mbedtls_ssl_conf_verify(&t.conf, verify_device, &t);
+    t.e.pin_sha256(o.pin_sha256);
     // As client: exactly our groups in the ClientHello. As server: ours first (mbedTLS picks the
     // key exchange's group by the server's order), then the profile's others.
-    t.conf_groups = o.groups;
-    if (endpoint == MBEDTLS_SSL_IS_SERVER)
+    std::vector<uint16_t> groups = o.groups;
+    if (role == MBEDTLS_SSL_IS_SERVER)
         for (uint16_t id : tls::profile_groups())
             if (std::find(o.groups.begin(), o.groups.end(), id) == o.groups.end())
-                t.conf_groups.push_back(id);
-    t.conf_groups.push_back(MBEDTLS_SSL_IANA_TLS_GROUP_NONE);
-    mbedtls_ssl_conf_groups(&t.conf, t.conf_groups.data());
-    if (endpoint == MBEDTLS_SSL_IS_SERVER) {
-        mbedtls_ssl_conf_sni(&t.conf, on_sni, &t);
-        offer_tickets(&t.conf, &t.rng);
+                groups.push_back(id);
+    t.e.set_groups(groups);
+    if (role == MBEDTLS_SSL_IS_SERVER) {
+        t.e.on_server_name(on_sni, &t);
+        offer_tickets(t.e, &t.rng);
     }
-    if (mbedtls_ssl_conf_own_cert(&t.conf, t.own.get(), t.key.get()) != 0)
+    if (t.e.own_cert(t.own.get()) != 0)
         die("certificate and key do not fit together");
     // What goes on the wire is the raw DER: damaging the outer SEQUENCE's length byte makes the
     // peer's certificate parser fail while our own parsed copy stays usable.
@@ -257,35 +224,15 @@ void setup_tls(sim_tls &t, const sim_options &o, int endpoint)
         t.own.get()->raw.p[1] ^= 0x01;
 }
 
-bool ssl_read_exact(sim_tls &t, uint8_t *out, size_t n, size_t &got)
+// One step of the device's SOCKS5 exchange, bounded like every step.
+bool read_exact(sim_tls &t, uint8_t *out, size_t n, size_t &got)
 {
-    uint64_t deadline = now_ms() + STEP_TIMEOUT_MS;
-    while (got < n) {
-        int r = mbedtls_ssl_read(&t.ssl, out + got, n - got);
-        if (r > 0) {
-            got += static_cast<size_t>(r);
-        } else if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            if (!tls::wait_io(t.io.fd, r, deadline))
-                return false;
-        } else {
-            return false;
-        }
-    }
-    return true;
+    return t.e.read_exact(out, n, got, now_ms() + STEP_TIMEOUT_MS) == tls::io_status::ok;
 }
 
-bool ssl_write_all(sim_tls &t, const bytes &data)
+bool write_all(sim_tls &t, const bytes &data)
 {
-    uint64_t deadline = now_ms() + STEP_TIMEOUT_MS;
-    size_t done = 0;
-    while (done < data.size()) {
-        int r = mbedtls_ssl_write(&t.ssl, data.data() + done, data.size() - done);
-        if (r > 0)
-            done += static_cast<size_t>(r);
-        else if ((r != MBEDTLS_ERR_SSL_WANT_WRITE && r != MBEDTLS_ERR_SSL_WANT_READ) || !tls::wait_io(t.io.fd, r, deadline))
-            return false;
-    }
-    return true;
+    return t.e.write_all(data.data(), data.size(), now_ms() + STEP_TIMEOUT_MS) == tls::io_status::ok;
 }
 
 // Reads one SOCKS5 greeting and request from the device; returns the requested target.
@@ -293,23 +240,23 @@ std::optional<host_port> socks5_exchange(sim_tls &t)
 {
     uint8_t buf[socks5::MAX_REQUEST];
     size_t got = 0;
-    if (!ssl_read_exact(t, buf, 2, got) || !ssl_read_exact(t, buf, 2 + buf[1], got))
+    if (!read_exact(t, buf, 2, got) || !read_exact(t, buf, 2 + buf[1], got))
         return std::nullopt;
     auto g = socks5::parse_greeting(buf, got);
     if (g.st != socks5::status::ok || !g.value.offers_no_auth) {
-        ssl_write_all(t, socks5::encode_method_choice(socks5::METHOD_NONE_ACCEPTABLE));
+        write_all(t, socks5::encode_method_choice(socks5::METHOD_NONE_ACCEPTABLE));
         return std::nullopt;
     }
-    ssl_write_all(t, socks5::encode_method_choice(socks5::METHOD_NO_AUTH));
+    write_all(t, socks5::encode_method_choice(socks5::METHOD_NO_AUTH));
     got = 0;
     socks5::parsed<socks5::request> q;
     do {
-        if (!ssl_read_exact(t, buf, got + 1, got))
+        if (!read_exact(t, buf, got + 1, got))
             return std::nullopt;
         q = socks5::parse_request(buf, got);
     } while (q.st == socks5::status::need_more && got < sizeof buf);
     if (q.st != socks5::status::ok) {
-        ssl_write_all(t, socks5::encode_reply(q.reply_code));
+        write_all(t, socks5::encode_reply(q.reply_code));
         return std::nullopt;
     }
     return q.value.target;
@@ -329,30 +276,31 @@ void serve_device(const sim_options &o, unique_fd device)
 {
     sim_tls t;
     setup_tls(t, o, MBEDTLS_SSL_IS_SERVER);
-    t.io.fd = device.get();
-    set_nonblocking(t.io.fd, true);
-    tls::setup(&t.ssl, &t.conf);
-    mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
-    std::string peer = peer_name(t.io.fd);
-    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS, enforce_groups, &t);
+    set_nonblocking(device.get(), true);
+    std::string peer = peer_name(device.get());
+    if (int ret = t.e.open(device.get()); ret != 0) {
+        log_warn("TLS setup failed", log_fields().add("peer", peer).add("error", tls::error_text(ret)));
+        return;
+    }
+    tls::handshake_result h = t.e.handshake(now_ms() + STEP_TIMEOUT_MS, enforce_groups, &t);
     if (h.ret != 0 || h.timed_out) {
         log_warn("device handshake failed", log_fields().add("peer", peer)
                      .add("reason", h.timed_out ? "handshake_timeout"
                                     : t.refused ? t.refused
-                                                : tls::handshake_reason(&t.ssl, h.ret))
+                                                : tls::handshake_reason(t.e.ssl(), h.ret))
                      .add("error", tls::error_text(h.ret)));
         if (t.refused) {
             // The device's last flight (its Certificate up to Finished) is still unread: a close now
             // would reset the connection before the device reads our alert. Its close, or a second.
-            shutdown(t.io.fd, SHUT_WR);
+            shutdown(device.get(), SHUT_WR);
             uint64_t deadline = now_ms() + 1000;
             char unread[4096];
-            while (tls::wait_io(t.io.fd, MBEDTLS_ERR_SSL_WANT_READ, deadline) && recv(t.io.fd, unread, sizeof unread, 0) > 0) {
+            while (tls::wait_io(device.get(), MBEDTLS_ERR_SSL_WANT_READ, deadline) && recv(device.get(), unread, sizeof unread, 0) > 0) {
             }
         }
         return;
     }
-    const mbedtls_x509_crt *client = mbedtls_ssl_get_peer_cert(&t.ssl);
+    const mbedtls_x509_crt *client = mbedtls_ssl_get_peer_cert(t.e.ssl());
     std::string fp = client ? tls::fingerprint(client) : "none";
     const route *r = nullptr;
     std::string target;
@@ -368,8 +316,8 @@ void serve_device(const sim_options &o, unique_fd device)
         target = req->to_string();
         r = find_route(o, req->host, req->port);
         if (!r) {
-            ssl_write_all(t, socks5::encode_reply(socks5::REP_NOT_ALLOWED));
-            mbedtls_ssl_close_notify(&t.ssl);
+            write_all(t, socks5::encode_reply(socks5::REP_NOT_ALLOWED));
+            t.e.close_notify();
             log_warn("target outside the proxy profile: refused", log_fields().add("peer", peer).add("target", target)
                                                                        .add("rep", "0x02"));
             return;
@@ -378,21 +326,21 @@ void serve_device(const sim_options &o, unique_fd device)
     unique_fd emt = connect_emt(r->to);
     if (!emt) {
         if (t.sni.empty())
-            ssl_write_all(t, socks5::encode_reply(socks5::REP_CONNECTION_REFUSED));
-        mbedtls_ssl_close_notify(&t.ssl);
+            write_all(t, socks5::encode_reply(socks5::REP_CONNECTION_REFUSED));
+        t.e.close_notify();
         log_warn("EMT unreachable", log_fields().add("target", target).add("emt", r->to.to_string()));
         return;
     }
-    if (t.sni.empty() && !ssl_write_all(t, socks5::encode_reply(socks5::REP_SUCCEEDED, host_port{"0.0.0.0", 0})))
+    if (t.sni.empty() && !write_all(t, socks5::encode_reply(socks5::REP_SUCCEEDED, host_port{"0.0.0.0", 0})))
         return;
     log_info("channel open", log_fields().add("peer", peer).add("device_cert", fp).add("target", target)
                                  .add("resumed", h.resumed ? "yes" : "no")
-                                 .add("format", t.sni.empty() ? "socks5" : "sni").add("suite", mbedtls_ssl_get_ciphersuite(&t.ssl))
+                                 .add("format", t.sni.empty() ? "socks5" : "sni").add("suite", mbedtls_ssl_get_ciphersuite(t.e.ssl()))
                                  .add("group", tls::group_name(h.group)));
     relay_options opt;
     opt.idle_timeout_ms = o.idle_timeout_ms;
     opt.tls_close_is_half_close = o.half_close;
-    relay_result rr = relay(emt.get(), &t.ssl, t.io, opt, "emt", "device");
+    relay_result rr = relay(emt.get(), t.e.ssl(), t.e.io(), opt, "emt", "device");
     log_info("channel closed", log_fields().add("peer", peer).add("target", target).add("reason", rr.reason)
                                    .add("bytes_to_emt", rr.tls_to_plain).add("bytes_to_device", rr.plain_to_tls));
 }
@@ -408,26 +356,25 @@ void serve_emt(const sim_options &o, const inbound_link &link, unique_fd emt)
         log_warn("device unreachable", log_fields().add("device", to).add("error", errno_text(errno)));
         return;
     }
-    t.io.fd = device.get();
     set_nonblocking(emt.get(), true);
-    tls::setup(&t.ssl, &t.conf);
-    if (!link.server_name.empty())
-        mbedtls_ssl_set_hostname(&t.ssl, link.server_name.c_str());
-    mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
-    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, now_ms() + STEP_TIMEOUT_MS);
+    if (int ret = t.e.open(device.get(), link.server_name.c_str()); ret != 0) {
+        log_warn("TLS setup failed", log_fields().add("device", to).add("error", tls::error_text(ret)));
+        return;
+    }
+    tls::handshake_result h = t.e.handshake(now_ms() + STEP_TIMEOUT_MS);
     if (h.ret != 0 || h.timed_out) {
         log_warn("TLS to the device failed", log_fields().add("device", to)
-                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(&t.ssl, h.ret))
+                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(t.e.ssl(), h.ret))
                      .add("error", tls::error_text(h.ret)));
         return;
     }
-    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t.ssl);
+    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(t.e.ssl());
     log_info("inbound channel open", log_fields().add("device", to).add("server_name", link.server_name.empty() ? "-" : link.server_name)
                                          .add("device_cert", peer ? tls::fingerprint(peer) : "none")
-                                         .add("suite", mbedtls_ssl_get_ciphersuite(&t.ssl)));
+                                         .add("suite", mbedtls_ssl_get_ciphersuite(t.e.ssl())));
     relay_options opt;
     opt.idle_timeout_ms = o.idle_timeout_ms;
-    relay_result rr = relay(emt.get(), &t.ssl, t.io, opt, "emt", "device");
+    relay_result rr = relay(emt.get(), t.e.ssl(), t.e.io(), opt, "emt", "device");
     log_info("inbound channel closed", log_fields().add("device", to).add("reason", rr.reason)
                                            .add("bytes_to_device", rr.plain_to_tls).add("bytes_to_emt", rr.tls_to_plain));
 }

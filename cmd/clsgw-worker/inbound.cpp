@@ -19,7 +19,7 @@ namespace {
 
 struct route_choice {
     worker_context *ctx = nullptr;
-    tls_session *t = nullptr;
+    tls::endpoint *e = nullptr;
     int chosen = -1;
     int fallback = -1; // the default route
     std::string server_name; // printable: as the SMGW sent it, or with '?' for bytes a name cannot hold
@@ -31,9 +31,7 @@ struct route_choice {
 void choose(route_choice &c, int index)
 {
     c.chosen = index;
-    const mbedtls_x509_crt *trust = c.ctx->route_trust[static_cast<size_t>(index)]->get();
-    c.t->check.anchors = trust;
-    mbedtls_ssl_set_hs_ca_chain(&c.t->ssl, const_cast<mbedtls_x509_crt *>(trust), nullptr);
+    c.e->set_handshake_anchors(c.ctx->route_trust[static_cast<size_t>(index)]->get());
 }
 
 int on_server_name(void *arg, mbedtls_ssl_context *, const unsigned char *name, size_t len)
@@ -129,22 +127,22 @@ void fail(worker_context &ctx, const std::string &reason)
 
 // RFC 8422: an ECDSA certificate must be on a curve the client listed in supported_groups. mbedTLS
 // says only "no shared cipher suite"; the ClientHello tells when our certificate's curve is why.
-void name_curve_mismatch(worker_context &ctx, const tls_session &t)
+void name_curve_mismatch(worker_context &ctx, const tls::endpoint &e)
 {
     mbedtls_ecp_group_id own = tls::cert_curve(ctx.own_chain.get());
-    if (ctx.result.reason != "no_shared_cipher_suite" || !tls::cert_curve_not_offered(t.io, own))
+    if (ctx.result.reason != "no_shared_cipher_suite" || !tls::cert_curve_not_offered(e.io(), own))
         return;
     ctx.result.reason = "cert_curve_not_offered";
     std::string name = tls::group_name(own);
     log_warn("certificate curve not among the groups the SMGW offered",
-             log_fields().add("certificate_curve", name).add("smgw_offered", tls::offered_groups(t.io))
+             log_fields().add("certificate_curve", name).add("smgw_offered", tls::offered_groups(e.io()))
                  .add("fix", "a device key on one of the offered curves, or the SMGW offering " + name));
 }
 
-bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
+bool handshake(worker_context &ctx, tls::endpoint &e, route_choice &c)
 {
     uint64_t begin = now_ms();
-    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, ctx.handshake_deadline_ms, require_route, &c);
+    tls::handshake_result h = e.handshake(ctx.handshake_deadline_ms, require_route, &c);
     ctx.result.handshake_ms = now_ms() - begin;
     ctx.result.smgw_wait_us = h.wait_us;
     ctx.result.target = c.server_name;
@@ -157,14 +155,14 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
         ctx.result.result = unknown ? outcome::refused : outcome::failed;
         ctx.result.reason = c.invalid_name ? "invalid_server_name"
                             : unknown      ? "unknown_server_name"
-                                           : tls::handshake_reason(&t.ssl, h.ret);
-        name_curve_mismatch(ctx, t);
+                                           : tls::handshake_reason(e.ssl(), h.ret);
+        name_curve_mismatch(ctx, e);
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("server_name", c.server_name.empty() ? "-" : c.server_name)
                      .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));
         return false;
     }
-    record_tls(ctx, t, h);
+    record_tls(ctx, e, h);
     return true;
 }
 
@@ -172,26 +170,28 @@ bool handshake(worker_context &ctx, tls_session &t, route_choice &c)
 
 void run_inbound(worker_context &ctx)
 {
-    tls_session t;
-    t.io.fd = CONNECTION_FD;
+    tls::endpoint e;
     route_choice c;
     c.ctx = &ctx;
-    c.t = &t;
+    c.e = &e;
     for (size_t i = 0; i < ctx.job.routes.size(); i++)
         if (ctx.job.routes[i].server_name.empty())
             c.fallback = static_cast<int>(i);
     const mbedtls_x509_crt *initial = ctx.route_trust[static_cast<size_t>(c.fallback >= 0 ? c.fallback : 0)]->get();
-    int ret = tls_session_setup(ctx, t, MBEDTLS_SSL_IS_SERVER, initial);
+    int ret = configure_endpoint(ctx, e, MBEDTLS_SSL_IS_SERVER, initial);
+    if (ret == 0) {
+        e.on_server_name(on_server_name, &c);
+        e.session_cache(cache_get, cache_set, &c);
+        ret = open_endpoint(e, CONNECTION_FD);
+    }
     if (ret != 0) {
         fail(ctx, "tls_setup_failed");
         log_error("TLS setup failed", log_fields().add("error", tls::error_text(ret)));
         return;
     }
-    mbedtls_ssl_conf_sni(&t.conf, on_server_name, &c);
-    mbedtls_ssl_conf_session_cache(&t.conf, &c, cache_get, cache_set);
     if (c.fallback >= 0)
         c.chosen = c.fallback; // a ClientHello without server_name goes to the default
-    if (!handshake(ctx, t, c))
+    if (!handshake(ctx, e, c))
         return;
     const std::string &name = ctx.job.routes[static_cast<size_t>(c.chosen)].channel_name;
     std::string failure;
@@ -199,7 +199,7 @@ void run_inbound(worker_context &ctx)
     if (!service) {
         fail(ctx, failure);
         log_warn("local service unreachable; closing the SMGW's channel", log_fields().add("reason", failure));
-        mbedtls_ssl_close_notify(&t.ssl);
+        e.close_notify();
         return;
     }
     store_session(ctx, c);
@@ -208,13 +208,13 @@ void run_inbound(worker_context &ctx)
     // The SMGW's side opened the channel: its close_notify half-closes the service, whose
     // answer still flows back until it closes.
     opt.tls_close_is_half_close = true;
-    relay_result rr = relay(service.get(), &t.ssl, t.io, opt, "service", "smgw");
+    relay_result rr = relay(service.get(), e.ssl(), e.io(), opt, "service", "smgw");
     ctx.result.bytes_up = rr.plain_to_tls; // service -> SMGW
     ctx.result.bytes_down = rr.tls_to_plain;
     ctx.result.result = rr.clean ? outcome::ok : outcome::failed;
     ctx.result.reason = rr.reason;
     if (!rr.clean && !rr.close_notify_sent)
-        mbedtls_ssl_close_notify(&t.ssl);
+        e.close_notify();
 }
 
 } // namespace clsgw

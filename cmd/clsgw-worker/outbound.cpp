@@ -152,24 +152,24 @@ uint8_t app_code_for_upstream_failure(std::optional<upstream_failure> failure)
 
 // --- TLS -----------------------------------------------------------------------------------
 
-void offer_saved_session(worker_context &ctx, tls_session &t)
+void offer_saved_session(worker_context &ctx, tls::endpoint &e)
 {
     auto cached = ask_master(ctx, msg_type::session_request, bytes());
     if (!cached)
         return;
     mbedtls_ssl_session session;
     mbedtls_ssl_session_init(&session);
-    if (load_session(&session, cached->blob) && mbedtls_ssl_set_session(&t.ssl, &session) == 0)
+    if (load_session(&session, cached->blob) && mbedtls_ssl_set_session(e.ssl(), &session) == 0)
         ctx.resumed_session_age_ms = cached->age_ms;
     mbedtls_ssl_session_free(&session);
 }
 
-int setup_tls(worker_context &ctx, tls_session &t, const host_port &target)
+int setup_tls(worker_context &ctx, tls::endpoint &e, int fd, const host_port &target)
 {
-    int ret = tls_session_setup(ctx, t, MBEDTLS_SSL_IS_CLIENT, ctx.trust.get());
+    int ret = configure_endpoint(ctx, e, MBEDTLS_SSL_IS_CLIENT, ctx.trust.get());
     // With proxy = sni the EMT's name rides in server_name; the SMGW is still verified by trust.
-    if (ret == 0 && ctx.job.proxy == proxy_kind::sni)
-        ret = mbedtls_ssl_set_hostname(&t.ssl, target.host.c_str());
+    if (ret == 0)
+        ret = open_endpoint(e, fd, ctx.job.proxy == proxy_kind::sni ? target.host.c_str() : nullptr);
     return ret;
 }
 
@@ -188,106 +188,71 @@ void note_curve_mismatch(worker_context &ctx, const tls::handshake_result &h)
                  .add("fix", "a device key on one of the SMGW's groups, or the SMGW offering " + own));
 }
 
-bool tls_handshake(worker_context &ctx, tls_session &t)
+bool tls_handshake(worker_context &ctx, tls::endpoint &e)
 {
     uint64_t begin = now_ms();
-    tls::handshake_result h = tls::run_handshake(&t.ssl, t.io.fd, ctx.handshake_deadline_ms);
+    tls::handshake_result h = e.handshake(ctx.handshake_deadline_ms);
     ctx.result.handshake_ms = now_ms() - begin;
     ctx.result.smgw_wait_us = h.wait_us;
     if (h.timed_out) {
         set_result(ctx, outcome::failed, "handshake_timeout");
         return false;
     }
-    if (tls::peer_alert(&t.ssl, h.ret) == MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME) {
+    if (tls::peer_alert(e.ssl(), h.ret) == MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME) {
         // With proxy = sni this is how the SMGW says the target is outside its proxy profile.
         set_result(ctx, outcome::refused, "smgw_refused_unrecognized_name");
         return false;
     }
     if (h.ret != 0) {
-        set_result(ctx, outcome::failed, tls::handshake_reason(&t.ssl, h.ret));
+        set_result(ctx, outcome::failed, tls::handshake_reason(e.ssl(), h.ret));
         note_curve_mismatch(ctx, h);
         log_info("TLS handshake with the SMGW failed",
                  log_fields().add("reason", ctx.result.reason).add("error", tls::error_text(h.ret)));
         return false;
     }
-    record_tls(ctx, t, h);
-    return true;
-}
-
-// Reads exactly n bytes of TLS payload, or fewer when the SMGW closes.
-io tls_read_exact(tls_session &t, uint8_t *out, size_t n, size_t &got, uint64_t deadline_ms)
-{
-    while (got < n) {
-        int r = mbedtls_ssl_read(&t.ssl, out + got, n - got);
-        if (r > 0) {
-            got += static_cast<size_t>(r);
-            continue;
-        }
-        if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            if (!tls::wait_io(t.io.fd, r, deadline_ms))
-                return io::timeout;
-            continue;
-        }
-        return (r == 0 || r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || r == MBEDTLS_ERR_SSL_CONN_EOF) ? io::eof
-                                                                                                   : io::error;
-    }
-    return io::ok;
-}
-
-bool tls_write_all(tls_session &t, const uint8_t *data, size_t len, uint64_t deadline_ms)
-{
-    size_t done = 0;
-    while (done < len) {
-        int r = mbedtls_ssl_write(&t.ssl, data + done, len - done);
-        if (r > 0) {
-            done += static_cast<size_t>(r);
-            continue;
-        }
-        if (r != MBEDTLS_ERR_SSL_WANT_WRITE && r != MBEDTLS_ERR_SSL_WANT_READ)
-            return false;
-        if (!tls::wait_io(t.io.fd, r, deadline_ms))
-            return false;
-    }
+    record_tls(ctx, e, h);
     return true;
 }
 
 // SOCKS5 CONNECT inside the TLS session; the SMGW's reply code is returned through rep.
-bool proxy_socks5(worker_context &ctx, tls_session &t, const host_port &target, uint8_t &rep,
+bool proxy_socks5(worker_context &ctx, tls::endpoint &e, const host_port &target, uint8_t &rep,
                   std::optional<host_port> &bound)
 {
     bytes hello = socks5::encode_greeting();
     uint8_t buf[socks5::MAX_REQUEST];
     size_t got = 0;
-    if (!tls_write_all(t, hello.data(), hello.size(), ctx.handshake_deadline_ms)) {
+    if (e.write_all(hello.data(), hello.size(), ctx.handshake_deadline_ms) != tls::io_status::ok) {
         set_result(ctx, outcome::failed, "smgw_tls_error");
         return false;
     }
-    io r = tls_read_exact(t, buf, 2, got, ctx.handshake_deadline_ms);
+    tls::io_status r = e.read_exact(buf, 2, got, ctx.handshake_deadline_ms);
     auto m = socks5::parse_method_choice(buf, got);
-    if (r != io::ok || m.st != socks5::status::ok) {
-        set_result(ctx, outcome::failed, r == io::timeout ? "handshake_timeout" : "smgw_socks5_error");
-        log_info("SMGW did not accept the SOCKS5 greeting", log_fields().add("error", r == io::ok ? m.error : "closed"));
+    if (r != tls::io_status::ok || m.st != socks5::status::ok) {
+        set_result(ctx, outcome::failed, r == tls::io_status::timeout ? "handshake_timeout" : "smgw_socks5_error");
+        log_info("SMGW did not accept the SOCKS5 greeting",
+                 log_fields().add("error", r == tls::io_status::ok ? m.error : "closed"));
         return false;
     }
     bytes request = socks5::encode_request(target);
     got = 0;
-    if (!tls_write_all(t, request.data(), request.size(), ctx.handshake_deadline_ms)) {
+    if (e.write_all(request.data(), request.size(), ctx.handshake_deadline_ms) != tls::io_status::ok) {
         set_result(ctx, outcome::failed, "smgw_tls_error");
         return false;
     }
     // Read the fixed part, then exactly the rest, so payload behind the reply stays buffered.
-    r = tls_read_exact(t, buf, 5, got, ctx.handshake_deadline_ms);
+    r = e.read_exact(buf, 5, got, ctx.handshake_deadline_ms);
     size_t total = socks5::reply_length(buf, got);
-    if (r == io::ok && total != SIZE_MAX && total > got && total <= sizeof buf)
-        r = tls_read_exact(t, buf, total, got, ctx.handshake_deadline_ms);
+    if (r == tls::io_status::ok && total != SIZE_MAX && total > got && total <= sizeof buf)
+        r = e.read_exact(buf, total, got, ctx.handshake_deadline_ms);
     if (got >= 2 && buf[0] == socks5::VERSION && buf[1] != socks5::REP_SUCCEEDED) {
         rep = buf[1]; // a failure reply counts even when its address part is cut or zeroed
         return true;
     }
     auto reply = socks5::parse_reply(buf, got);
-    if (r != io::ok || reply.st != socks5::status::ok) {
-        set_result(ctx, outcome::failed, r == io::timeout ? "handshake_timeout" : "smgw_socks5_error");
-        log_info("bad SOCKS5 reply from the SMGW", log_fields().add("error", r == io::ok ? reply.error : "closed"));
+    if (r != tls::io_status::ok || reply.st != socks5::status::ok) {
+        set_result(ctx, outcome::failed, r == tls::io_status::timeout ? "handshake_timeout" : "smgw_socks5_error");
+        log_info("bad SOCKS5 reply from the SMGW",
+                 log_fields().add("error", r == tls::io_status::ok ? reply.error : "closed"));
         return false;
     }
     rep = reply.value.rep;
@@ -332,9 +297,8 @@ void run_outbound(worker_context &ctx)
         set_result(ctx, outcome::failed, failure);
         return;
     }
-    tls_session t;
-    t.io.fd = upstream.get();
-    int ret = setup_tls(ctx, t, in.target);
+    tls::endpoint e;
+    int ret = setup_tls(ctx, e, upstream.get(), in.target);
     if (ret != 0) {
         reply_app(ctx, socks5::REP_GENERAL_FAILURE);
         set_result(ctx, outcome::failed, "tls_setup_failed");
@@ -343,13 +307,13 @@ void run_outbound(worker_context &ctx)
     }
     // A session from an earlier channel of the same scope (the master's: SMGW, channel and the
     // target it checked) saves the signature.
-    offer_saved_session(ctx, t);
-    if (!tls_handshake(ctx, t)) {
+    offer_saved_session(ctx, e);
+    if (!tls_handshake(ctx, e)) {
         reply_app(ctx, ctx.result.result == outcome::refused ? socks5::REP_NOT_ALLOWED : socks5::REP_GENERAL_FAILURE);
         return;
     }
     bytes blob;
-    if (!ctx.result.resumed && save_session(&t.ssl, blob)) {
+    if (!ctx.result.resumed && save_session(e.ssl(), blob)) {
         session_message offer;
         offer.blob = std::move(blob);
         offer.age_ms = now_ms() - ctx.started_ms; // its lifetime counts from this channel's start
@@ -358,7 +322,7 @@ void run_outbound(worker_context &ctx)
     std::optional<host_port> bound;
     if (ctx.job.proxy == proxy_kind::socks5) {
         uint8_t rep = socks5::REP_GENERAL_FAILURE;
-        if (!proxy_socks5(ctx, t, in.target, rep, bound)) {
+        if (!proxy_socks5(ctx, e, in.target, rep, bound)) {
             reply_app(ctx, socks5::REP_GENERAL_FAILURE);
             return;
         }
@@ -369,14 +333,15 @@ void run_outbound(worker_context &ctx)
                 set_result(ctx, outcome::refused, std::string("smgw_refused_") + socks5::reply_name(rep));
             else
                 set_result(ctx, outcome::failed, std::string("smgw_failed_") + socks5::reply_name(rep));
-            mbedtls_ssl_close_notify(&t.ssl);
+            e.close_notify();
             return;
         }
     }
     reply_app(ctx, socks5::REP_SUCCEEDED, bound);
     ipc_send(CONTROL_FD, msg_type::established, encode_established(ctx.result));
     if (!in.early_data.empty()) {
-        if (!tls_write_all(t, in.early_data.data(), in.early_data.size(), now_ms() + ctx.job.idle_timeout_ms)) {
+        if (e.write_all(in.early_data.data(), in.early_data.size(), now_ms() + ctx.job.idle_timeout_ms) !=
+            tls::io_status::ok) {
             set_result(ctx, outcome::failed, "smgw_tls_error");
             return;
         }
@@ -384,13 +349,13 @@ void run_outbound(worker_context &ctx)
     }
     relay_options opt = channel_relay_options(ctx);
     opt.plain_bytes_before = in.early_data.size();
-    relay_result rr = relay(CONNECTION_FD, &t.ssl, t.io, opt, "app", "smgw");
+    relay_result rr = relay(CONNECTION_FD, e.ssl(), e.io(), opt, "app", "smgw");
     ctx.result.bytes_up += rr.plain_to_tls;
     ctx.result.bytes_down += rr.tls_to_plain;
     set_result(ctx, rr.clean ? outcome::ok : outcome::failed, rr.reason);
     if (!rr.close_notify_sent &&
         (rr.reason == "max_session_lifetime" || rr.reason == "idle_timeout" || rr.reason == "close_timeout"))
-        mbedtls_ssl_close_notify(&t.ssl);
+        e.close_notify();
 }
 
 } // namespace clsgw

@@ -11,7 +11,6 @@
 
 #include "../../lib/ipc.hpp"
 #include "../../lib/signer_proto.hpp"
-#include "../../lib/tls/remote_pk.h"
 #include "worker.hpp"
 
 namespace clsgw {
@@ -122,53 +121,35 @@ int remote_sign(void *arg, mbedtls_md_type_t md, const unsigned char *hash, size
 
 } // namespace
 
-tls_session::tls_session()
+int configure_endpoint(worker_context &ctx, tls::endpoint &e, int role, const mbedtls_x509_crt *trust)
 {
-    mbedtls_ssl_config_init(&conf);
-    mbedtls_ssl_init(&ssl);
-    mbedtls_pk_init(&remote_key);
-}
-
-tls_session::~tls_session()
-{
-    mbedtls_ssl_free(&ssl);
-    mbedtls_ssl_config_free(&conf);
-    mbedtls_pk_free(&remote_key);
-}
-
-int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const mbedtls_x509_crt *trust)
-{
-    int ret = mbedtls_ssl_config_defaults(&t.conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
-    if (ret != 0)
-        return ret;
-    tls::apply_han_profile(&t.conf);
-    mbedtls_ssl_conf_rng(&t.conf, tls::rng::random, &ctx.rng);
-    mbedtls_ssl_conf_ca_chain(&t.conf, const_cast<mbedtls_x509_crt *>(trust), nullptr);
-    t.check.anchors = trust;
-    mbedtls_ssl_conf_verify(&t.conf, tls::trust_check::verify, &t.check);
-    ret = clsgw_remote_pk_setup(&t.remote_key, &ctx.own_chain.get()->pk, remote_sign, &ctx);
+    int ret = e.configure(role, ctx.rng, trust);
     if (ret == 0)
-        ret = mbedtls_ssl_conf_own_cert(&t.conf, ctx.own_chain.get(), &t.remote_key);
-    if (ret == 0) {
-        // mbedTLS's two record buffers (16 KiB and a bit each) from mmap: fresh zero pages, of
-        // which an idle channel touches only the first few, where calloc from the heap would
-        // clear them whole. Only for them: mmap for every mid-sized allocation would slow the
-        // handshake (measured: +0.6 ms).
-        mallopt(M_MMAP_THRESHOLD, 16 * 1024);
-        ret = tls::setup(&t.ssl, &t.conf);
-        mallopt(M_MMAP_THRESHOLD, 128 * 1024); // glibc's default
-    }
-    mbedtls_ssl_set_bio(&t.ssl, &t.io, tls::bio_send, tls::bio_recv, nullptr);
+        ret = e.remote_key(&ctx.own_chain.get()->pk, remote_sign, &ctx);
+    if (ret == 0)
+        ret = e.own_cert(ctx.own_chain.get());
     return ret;
 }
 
-void record_tls(worker_context &ctx, const tls_session &t, const tls::handshake_result &h)
+int open_endpoint(tls::endpoint &e, int fd, const char *server_name)
 {
-    ctx.result.tls_version = mbedtls_ssl_get_version(&t.ssl);
-    ctx.result.cipher_suite = mbedtls_ssl_get_ciphersuite(&t.ssl);
+    // mbedTLS's two record buffers (16 KiB and a bit each) from mmap: fresh zero pages, of
+    // which an idle channel touches only the first few, where calloc from the heap would
+    // clear them whole. Only for them: mmap for every mid-sized allocation would slow the
+    // handshake (measured: +0.6 ms).
+    mallopt(M_MMAP_THRESHOLD, 16 * 1024);
+    int ret = e.open(fd, server_name);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024); // glibc's default
+    return ret;
+}
+
+void record_tls(worker_context &ctx, const tls::endpoint &e, const tls::handshake_result &h)
+{
+    ctx.result.tls_version = mbedtls_ssl_get_version(e.ssl());
+    ctx.result.cipher_suite = mbedtls_ssl_get_ciphersuite(e.ssl());
     ctx.result.group = h.resumed ? "resumed" : tls::group_name(h.group);
     ctx.result.resumed = h.resumed;
-    if (const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t.ssl))
+    if (const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(e.ssl()))
         ctx.result.peer_fingerprint = tls::fingerprint(peer);
 }
 

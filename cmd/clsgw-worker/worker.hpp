@@ -15,7 +15,7 @@
 #include "../../lib/log.hpp"
 #include "../../lib/reason.hpp"
 #include "../../lib/relay.hpp"
-#include "../../lib/tls/tls.hpp"
+#include "../../lib/tls/endpoint.hpp"
 #include "../../lib/util.hpp"
 
 namespace clsgw {
@@ -48,23 +48,13 @@ void run_outbound(worker_context &ctx);
 // Fills ctx.result for one inbound (HKS4/HKS5) channel: the SMGW's TLS on CONNECTION_FD.
 void run_inbound(worker_context &ctx);
 
-// One TLS endpoint of a worker: our chain with the signer-held key, the HAN profile, trust.
-class tls_session {
-public:
-    tls_session();
-    ~tls_session();
-    tls_session(const tls_session &) = delete;
-    tls_session &operator=(const tls_session &) = delete;
-    mbedtls_ssl_config conf;
-    mbedtls_ssl_context ssl;
-    mbedtls_pk_context remote_key;
-    tls::trust_check check;
-    tls::bio io;
-};
-// Sets up t as client or server (MBEDTLS_SSL_IS_*), trusting `trust`; 0 or an mbedTLS error.
-int tls_session_setup(worker_context &ctx, tls_session &t, int endpoint, const mbedtls_x509_crt *trust);
+// Sets up e as our end of a channel, client or server (MBEDTLS_SSL_IS_*): the HAN profile, our
+// chain with the signer-held key, trusting `trust`. 0 or an mbedTLS error.
+int configure_endpoint(worker_context &ctx, tls::endpoint &e, int role, const mbedtls_x509_crt *trust);
+// Opens e on fd, a client naming server_name when given; 0 or an mbedTLS error.
+int open_endpoint(tls::endpoint &e, int fd, const char *server_name = nullptr);
 // Fills the TLS fields of ctx.result after a successful handshake.
-void record_tls(worker_context &ctx, const tls_session &t, const tls::handshake_result &h);
+void record_tls(worker_context &ctx, const tls::endpoint &e, const tls::handshake_result &h);
 // Hands the pages of freed memory back to the kernel (the handshake's, the filter compiler's):
 // an open channel then costs only what it still uses.
 void release_freed_memory();
