@@ -19,16 +19,23 @@ def clsgwd_towards(env, smgw_port, proxy="sni"):
     return port
 
 
+def start_s_server_smgw(env, port, groups, *extra, stdin=None):
+    """OpenSSL s_server as the SMGW on port: TLS 1.2, one connection, the device's certificate required and
+    checked; returns once it accepts"""
+    server = env.start("s_server", ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1",
+                                    "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key"),
+                                    "-Verify", "1", "-verify_return_error", "-CAfile", env.path("device.crt"),
+                                    "-tls1_2", "-groups", groups, *extra], stdin=stdin)
+    server.wait_log("ACCEPT")
+    return server
+
+
 @scenario("OpenSSL 3.0 s_server", "outbound", "SNI, brainpool, client certificate required")
 def test_openssl_s_server_as_smgw(env):
     """OpenSSL s_server (TLS 1.2, brainpool, client certificate required) accepts clsgw as the device"""
     port = free_port()
-    server = env.start("s_server", ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1",
-                                    "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key"),
-                                    "-Verify", "1", "-verify_return_error", "-CAfile", env.path("device.crt"),
-                                    "-tls1_2", "-groups", "brainpoolP384r1:brainpoolP256r1", "-serverpref",
-                                    "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384", "-rev"])
-    server.wait_log("ACCEPT")
+    server = start_s_server_smgw(env, port, "brainpoolP384r1:brainpoolP256r1", "-serverpref",
+                                 "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384", "-rev")
     app = socket.create_connection(("127.0.0.1", clsgwd_towards(env, port)))
     app.sendall(b"device says hello\n")
     app.settimeout(10)
@@ -128,12 +135,7 @@ def test_half_close_answer_through_stunnel_and_microsocks(env):
 def test_half_close_answer_from_openssl_s_server(env):
     """half-close against OpenSSL s_server (SNI): the answer written after the request still arrives"""
     smgw = free_port()
-    server = env.start("s_server", ["openssl", "s_server", "-accept", f"127.0.0.1:{smgw}", "-naccept", "1",
-                                    "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key"),
-                                    "-Verify", "1", "-verify_return_error", "-CAfile", env.path("device.crt"),
-                                    "-tls1_2", "-groups", "brainpoolP256r1:brainpoolP384r1", "-ign_eof"],
-                       stdin=subprocess.PIPE)
-    server.wait_log("ACCEPT")
+    server = start_s_server_smgw(env, smgw, "brainpoolP256r1:brainpoolP384r1", "-ign_eof", stdin=subprocess.PIPE)
     port = clsgwd_towards(env, smgw)
     answer = b"the answer, written after the request arrived\n"
     result = {}
@@ -377,10 +379,7 @@ def test_curve_mismatch_is_named_outbound(env):
     """OpenSSL s_server offering only secp384r1 refuses the brainpoolP256r1 device certificate ("wrong
     curve", illegal_parameter): the log names both curves and what to change"""
     smgw = free_port()
-    env.start("s_server", ["openssl", "s_server", "-accept", f"127.0.0.1:{smgw}", "-naccept", "1",
-                           "-cert", env.path("smgw.crt"), "-key", env.path("smgw.key"), "-Verify", "1",
-                           "-verify_return_error", "-CAfile", env.path("device.crt"), "-tls1_2",
-                           "-groups", "secp384r1:brainpoolP384r1", "-rev"]).wait_log("ACCEPT")
+    start_s_server_smgw(env, smgw, "secp384r1:brainpoolP384r1", "-rev")
     port = clsgwd_towards(env, smgw)
     app = socket.create_connection(("127.0.0.1", port))
     app.sendall(b"x\n")
@@ -425,18 +424,24 @@ def pkcs8(env, name):
     return out
 
 
-@scenario("Botan 2.19 (library)", "outbound", "SOCKS5 inside TLS, device certificate required and pinned")
-def test_botan_as_smgw_server_with_socks5_inside_tls(env):
-    """Botan as SMGW server (client certificate required and pinned, SOCKS5 inside TLS) carries a request and its answer"""
-    helper = botan_smgw()
-    emt = Answerer(think=0)
+def botan_smgw_towards(env, emt):
+    """Botan's SMGW server (device certificate required and pinned) and clsgwd with a static SOCKS5 channel to the
+    EMT through it: the Botan process and the channel's port"""
     smgw = free_port()
-    server = env.start("botan-smgw", [helper, "server", str(smgw), env.path("smgw.crt"), pkcs8(env, "smgw"),
+    server = env.start("botan-smgw", [botan_smgw(), "server", str(smgw), env.path("smgw.crt"), pkcs8(env, "smgw"),
                                       env.path("device.crt")])
     server.wait_log("listening")
     port = free_port()
     env.start_clsgwd(env.write_config(smgw, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
                                                      "target": f"localhost:{emt.port}", "proxy": "socks5"}}))
+    return server, port
+
+
+@scenario("Botan 2.19 (library)", "outbound", "SOCKS5 inside TLS, device certificate required and pinned")
+def test_botan_as_smgw_server_with_socks5_inside_tls(env):
+    """Botan as SMGW server (client certificate required and pinned, SOCKS5 inside TLS) carries a request and its answer"""
+    emt = Answerer(think=0)
+    server, port = botan_smgw_towards(env, emt)
     app = socket.create_connection(("127.0.0.1", port))
     app.sendall(REQUEST)
     assert recv_all(app, 20) == emt.answer
@@ -447,15 +452,8 @@ def test_botan_as_smgw_server_with_socks5_inside_tls(env):
 @scenario("Botan 2.19 (library)", "outbound", "half-close: request, FIN, later answer")
 def test_half_close_answer_through_botan(env):
     """half-close against Botan (which ends the channel on close_notify): the app's request gets its answer"""
-    helper = botan_smgw()
     emt = Answerer()
-    smgw = free_port()
-    server = env.start("botan-smgw", [helper, "server", str(smgw), env.path("smgw.crt"), pkcs8(env, "smgw"),
-                                      env.path("device.crt")])
-    server.wait_log("listening")
-    port = free_port()
-    env.start_clsgwd(env.write_config(smgw, {"app": {"listen": f"127.0.0.1:{port}", "ingress": "static",
-                                                     "target": f"localhost:{emt.port}", "proxy": "socks5"}}))
+    _, port = botan_smgw_towards(env, emt)
     assert half_closed_request(port, REQUEST) == emt.answer
     env.clsgwd.wait_log(rf"channel closed .*outcome=ok reason=app_closed .*bytes_down={len(emt.answer)}")
 
