@@ -116,6 +116,7 @@ private:
     event_budget refused_peers_;
     uint64_t unlogged_peers_ = 0;
     uint64_t accept_paused_until_ms_ = 0;
+    bool log_closed_ = false; // a newer signer closed our audit log: we end, a signer on the current one takes over
     uint64_t signatures_made_ = 0, requests_refused_ = 0; // since start, for signer_probe
 
     void serve_control();
@@ -228,6 +229,7 @@ bool signer_service::audit_line(const log_fields &f)
     audit::append_result r = audit::append(AUDIT_FD, f.str());
     if (!r.ok)
         log_error("audit record not written", log_fields().add("error", r.error).add("record", f.str()));
+    log_closed_ |= !r.ok && r.at.closed;
     return r.ok;
 }
 
@@ -553,6 +555,12 @@ void signer_service::run()
     // new sessions; the open ones may still need their signatures, then we exit.
     auto draining = [] { return !g_service && !g_master.fd; };
     while (g_service || !draining() || !sessions_.empty()) {
+        // logrotate moved our log and a newer signer closed it, but that signer never took over (a
+        // reload refused after it started): we can sign nothing more, so we end; clsgwd (or
+        // systemd) starts a signer on the current log, which continues the chain.
+        if (log_closed_)
+            die("the audit log was closed by a newer signer; ending so that a signer on the current log takes over",
+                log_fields().add("path", opt_.audit_path));
         uint64_t now = now_ms();
         summarise_refusals(now);
         if (accept_paused_until_ms_ && now >= accept_paused_until_ms_)

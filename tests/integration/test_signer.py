@@ -600,3 +600,38 @@ def test_reloads_during_handshakes_keep_one_audit_chain_with_each_signature_once
     assert channels == list(range(1, 10)), lines
     digests = [l.split("digest_sha256=")[1].split()[0] for l in lines]
     assert len(set(digests)) == 9, lines
+
+
+def test_a_signer_whose_log_a_newer_signer_closed_ends_and_clsgwd_starts_one_on_the_current_log(env):
+    """logrotate moves audit.log, then a newer signer that never takes over (a reload refused after its signer
+    started) closes audit.log.1 with log_closed: clsgwd's running signer can sign nothing more, so it ends, saying
+    why; clsgwd starts a signer on the current log, channels work again, and the two logs verify as one chain"""
+    from harness import free_port, transfer
+    echo = env.start_echo()
+    sim = env.start_sim([f"emt.example:4443=127.0.0.1:{echo}"])
+    port = free_port()
+    channel = {"listen": f"127.0.0.1:{port}", "ingress": "static", "target": "emt.example:4443"}
+    env.start_clsgwd(env.write_config(sim, {"app": channel}, clsgw={"resumption": "no"}))
+
+    def round_trip(tag):
+        try:
+            return transfer(socket.create_connection(("127.0.0.1", port)), tag) == tag
+        except OSError:
+            return False
+    assert round_trip(b"before the rotation\n")
+    log, log1 = env.path("audit.log"), env.path("audit.log.1")
+    os.rename(log, log1)
+    newer = Signer(env)  # starts on the new, empty audit.log: closes audit.log.1
+    newer.control.close()
+    wait_until(lambda: newer.proc.proc.poll() is not None, 10, "the newer signer to exit")
+    with open(log1) as f:
+        assert " result=log_closed " in f.read().splitlines()[-1]
+    # The running signer finds its log closed at its next record: that channel fails, and the signer ends.
+    assert not round_trip(b"signed into a closed log\n")
+    env.clsgwd.wait_log("the audit log was closed by a newer signer; ending")
+    env.clsgwd.wait_log("signer exited; restarting")
+    wait_until(lambda: len(env.clsgwd.lines("signer ready")) >= 2, 15, "clsgwd's new signer")
+    assert wait_until(lambda: round_trip(b"after the new signer\n"), 15, "a channel through the new signer")
+    r = env.ctl("audit", "verify", log1, log, check=False)
+    assert r.returncode == 0 and "chain intact" in r.stdout, r.stdout + r.stderr
+    assert "result=chain_continued" in open(log).read().splitlines()[0]
