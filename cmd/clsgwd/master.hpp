@@ -35,7 +35,6 @@ constexpr uint64_t SMGW_BACKOFF_FIRST_MS = 1000;
 // exec.cpp: places the given fds at 3, 4, 5 (and /dev/null on 0-2) and execs; never returns.
 [[noreturn]] void exec_child(const std::string &path, const std::vector<int> &fds, std::vector<std::string> args,
                              bool keep_stderr);
-std::string signal_name(int sig);
 // worker_link.cpp: a worker's log record as one line, nullopt when malformed.
 std::optional<std::pair<log_level, std::string>> worker_log_line(const bytes &p);
 // sessions.cpp: overwrites a buffer that held a TLS session before it is freed.
