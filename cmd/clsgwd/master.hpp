@@ -72,7 +72,7 @@ struct channel {
     double progress_tokens = 5;     // progress reports: one a second, a burst of five
     uint64_t progress_at_ms = 0;
     std::optional<worker_result> result;
-    std::string kill_reason; // set when the master killed it
+    std::optional<channel_reason> kill_reason; // set when the master killed it
     unsigned log_lines = 0;
     // Outbound: the target the channel serves, as checked by the master (a static channel's
     // own, or a SOCKS5 target its allow list admits); the scope of its sessions.
@@ -264,7 +264,7 @@ private:
     void finish_upstream(channel &ch);
     void fail_upstream(channel &ch, upstream_failure why);
     void connect_failed(channel &ch, upstream_failure why);
-    void kill_worker(channel &ch, const std::string &reason);
+    void kill_worker(channel &ch, reason_code reason);
     void protocol_violation(channel &ch, const std::string &what);
     void han_keepalive(int fd) const;
     void check_deadlines();
