@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <fstream>
 #include <set>
 #include <string>
 
@@ -249,3 +250,24 @@ TEST_CASE("the SMGW's back-off follows the table: certificate refusals and our o
     CHECK(counts_against_smgw(late, false, timeout / 2, timeout));
 }
 
+TEST_CASE("docs/reasons.md lists exactly the table's names")
+{
+    std::string here = __FILE__;
+    std::string path = here.substr(0, here.rfind("tests/unit/")) + "docs/reasons.md";
+    std::ifstream in(path);
+    REQUIRE_MESSAGE(in.good(), path);
+    std::set<std::string> listed;
+    std::string line;
+    while (std::getline(in, line)) // rows: | `name` | ...
+        if (line.rfind("| `", 0) == 0)
+            listed.insert(line.substr(3, line.find('`', 3) - 3));
+    std::set<std::string> table;
+    for (const auto &e : reason_table())
+        if (e.source != reason_source::simulator)
+            for (auto view : {reason_view::outbound, reason_view::inbound})
+                table.insert(reason_doc_name(e, view));
+    for (const auto &name : table)
+        CHECK_MESSAGE(listed.count(name), name << " is not in " << path);
+    for (const auto &name : listed)
+        CHECK_MESSAGE(table.count(name), name << " in " << path << " is not in the table");
+}
