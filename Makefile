@@ -273,7 +273,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CXX     ?= clang++
 FUZZ_FLAGS   := -std=c++17 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.cpp)))
-FUZZ_LIB     := lib/config.cpp lib/ipc.cpp lib/job.cpp lib/socks5.cpp lib/signer_proto.cpp lib/util.cpp lib/net.cpp lib/log.cpp \
+FUZZ_LIB     := lib/config.cpp lib/ipc.cpp lib/job.cpp lib/reason.cpp lib/socks5.cpp lib/signer_proto.cpp lib/util.cpp lib/net.cpp lib/log.cpp \
                 lib/tls/wire.cpp lib/tls/record_stream.cpp
 FUZZ_OBJ     := $(FUZZ_LIB:%.cpp=$(BUILD)/fuzz/obj/%.o)
 

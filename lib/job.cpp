@@ -20,6 +20,7 @@ constexpr size_t MAX_ROUTES = 64;
 enum result_tag : uint16_t {
     R_OUTCOME = 1, R_REASON, R_TARGET, R_VERSION, R_SUITE, R_GROUP, R_FINGERPRINT,
     R_BYTES_UP, R_BYTES_DOWN, R_HANDSHAKE_MS, R_DURATION_MS, R_RESUMED, R_SMGW_WAIT_US, R_SIGNER_US,
+    R_REASON_DETAIL,
 };
 
 constexpr size_t SHORT = 512;
@@ -182,7 +183,8 @@ bytes encode_result(const worker_result &res)
 {
     tlv_writer w;
     w.add_u64(R_OUTCOME, static_cast<uint64_t>(res.result))
-        .add(R_REASON, res.reason)
+        .add_u64(R_REASON, static_cast<uint64_t>(res.reason.code))
+        .add_u64(R_REASON_DETAIL, res.reason.detail)
         .add(R_TARGET, res.target)
         .add(R_VERSION, res.tls_version)
         .add(R_SUITE, res.cipher_suite)
@@ -205,17 +207,27 @@ std::optional<worker_result> decode_result(const bytes &payload, std::string &er
         return std::nullopt;
     worker_result res;
     auto oc = r.u64(R_OUTCOME);
+    auto code = r.u64(R_REASON), detail = r.u64(R_REASON_DETAIL); // checked against the table below
     // Shown in status and the log as they are: printable ASCII only, else the record is refused.
-    auto reason = r.text(R_REASON, 64), target = r.text(R_TARGET, 300), version = r.text(R_VERSION, 32),
+    auto target = r.text(R_TARGET, 300), version = r.text(R_VERSION, 32),
          suite = r.text(R_SUITE, 80), group = r.text(R_GROUP, 32), fp = r.text(R_FINGERPRINT, 64);
     auto up = r.u64(R_BYTES_UP), down = r.u64(R_BYTES_DOWN), hs = r.u64(R_HANDSHAKE_MS), dur = r.u64(R_DURATION_MS);
     auto resumed = r.u64(R_RESUMED), wait = r.u64(R_SMGW_WAIT_US), signer = r.u64(R_SIGNER_US);
-    if (!wait || !signer || !resumed || *resumed > 1 || !oc || *oc > 2 || !reason || !target || !version || !suite || !group || !fp || !up || !down || !hs || !dur) {
+    if (!wait || !signer || !resumed || *resumed > 1 || !oc || *oc > 2 || !code || !detail || !target || !version || !suite || !group || !fp || !up || !down || !hs || !dur) {
         error = "result record lacks a field or has one out of range";
         return std::nullopt;
     }
+    if (*code > UINT16_MAX || *detail > UINT16_MAX) {
+        error = "result with a reason out of range";
+        return std::nullopt;
+    }
+    res.reason = {static_cast<reason_code>(*code), static_cast<uint16_t>(*detail)};
+    const reason_entry *row = reason_row(res.reason.code);
+    if (!row || !reason_valid(res.reason) || (row->source != reason_source::worker && row->source != reason_source::both)) {
+        error = "result with an unknown reason, or one a worker does not give";
+        return std::nullopt;
+    }
     res.result = static_cast<outcome>(*oc);
-    res.reason = *reason;
     res.target = *target;
     res.tls_version = *version;
     res.cipher_suite = *suite;

@@ -8,6 +8,7 @@
 
 #include "config.hpp"
 #include "log.hpp"
+#include "reason.hpp"
 #include "util.hpp"
 
 namespace clsgw {
@@ -46,7 +47,7 @@ const char *outcome_name(outcome o);
 
 struct worker_result {
     outcome result = outcome::failed;
-    std::string reason;
+    channel_reason reason; // travels as its code and detail, named only when printed
     std::string target;
     std::string tls_version, cipher_suite, group, peer_fingerprint;
     uint64_t bytes_up = 0, bytes_down = 0; // up: app -> SMGW
@@ -93,6 +94,8 @@ struct log_record {
 bytes encode_log_record(log_level level, std::string_view message, const log_fields &fields);
 std::optional<log_record> decode_log_record(const bytes &payload, std::string &error);
 
+// The result's reason is a worker's code of reason.hpp's table with a detail that fits it; an
+// unknown code, a detail that does not fit, or a reason only the master gives is refused.
 bytes encode_result(const worker_result &r);
 std::optional<worker_result> decode_result(const bytes &payload, std::string &error);
 

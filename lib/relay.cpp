@@ -51,7 +51,7 @@ private:
     bool holding_ = false; // the plain side closed; the TLS session stays open for the peer's rest
     bool truncated_ = false;
     bool idle_seen_ = false;
-    std::string first_close_;
+    reason_code first_close_ = reason_code::none; // plain_closed or tls_closed
     uint64_t last_activity_ = now_ms();
     uint64_t last_progress_ = 0;
     bool progress_pending_ = false;
@@ -66,11 +66,11 @@ private:
     }
     relay_result result_;
 
-    void finish(bool clean, std::string reason)
+    void finish(bool clean, reason_code reason)
     {
         done_ = true;
         result_.clean = clean;
-        result_.reason = std::move(reason);
+        result_.reason = reason_of(reason);
     }
     void note_refused_renegotiation();
     bool tls_read();
@@ -113,8 +113,8 @@ bool relay_state::tls_read()
         return false;
     }
     tls_eof_ = true;
-    if (first_close_.empty())
-        first_close_ = tls_name_;
+    if (first_close_ == reason_code::none)
+        first_close_ = reason_code::tls_closed;
     if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
         return true;
     if (r == 0 || r == MBEDTLS_ERR_SSL_CONN_EOF) {
@@ -129,10 +129,10 @@ bool relay_state::tls_read()
 void relay_state::tls_failed(int ret)
 {
     if (io_.failed_errno == ETIMEDOUT) {
-        finish(false, tls_name_ + "_keepalive_timeout"); // the peer stopped answering TCP keepalives
+        finish(false, reason_code::tls_keepalive_timeout); // the peer stopped answering TCP keepalives
         return;
     }
-    finish(false, tls_name_ + (ret == MBEDTLS_ERR_NET_CONN_RESET ? "_reset" : "_tls_error"));
+    finish(false, ret == MBEDTLS_ERR_NET_CONN_RESET ? reason_code::tls_reset : reason_code::tls_error);
     if (ret != MBEDTLS_ERR_NET_CONN_RESET)
         log_info("TLS error ended the channel", log_fields().add("side", tls_name_).add("error", tls::error_text(ret)));
 }
@@ -153,7 +153,7 @@ bool relay_state::plain_write()
         want_plain_out_ = true;
         return false;
     }
-    finish(false, plain_name_ + "_reset");
+    finish(false, reason_code::plain_reset);
     return true;
 }
 
@@ -172,12 +172,12 @@ bool relay_state::plain_read()
         return false;
     }
     if (n < 0) {
-        finish(false, plain_name_ + "_reset");
+        finish(false, reason_code::plain_reset);
         return true;
     }
     plain_eof_ = true;
-    if (first_close_.empty())
-        first_close_ = plain_name_;
+    if (first_close_ == reason_code::none)
+        first_close_ = reason_code::plain_closed;
     return true;
 }
 
@@ -241,7 +241,7 @@ void relay_state::end_hold()
     log_info("close wait over: close_notify sent",
              log_fields().add("closed_first", plain_name_).add("silent", tls_name_).add("timeout", "close_timeout")
                  .add("close_timeout_ms", opt_.close_timeout_ms));
-    finish(true, plain_name_ + "_closed");
+    finish(true, reason_code::plain_closed);
 }
 
 // Applies the close rules once the buffers allow; true when state changed.
@@ -259,7 +259,7 @@ bool relay_state::closing()
                 close_notify_sent_ = true;
                 result_.close_notify_sent = true;
             }
-            finish(!truncated_, truncated_ ? tls_name_ + "_closed_without_close_notify" : first_close_ + "_closed");
+            finish(!truncated_, truncated_ ? reason_code::tls_closed_without_close_notify : first_close_);
             return true;
         }
         if (!plain_shut_) {
@@ -268,7 +268,7 @@ bool relay_state::closing()
             changed = true;
         }
         if (plain_eof_ && up_.empty() && close_notify_sent_) {
-            finish(!truncated_, first_close_ + "_closed");
+            finish(!truncated_, first_close_);
             return true;
         }
     }
@@ -299,11 +299,11 @@ bool relay_state::wait()
         deadline = opt_.lifetime_deadline_ms;
     if (now >= deadline) {
         if (opt_.lifetime_deadline_ms && now >= opt_.lifetime_deadline_ms)
-            finish(false, "max_session_lifetime");
+            finish(false, reason_code::max_session_lifetime);
         else if (holding_ && !close_notify_sent_)
             end_hold();
         else
-            finish(false, half_closed ? "close_timeout" : "idle_timeout");
+            finish(false, half_closed ? reason_code::close_timeout : reason_code::idle_timeout);
         return false;
     }
     if (opt_.on_first_idle && !idle_seen_) {
@@ -315,7 +315,7 @@ bool relay_state::wait()
         left = std::min<uint64_t>(left, last_progress_ + 1000 > now ? last_progress_ + 1000 - now : 0);
     int r = poll(p, 2, left > 60000 ? 60000 : static_cast<int>(left));
     if (r < 0 && errno != EINTR) {
-        finish(false, "poll_failed");
+        finish(false, reason_code::poll_failed);
         return false;
     }
     return true;

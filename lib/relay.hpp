@@ -41,15 +41,15 @@ struct relay_options {
 
 struct relay_result {
     bool clean = false;    // both sides closed in order, nothing lost
-    std::string reason;    // why it ended: app_closed, smgw_closed, idle_timeout, ...
+    channel_reason reason; // why it ended: plain_closed, tls_closed, idle_timeout, ...
     uint64_t plain_to_tls = 0;
     uint64_t tls_to_plain = 0;
     unsigned renegotiations_refused = 0; // attempts by the TLS peer, each answered no_renegotiation
     bool close_notify_sent = false;
 };
 
-// plain_name and tls_name label the sides in reasons ("app" or "service", and "smgw", in the
-// worker; "emt" and "device" in the simulator).
+// plain_name and tls_name label the sides in log lines ("app" or "service", and "smgw", in the
+// worker; "emt" and "device" in the simulator); the reason names them by its view (reason.hpp).
 relay_result relay(int plain_fd, mbedtls_ssl_context *ssl, tls::bio &tls_io, const relay_options &options,
                    const char *plain_name, const char *tls_name);
 

@@ -13,6 +13,12 @@
 
 namespace clsgw {
 
+std::string signal_name(int sig)
+{
+    const char *abbrev = sigabbrev_np(sig);
+    return abbrev ? std::string("SIG") + abbrev : std::to_string(sig);
+}
+
 std::optional<uint64_t> parse_uint(std::string_view text, uint64_t max)
 {
     if (text.empty() || text.size() > 20)

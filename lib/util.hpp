@@ -34,6 +34,8 @@ uint64_t now_us(); // monotonic, microseconds
 std::string utc_timestamp();
 
 std::string errno_text(int err);
+// "SIGTERM"; the number for a signal without a name.
+std::string signal_name(int sig);
 std::string trim(std::string_view s);
 std::vector<std::string> split_list(std::string_view s);
 

@@ -195,7 +195,7 @@ struct client_scan {
             if (e.failure.find("no_client_certificate") != std::string::npos)
                 rep.fail("CLIENT_CERT", at + "no client certificate presented");
             else if (flags != 0 && flags != UINT32_MAX)
-                rep.fail("CLIENT_CERT", at + "device certificate not accepted with --trust: " + tls::verify_reason(flags));
+                rep.fail("CLIENT_CERT", at + "device certificate not accepted with --trust: " + reason_name(tls::verify_reason(flags), reason_view::simulator));
             else
                 untestable = "the handshake with the SMGW certificate of --cert failed: " + e.failure;
             return;

@@ -190,13 +190,13 @@ bool endpoint::handshake(int fd, uint64_t timeout_ms)
     if (r.timed_out)
         failure = "no answer within " + timeout_text("handshake_timeout", timeout_ms);
     else if (peer_alerted)
-        failure = std::string("alert ") + tls::alert_name(static_cast<unsigned char>(alert)) + " from " + peer;
+        failure = std::string("alert ") + alert_name(static_cast<unsigned char>(alert)) + " from " + peer;
     else if (r.ret == MBEDTLS_ERR_SSL_CONN_EOF || r.ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
         failure = std::string("closed by ") + peer;
     else if (r.ret == MBEDTLS_ERR_NET_CONN_RESET)
         failure = std::string("reset by ") + peer;
     else
-        failure = tls::handshake_reason(&ssl_, r.ret) + " (" + tls::error_text(r.ret) + ")";
+        failure = reason_name(tls::handshake_reason(&ssl_, r.ret), reason_view::simulator) + " (" + tls::error_text(r.ret) + ")";
     return false;
 }
 

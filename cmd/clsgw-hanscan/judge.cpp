@@ -139,7 +139,7 @@ bool renegotiation_answer(endpoint &e, int fd, tls::sealed_session &sealed, bool
         }
         if (s.type == wire::CONTENT_ALERT && plain->size() == 2) {
             evidence = std::string((*plain)[0] == 1 ? "refused with a warning " : "refused with a fatal ") +
-                       tls::alert_name((*plain)[1]) + " alert";
+                       alert_name((*plain)[1]) + " alert";
             return false;
         }
     }

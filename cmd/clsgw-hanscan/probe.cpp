@@ -59,7 +59,7 @@ std::string probe_answer::text() const
         return "ServerHello " + wire::version_name(hello->version) + " " + wire::suite_name(hello->suite) + " (" +
                wire::hex16(hello->suite) + ")";
     case kind::alert:
-        return std::string(alert->first == 1 ? "warning" : "alert") + " " + tls::alert_name(alert->second);
+        return std::string(alert->first == 1 ? "warning" : "alert") + " " + alert_name(alert->second);
     case kind::closed: return "closed without an answer";
     case kind::reset: return "reset without an answer";
     case kind::timeout: return "no answer within " + error;

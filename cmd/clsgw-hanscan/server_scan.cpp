@@ -78,7 +78,7 @@ struct server_scan {
         if (!c.ok) {
             uint32_t flags = c.tls->verify_flags();
             if (flags != 0 && flags != UINT32_MAX) {
-                rep.fail("SERVER_CERT", "device certificate not accepted with --trust: " + tls::verify_reason(flags));
+                rep.fail("SERVER_CERT", "device certificate not accepted with --trust: " + reason_name(tls::verify_reason(flags), reason_view::simulator));
                 return true;
             }
             rep.could_not_test("a handshake of the profile with the SMGW certificate of --cert failed: " + c.tls->failure);

@@ -97,7 +97,7 @@ struct sim_tls {
     tls::endpoint e; // declared after what it points to: destroyed first
     std::string sni;
     const sim_options *opt = nullptr;
-    const char *refused = nullptr; // why enforce_groups ended the handshake
+    std::optional<channel_reason> refused; // why enforce_groups ended the handshake
 };
 
 // Session tickets, as SMGWs issue them: one key for all connections. Each connection is served by
@@ -176,13 +176,13 @@ int enforce_groups(void *arg, mbedtls_ssl_context *ssl)
         log_warn("device certificate curve not among our groups: refused (RFC 8422)",
                  log_fields().add("certificate_curve", tls::group_name(device_curve)).add("groups", group_names(ours)));
         mbedtls_ssl_send_alert_message(ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER);
-        t->refused = "cert_curve_not_offered";
+        t->refused = reason_of(reason_code::cert_curve_not_offered);
         return MBEDTLS_ERR_SSL_BAD_CERTIFICATE;
     }
     if (t->e.io().sent.kex_group >= 0 && std::find(ours.begin(), ours.end(), t->e.io().sent.kex_group) == ours.end()) {
         log_warn("the device offered none of our groups", log_fields().add("groups", group_names(ours)));
         mbedtls_ssl_send_alert_message(ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
-        t->refused = "no_shared_group";
+        t->refused = reason_of(reason_code::no_shared_group);
         return MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE;
     }
     return 0;
@@ -285,9 +285,10 @@ void serve_device(const sim_options &o, unique_fd device)
     tls::handshake_result h = t.e.handshake(now_ms() + STEP_TIMEOUT_MS, enforce_groups, &t);
     if (h.ret != 0 || h.timed_out) {
         log_warn("device handshake failed", log_fields().add("peer", peer)
-                     .add("reason", h.timed_out ? "handshake_timeout"
-                                    : t.refused ? t.refused
-                                                : tls::handshake_reason(t.e.ssl(), h.ret))
+                     .add("reason", reason_name(h.timed_out ? reason_of(reason_code::handshake_timeout)
+                                                : t.refused ? *t.refused
+                                                            : tls::handshake_reason(t.e.ssl(), h.ret),
+                                                reason_view::simulator))
                      .add("error", tls::error_text(h.ret)));
         if (t.refused) {
             // The device's last flight (its Certificate up to Finished) is still unread: a close now
@@ -341,7 +342,7 @@ void serve_device(const sim_options &o, unique_fd device)
     opt.idle_timeout_ms = o.idle_timeout_ms;
     opt.tls_close_is_half_close = o.half_close;
     relay_result rr = relay(emt.get(), t.e.ssl(), t.e.io(), opt, "emt", "device");
-    log_info("channel closed", log_fields().add("peer", peer).add("target", target).add("reason", rr.reason)
+    log_info("channel closed", log_fields().add("peer", peer).add("target", target).add("reason", reason_name(rr.reason, reason_view::simulator))
                                    .add("bytes_to_emt", rr.tls_to_plain).add("bytes_to_device", rr.plain_to_tls));
 }
 
@@ -364,7 +365,9 @@ void serve_emt(const sim_options &o, const inbound_link &link, unique_fd emt)
     tls::handshake_result h = t.e.handshake(now_ms() + STEP_TIMEOUT_MS);
     if (h.ret != 0 || h.timed_out) {
         log_warn("TLS to the device failed", log_fields().add("device", to)
-                     .add("reason", h.timed_out ? "handshake_timeout" : tls::handshake_reason(t.e.ssl(), h.ret))
+                     .add("reason", reason_name(h.timed_out ? reason_of(reason_code::handshake_timeout)
+                                                            : tls::handshake_reason(t.e.ssl(), h.ret),
+                                                reason_view::simulator))
                      .add("error", tls::error_text(h.ret)));
         return;
     }
@@ -375,7 +378,7 @@ void serve_emt(const sim_options &o, const inbound_link &link, unique_fd emt)
     relay_options opt;
     opt.idle_timeout_ms = o.idle_timeout_ms;
     relay_result rr = relay(emt.get(), t.e.ssl(), t.e.io(), opt, "emt", "device");
-    log_info("inbound channel closed", log_fields().add("device", to).add("reason", rr.reason)
+    log_info("inbound channel closed", log_fields().add("device", to).add("reason", reason_name(rr.reason, reason_view::simulator))
                                            .add("bytes_to_device", rr.plain_to_tls).add("bytes_to_emt", rr.tls_to_plain));
 }
 

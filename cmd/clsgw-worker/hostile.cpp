@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "../../lib/ipc.hpp"
@@ -132,7 +133,14 @@ void fake_smgw_failure(worker_context &ctx)
 {
     get_upstream(ctx);
     ctx.result.result = outcome::failed;
-    ctx.result.reason = "smgw_tls_error";
+    ctx.result.reason = reason_of(reason_code::tls_error);
+}
+
+// A result whose reason is no code of the table: the master must refuse it, not print it.
+void forge_reason(worker_context &ctx)
+{
+    ctx.result.reason = {static_cast<reason_code>(UINT16_MAX), 0};
+    log_warn("hostile: reporting a reason code outside the table");
 }
 
 // Text that imitates the master's own lines: the old free-text record, then a structured one.
@@ -180,8 +188,11 @@ bool test_hook_hostile(worker_context &ctx)
     if (name.compare(0, prefix.size(), prefix) != 0)
         return false;
     std::string attack = name.substr(prefix.size());
+    const auto &attacks = hostile_attacks();
+    auto known = std::find_if(attacks.begin(), attacks.end(), [&](const char *a) { return attack == a; });
     ctx.result.result = outcome::failed;
-    ctx.result.reason = "hostile_" + attack;
+    // hostile_ATTACK; an attack not in the table leaves a detail out of range (a refused result)
+    ctx.result.reason = {reason_code::hostile, static_cast<uint16_t>(known - attacks.begin())};
     if (attack == "steal")
         steal(ctx);
     else if (attack == "plant")
@@ -202,6 +213,8 @@ bool test_hook_hostile(worker_context &ctx)
         late_offer(ctx);
     else if (attack == "forge-log")
         forge_log(ctx);
+    else if (attack == "forge-reason")
+        forge_reason(ctx);
     else
         log_error("hostile: no such attack", log_fields().add("attack", attack));
     return true;

@@ -119,7 +119,7 @@ void store_session(worker_context &ctx, route_choice &c)
     ipc_send(CONTROL_FD, msg_type::session_store, encode_session_message(store));
 }
 
-void fail(worker_context &ctx, const std::string &reason)
+void fail(worker_context &ctx, channel_reason reason)
 {
     ctx.result.result = outcome::failed;
     ctx.result.reason = reason;
@@ -130,9 +130,9 @@ void fail(worker_context &ctx, const std::string &reason)
 void name_curve_mismatch(worker_context &ctx, const tls::endpoint &e)
 {
     mbedtls_ecp_group_id own = tls::cert_curve(ctx.own_chain.get());
-    if (ctx.result.reason != "no_shared_cipher_suite" || !tls::cert_curve_not_offered(e.io(), own))
+    if (ctx.result.reason != reason_of(reason_code::no_shared_cipher_suite) || !tls::cert_curve_not_offered(e.io(), own))
         return;
-    ctx.result.reason = "cert_curve_not_offered";
+    ctx.result.reason = reason_of(reason_code::cert_curve_not_offered);
     std::string name = tls::group_name(own);
     log_warn("certificate curve not among the groups the SMGW offered",
              log_fields().add("certificate_curve", name).add("smgw_offered", tls::offered_groups(e.io()))
@@ -147,18 +147,18 @@ bool handshake(worker_context &ctx, tls::endpoint &e, route_choice &c)
     ctx.result.smgw_wait_us = h.wait_us;
     ctx.result.target = c.server_name;
     if (h.timed_out) {
-        fail(ctx, "handshake_timeout");
+        fail(ctx, reason_of(reason_code::handshake_timeout));
         return false;
     }
     if (h.ret != 0) {
         bool unknown = h.ret == UNKNOWN_SERVER_NAME || (!c.server_name.empty() && c.chosen < 0);
         ctx.result.result = unknown ? outcome::refused : outcome::failed;
-        ctx.result.reason = c.invalid_name ? "invalid_server_name"
-                            : unknown      ? "unknown_server_name"
+        ctx.result.reason = c.invalid_name ? reason_of(reason_code::invalid_server_name)
+                            : unknown      ? reason_of(reason_code::unknown_server_name)
                                            : tls::handshake_reason(e.ssl(), h.ret);
         name_curve_mismatch(ctx, e);
         log_info("TLS handshake with the SMGW failed",
-                 log_fields().add("reason", ctx.result.reason).add("server_name", c.server_name.empty() ? "-" : c.server_name)
+                 log_fields().add("reason", reason_name(ctx.result.reason, ctx.job.direction)).add("server_name", c.server_name.empty() ? "-" : c.server_name)
                      .add("error", unknown ? "no channel for this server_name" : tls::error_text(h.ret)));
         return false;
     }
@@ -185,7 +185,7 @@ void run_inbound(worker_context &ctx)
         ret = open_endpoint(e, CONNECTION_FD);
     }
     if (ret != 0) {
-        fail(ctx, "tls_setup_failed");
+        fail(ctx, reason_of(reason_code::tls_setup_failed));
         log_error("TLS setup failed", log_fields().add("error", tls::error_text(ret)));
         return;
     }
@@ -194,11 +194,11 @@ void run_inbound(worker_context &ctx)
     if (!handshake(ctx, e, c))
         return;
     const std::string &name = ctx.job.routes[static_cast<size_t>(c.chosen)].channel_name;
-    std::string failure;
+    channel_reason failure;
     unique_fd service = request_upstream(ctx, name, failure);
     if (!service) {
         fail(ctx, failure);
-        log_warn("local service unreachable; closing the SMGW's channel", log_fields().add("reason", failure));
+        log_warn("local service unreachable; closing the SMGW's channel", log_fields().add("reason", reason_name(failure, ctx.job.direction)));
         e.close_notify();
         return;
     }

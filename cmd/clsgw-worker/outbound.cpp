@@ -19,11 +19,13 @@ namespace clsgw {
 
 namespace {
 
-void set_result(worker_context &ctx, outcome o, std::string reason)
+void set_result(worker_context &ctx, outcome o, channel_reason reason)
 {
     ctx.result.result = o;
-    ctx.result.reason = std::move(reason);
+    ctx.result.reason = reason;
 }
+
+void set_result(worker_context &ctx, outcome o, reason_code reason) { set_result(ctx, o, reason_of(reason)); }
 
 enum class io { ok, eof, timeout, error };
 
@@ -64,9 +66,10 @@ bool write_all(int fd, const bytes &data, uint64_t deadline_ms)
     return true;
 }
 
-std::string io_reason(io r, const char *what)
+// Why reading the app's SOCKS5 greeting or request ended before it was whole.
+reason_code app_read_reason(io r)
 {
-    return std::string(what) + (r == io::eof ? "_closed" : r == io::timeout ? "_timeout" : "_error");
+    return r == io::timeout ? reason_code::handshake_timeout : r == io::eof ? reason_code::plain_closed : reason_code::plain_error;
 }
 
 // --- ingress -------------------------------------------------------------------------------
@@ -94,18 +97,18 @@ ingress_result socks5_ingress(worker_context &ctx)
             break;
         io r = read_some(CONNECTION_FD, buf, socks5::MAX_GREETING, ctx.handshake_deadline_ms);
         if (r != io::ok) {
-            set_result(ctx, outcome::failed, r == io::timeout ? "handshake_timeout" : io_reason(r, "app"));
+            set_result(ctx, outcome::failed, app_read_reason(r));
             return out;
         }
     }
     if (g.st == socks5::status::invalid) {
-        set_result(ctx, outcome::failed, "socks5_bad_greeting");
+        set_result(ctx, outcome::failed, reason_code::socks5_bad_greeting);
         log_info("app sent a bad SOCKS5 greeting", log_fields().add("error", g.error));
         return out;
     }
     if (!g.value.offers_no_auth) {
         write_all(CONNECTION_FD, socks5::encode_method_choice(socks5::METHOD_NONE_ACCEPTABLE), ctx.handshake_deadline_ms);
-        set_result(ctx, outcome::refused, "socks5_no_acceptable_method");
+        set_result(ctx, outcome::refused, reason_code::socks5_no_acceptable_method);
         return out;
     }
     write_all(CONNECTION_FD, socks5::encode_method_choice(socks5::METHOD_NO_AUTH), ctx.handshake_deadline_ms);
@@ -117,13 +120,13 @@ ingress_result socks5_ingress(worker_context &ctx)
             break;
         io r = read_some(CONNECTION_FD, buf, socks5::MAX_REQUEST + 4096, ctx.handshake_deadline_ms);
         if (r != io::ok) {
-            set_result(ctx, outcome::failed, r == io::timeout ? "handshake_timeout" : io_reason(r, "app"));
+            set_result(ctx, outcome::failed, app_read_reason(r));
             return out;
         }
     }
     if (q.st == socks5::status::invalid) {
         reply_app(ctx, q.reply_code);
-        set_result(ctx, outcome::failed, "socks5_bad_request");
+        set_result(ctx, outcome::failed, reason_code::socks5_bad_request);
         log_info("app sent a bad SOCKS5 request", log_fields().add("error", q.error));
         return out;
     }
@@ -179,10 +182,10 @@ int setup_tls(worker_context &ctx, tls::endpoint &e, int fd, const host_port &ta
 void note_curve_mismatch(worker_context &ctx, const tls::handshake_result &h)
 {
     std::string own = tls::group_name(tls::cert_curve(ctx.own_chain.get()));
-    if (ctx.result.reason != "peer_alert_illegal_parameter" || h.group == MBEDTLS_ECP_DP_NONE ||
+    if (ctx.result.reason != peer_alert_reason(MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER) || h.group == MBEDTLS_ECP_DP_NONE ||
         own == tls::group_name(h.group))
         return;
-    ctx.result.reason = "smgw_refused_cert_curve";
+    ctx.result.reason = reason_of(reason_code::smgw_refused_cert_curve);
     log_warn("certificate curve not among the groups the SMGW offered",
              log_fields().add("certificate_curve", own).add("smgw_chose", tls::group_name(h.group))
                  .add("fix", "a device key on one of the SMGW's groups, or the SMGW offering " + own));
@@ -195,19 +198,19 @@ bool tls_handshake(worker_context &ctx, tls::endpoint &e)
     ctx.result.handshake_ms = now_ms() - begin;
     ctx.result.smgw_wait_us = h.wait_us;
     if (h.timed_out) {
-        set_result(ctx, outcome::failed, "handshake_timeout");
+        set_result(ctx, outcome::failed, reason_code::handshake_timeout);
         return false;
     }
     if (tls::peer_alert(e.ssl(), h.ret) == MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME) {
         // With proxy = sni this is how the SMGW says the target is outside its proxy profile.
-        set_result(ctx, outcome::refused, "smgw_refused_unrecognized_name");
+        set_result(ctx, outcome::refused, reason_code::smgw_refused_unrecognized_name);
         return false;
     }
     if (h.ret != 0) {
         set_result(ctx, outcome::failed, tls::handshake_reason(e.ssl(), h.ret));
         note_curve_mismatch(ctx, h);
         log_info("TLS handshake with the SMGW failed",
-                 log_fields().add("reason", ctx.result.reason).add("error", tls::error_text(h.ret)));
+                 log_fields().add("reason", reason_name(ctx.result.reason, ctx.job.direction)).add("error", tls::error_text(h.ret)));
         return false;
     }
     record_tls(ctx, e, h);
@@ -222,13 +225,13 @@ bool proxy_socks5(worker_context &ctx, tls::endpoint &e, const host_port &target
     uint8_t buf[socks5::MAX_REQUEST];
     size_t got = 0;
     if (e.write_all(hello.data(), hello.size(), ctx.handshake_deadline_ms) != tls::io_status::ok) {
-        set_result(ctx, outcome::failed, "smgw_tls_error");
+        set_result(ctx, outcome::failed, reason_code::tls_error);
         return false;
     }
     tls::io_status r = e.read_exact(buf, 2, got, ctx.handshake_deadline_ms);
     auto m = socks5::parse_method_choice(buf, got);
     if (r != tls::io_status::ok || m.st != socks5::status::ok) {
-        set_result(ctx, outcome::failed, r == tls::io_status::timeout ? "handshake_timeout" : "smgw_socks5_error");
+        set_result(ctx, outcome::failed, r == tls::io_status::timeout ? reason_code::handshake_timeout : reason_code::smgw_socks5_error);
         log_info("SMGW did not accept the SOCKS5 greeting",
                  log_fields().add("error", r == tls::io_status::ok ? m.error : "closed"));
         return false;
@@ -236,7 +239,7 @@ bool proxy_socks5(worker_context &ctx, tls::endpoint &e, const host_port &target
     bytes request = socks5::encode_request(target);
     got = 0;
     if (e.write_all(request.data(), request.size(), ctx.handshake_deadline_ms) != tls::io_status::ok) {
-        set_result(ctx, outcome::failed, "smgw_tls_error");
+        set_result(ctx, outcome::failed, reason_code::tls_error);
         return false;
     }
     // Read the fixed part, then exactly the rest, so payload behind the reply stays buffered.
@@ -250,7 +253,7 @@ bool proxy_socks5(worker_context &ctx, tls::endpoint &e, const host_port &target
     }
     auto reply = socks5::parse_reply(buf, got);
     if (r != tls::io_status::ok || reply.st != socks5::status::ok) {
-        set_result(ctx, outcome::failed, r == tls::io_status::timeout ? "handshake_timeout" : "smgw_socks5_error");
+        set_result(ctx, outcome::failed, r == tls::io_status::timeout ? reason_code::handshake_timeout : reason_code::smgw_socks5_error);
         log_info("bad SOCKS5 reply from the SMGW",
                  log_fields().add("error", r == tls::io_status::ok ? reply.error : "closed"));
         return false;
@@ -280,17 +283,17 @@ void run_outbound(worker_context &ctx)
     if (ctx.job.proxy == proxy_kind::sni && is_ip_literal(in.target.host)) {
         // server_name carries names only (RFC 6066 section 3); an address there reaches no EMT.
         reply_app(ctx, socks5::REP_ADDRESS_TYPE_NOT_SUPPORTED);
-        set_result(ctx, outcome::refused, "sni_cannot_name_an_address");
+        set_result(ctx, outcome::refused, reason_code::sni_cannot_name_an_address);
         log_info("proxy = sni names the EMT by server_name, which cannot carry an IP address: refused",
                  log_fields().add("target", in.target.to_string()).add("answer", "socks5_address_type_not_supported"));
         return;
     }
     if (ctx.job.ingress == ingress_kind::socks5 && !allowed(ctx, in.target)) {
         reply_app(ctx, socks5::REP_NOT_ALLOWED);
-        set_result(ctx, outcome::refused, "target_not_allowed");
+        set_result(ctx, outcome::refused, reason_code::target_not_allowed);
         return;
     }
-    std::string failure;
+    channel_reason failure;
     unique_fd upstream = request_upstream(ctx, in.target.to_string(), failure);
     if (!upstream) {
         reply_app(ctx, app_code_for_upstream_failure(ctx.upstream_failed));
@@ -301,7 +304,7 @@ void run_outbound(worker_context &ctx)
     int ret = setup_tls(ctx, e, upstream.get(), in.target);
     if (ret != 0) {
         reply_app(ctx, socks5::REP_GENERAL_FAILURE);
-        set_result(ctx, outcome::failed, "tls_setup_failed");
+        set_result(ctx, outcome::failed, reason_code::tls_setup_failed);
         log_error("TLS setup failed", log_fields().add("error", tls::error_text(ret)));
         return;
     }
@@ -330,9 +333,9 @@ void run_outbound(worker_context &ctx)
             reply_app(ctx, socks5::app_reply_code(rep));
             // 0x02 is the SMGW's proxy profile saying no; every other code is the SMGW failing
             if (rep == socks5::REP_NOT_ALLOWED)
-                set_result(ctx, outcome::refused, std::string("smgw_refused_") + socks5::reply_name(rep));
+                set_result(ctx, outcome::refused, reason_code::smgw_refused_not_allowed);
             else
-                set_result(ctx, outcome::failed, std::string("smgw_failed_") + socks5::reply_name(rep));
+                set_result(ctx, outcome::failed, smgw_failed_reason(rep));
             e.close_notify();
             return;
         }
@@ -342,7 +345,7 @@ void run_outbound(worker_context &ctx)
     if (!in.early_data.empty()) {
         if (e.write_all(in.early_data.data(), in.early_data.size(), now_ms() + ctx.job.idle_timeout_ms) !=
             tls::io_status::ok) {
-            set_result(ctx, outcome::failed, "smgw_tls_error");
+            set_result(ctx, outcome::failed, reason_code::tls_error);
             return;
         }
         ctx.result.bytes_up += in.early_data.size();
@@ -354,7 +357,8 @@ void run_outbound(worker_context &ctx)
     ctx.result.bytes_down += rr.tls_to_plain;
     set_result(ctx, rr.clean ? outcome::ok : outcome::failed, rr.reason);
     if (!rr.close_notify_sent &&
-        (rr.reason == "max_session_lifetime" || rr.reason == "idle_timeout" || rr.reason == "close_timeout"))
+        (rr.reason.code == reason_code::max_session_lifetime || rr.reason.code == reason_code::idle_timeout ||
+         rr.reason.code == reason_code::close_timeout))
         e.close_notify();
 }
 

@@ -32,15 +32,15 @@ bool wait_fd(int fd, short events, uint64_t deadline_ms)
 }
 
 // Asks the master for the connected SMGW socket; the master alone decides where it goes.
-unique_fd request_upstream(worker_context &ctx, const std::string &choice, std::string &failure)
+unique_fd request_upstream(worker_context &ctx, const std::string &choice, channel_reason &failure)
 {
     if (!ipc_send(CONTROL_FD, msg_type::upstream_request, bytes(choice.begin(), choice.end()))) {
-        failure = "master_unreachable";
+        failure = reason_of(reason_code::master_unreachable);
         return unique_fd();
     }
     for (;;) {
         if (!wait_fd(CONTROL_FD, POLLIN, ctx.handshake_deadline_ms)) {
-            failure = "handshake_timeout";
+            failure = reason_of(reason_code::handshake_timeout);
             return unique_fd();
         }
         ipc_recv_result r = ipc_recv_checked(CONTROL_FD, role_worker, ctx.from_master);
@@ -50,10 +50,10 @@ unique_fd request_upstream(worker_context &ctx, const std::string &choice, std::
             return std::move(r.message.fd);
         if (r.status == ipc_status::ok && r.message.type == msg_type::upstream_failed) {
             ctx.upstream_failed = decode_upstream_failure(r.message.payload).value_or(upstream_failure::unreachable);
-            failure = upstream_failure_name(*ctx.upstream_failed, ctx.job.direction);
+            failure = reason_for(*ctx.upstream_failed);
             return unique_fd();
         }
-        failure = "master_protocol_error";
+        failure = reason_of(reason_code::master_protocol_error);
         return unique_fd();
     }
 }

@@ -75,7 +75,7 @@ bool load_session(mbedtls_ssl_session *session, const bytes &blob);
 bool wait_fd(int fd, short events, uint64_t deadline_ms);
 // Asks the master for the upstream socket (outbound: the SMGW; inbound: the chosen channel's
 // service, named by `choice`). On failure returns an invalid fd and the reason.
-unique_fd request_upstream(worker_context &ctx, const std::string &choice, std::string &failure);
+unique_fd request_upstream(worker_context &ctx, const std::string &choice, channel_reason &failure);
 
 // The remote-key callback: asks clsgw-signer on SIGNER_FD, bounded by the signer timeout.
 int sign_with_signer(void *arg, int md_alg, const unsigned char *hash, size_t hash_len, unsigned char *sig,

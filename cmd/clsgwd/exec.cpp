@@ -1,5 +1,5 @@
 // Starting a child program (worker, spare, signer) with its fds at fixed numbers and nothing
-// else inherited, and naming how a child ended.
+// else inherited.
 #include "master.hpp"
 
 #include <fcntl.h>
@@ -39,12 +39,6 @@ namespace clsgw {
     char *envp[] = {nullptr};
     execve(path.c_str(), argv.data(), envp);
     _exit(127);
-}
-
-std::string signal_name(int sig)
-{
-    const char *abbrev = sigabbrev_np(sig);
-    return abbrev ? std::string("SIG") + abbrev : std::to_string(sig);
 }
 
 } // namespace clsgw

@@ -136,12 +136,14 @@ void master::accept_on(listener &l)
 // logged (rate-limited like other repeated failures), rather than waiting without a word.
 void master::refuse_without_signer(const listener &l, unique_fd connection, const std::string &peer)
 {
-    count_outcome("failed", "signer_unavailable");
+    // the same name in every view: the listener's channels need not be looked up
+    std::string why = reason_name(reason_of(reason_code::signer_unavailable), reason_view::outbound);
+    count_outcome("failed", why);
     channel probe;
     probe.peer = peer;
-    if (may_log_failure(probe, "signer_unavailable"))
+    if (may_log_failure(probe, why))
         log_warn("channel refused: the signer is restarting",
-                 log_fields().add("name", l.channels[0]).add("peer", peer).add("reason", "signer_unavailable"));
+                 log_fields().add("name", l.channels[0]).add("peer", peer).add("reason", why));
     connection.reset();
 }
 

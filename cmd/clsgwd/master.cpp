@@ -119,14 +119,14 @@ void master::check_deadlines()
 {
     uint64_t now = now_ms();
     for (auto &[id, ch] : channels_) {
-        if (!ch.established && ch.kill_reason.empty() && now >= ch.handshake_deadline_ms)
-            kill_worker(ch, "handshake_timeout");
+        if (!ch.established && !ch.kill_reason && now >= ch.handshake_deadline_ms)
+            kill_worker(ch, reason_code::handshake_timeout);
         if (ch.connecting && now >= ch.connect_deadline_ms)
             connect_failed(ch, upstream_failure::connect_timeout);
     }
     if (stopping_ && now >= stop_deadline_ms_)
         for (auto &[id, ch] : channels_)
-            kill_worker(ch, "shutdown_timeout");
+            kill_worker(ch, reason_code::shutdown_timeout);
     if (!stopping_ && signer_.down() && signer_.restart_at_ms && now >= signer_.restart_at_ms)
         start_signer();
     if (!failures_.empty())
@@ -142,7 +142,7 @@ int master::poll_timeout() const
 {
     uint64_t now = now_ms(), next = now + 60000;
     for (const auto &[id, ch] : channels_) {
-        if (!ch.established && ch.kill_reason.empty())
+        if (!ch.established && !ch.kill_reason)
             next = std::min(next, ch.handshake_deadline_ms);
         if (ch.connecting)
             next = std::min(next, ch.connect_deadline_ms);

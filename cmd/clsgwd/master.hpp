@@ -35,7 +35,6 @@ constexpr uint64_t SMGW_BACKOFF_FIRST_MS = 1000;
 // exec.cpp: places the given fds at 3, 4, 5 (and /dev/null on 0-2) and execs; never returns.
 [[noreturn]] void exec_child(const std::string &path, const std::vector<int> &fds, std::vector<std::string> args,
                              bool keep_stderr);
-std::string signal_name(int sig);
 // worker_link.cpp: a worker's log record as one line, nullopt when malformed.
 std::optional<std::pair<log_level, std::string>> worker_log_line(const bytes &p);
 // sessions.cpp: overwrites a buffer that held a TLS session before it is freed.
@@ -74,7 +73,7 @@ struct channel {
     double progress_tokens = 5;     // progress reports: one a second, a burst of five
     uint64_t progress_at_ms = 0;
     std::optional<worker_result> result;
-    std::string kill_reason; // set when the master killed it
+    std::optional<channel_reason> kill_reason; // set when the master killed it
     unsigned log_lines = 0;
     // Outbound: the target the channel serves, as checked by the master (a static channel's
     // own, or a SOCKS5 target its allow list admits); the scope of its sessions.
@@ -268,7 +267,7 @@ private:
     void finish_upstream(channel &ch);
     void fail_upstream(channel &ch, upstream_failure why);
     void connect_failed(channel &ch, upstream_failure why);
-    void kill_worker(channel &ch, const std::string &reason);
+    void kill_worker(channel &ch, reason_code reason);
     void protocol_violation(channel &ch, const std::string &what);
     void han_keepalive(int fd) const;
     void check_deadlines();

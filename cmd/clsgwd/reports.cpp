@@ -18,9 +18,10 @@ void master::log_summary(const channel &ch, int status)
     log_fields f;
     f.add("id", ch.id).add("name", ch.cfg.name).add("direction", direction_name(ch.cfg.direction)).add("peer", ch.peer);
     uint64_t duration = now_ms() - ch.started_ms;
-    if (WIFSIGNALED(status) && ch.kill_reason.empty()) {
+    reason_view view = view_of(ch.cfg.direction);
+    if (WIFSIGNALED(status) && !ch.kill_reason) {
         int sig = WTERMSIG(status);
-        count_outcome("failed", sig == SIGSYS ? "sandbox_violation" : "worker_died_" + signal_name(sig));
+        count_outcome("failed", reason_name(sig == SIGSYS ? reason_of(reason_code::sandbox_violation) : worker_died_reason(sig), view));
         f.add("signal", signal_name(sig)).add("duration_ms", duration);
         if (sig == SIGSYS)
             log_error("channel failed: worker killed by the sandbox (sandbox violation)", f);
@@ -29,8 +30,9 @@ void master::log_summary(const channel &ch, int status)
         return;
     }
     if (!ch.result) {
-        count_outcome("failed", ch.kill_reason.empty() ? "worker_exited_without_result" : ch.kill_reason);
-        f.add("outcome", "failed").add("reason", ch.kill_reason.empty() ? "worker_exited_without_result" : ch.kill_reason);
+        std::string why = reason_name(ch.kill_reason.value_or(reason_of(reason_code::worker_exited_without_result)), view);
+        count_outcome("failed", why);
+        f.add("outcome", "failed").add("reason", why);
         if (WIFEXITED(status))
             f.add("exit", WEXITSTATUS(status));
         f.add("duration_ms", duration);
@@ -38,10 +40,11 @@ void master::log_summary(const channel &ch, int status)
         return;
     }
     const worker_result &r = *ch.result;
-    count_outcome(outcome_name(r.result), ch.kill_reason.empty() ? r.reason : ch.kill_reason);
-    if (r.result == outcome::failed && r.tls_version.empty() && !may_log_failure(ch, r.reason))
+    std::string why = reason_name(ch.kill_reason.value_or(r.reason), view);
+    count_outcome(outcome_name(r.result), why);
+    if (r.result == outcome::failed && r.tls_version.empty() && !may_log_failure(ch, reason_name(r.reason, view)))
         return;
-    f.add("outcome", outcome_name(r.result)).add("reason", ch.kill_reason.empty() ? r.reason : ch.kill_reason);
+    f.add("outcome", outcome_name(r.result)).add("reason", why);
     if (ch.cfg.direction == channel_direction::outbound) {
         if (ch.target) // as the master checked it
             f.add("target", ch.target->to_string());

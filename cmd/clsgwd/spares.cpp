@@ -27,7 +27,7 @@ uint64_t master::spare_refill_due() const
 {
     uint64_t due = spare_refill_at_ms_;
     for (const auto &[id, ch] : channels_)
-        if (!ch.established && ch.kill_reason.empty())
+        if (!ch.established && !ch.kill_reason)
             due = std::max(due, ch.started_ms + SPARE_REFILL_DEFER_MS);
     return due;
 }

@@ -66,9 +66,10 @@ void master::spawn_worker(const listener &l, unique_fd connection, const std::st
     // Never waits: a signer that leaves this many session requests unread is stuck, and the
     // channel ends at once with a reason instead of freezing every other channel.
     if (!ipc_send_nowait(signer_.control.get(), msg_type::session_open, session, signer_end.get())) {
-        count_outcome("failed", "signer_unavailable");
+        std::string why = reason_name(reason_of(reason_code::signer_unavailable), cc.direction);
+        count_outcome("failed", why);
         log_error("cannot open a signer session; channel refused",
-                  log_fields().add("name", cc.name).add("peer", peer).add("reason", "signer_unavailable")
+                  log_fields().add("name", cc.name).add("peer", peer).add("reason", why)
                       .add("error", errno == EAGAIN ? "the signer is not reading its requests" : errno_text(errno)));
         return;
     }

@@ -32,21 +32,18 @@ void master::note_smgw_outcome(const channel &ch)
         smgw_backoff_.reset();
         return;
     }
-    std::string reason = ch.kill_reason.empty() && ch.result ? ch.result->reason : ch.kill_reason;
-    if (is_smgw_upstream_failure(reason) || reason.rfind("cert_", 0) == 0 || reason == "signer_failed" ||
-        reason == "worker_protocol_violation" || reason == "worker_not_reading" ||
-        (ch.result && ch.result->result == outcome::refused))
-        return; // not the SMGW failing, or already counted by clsgwd's own connect
-    // A handshake that ran out of time counts only when the SMGW had at least half of it: an app
-    // that sends its SOCKS5 request just before handshake_timeout must not stop every channel.
-    uint64_t smgw_had = ch.started_ms + cfg_.handshake_timeout_ms > ch.upstream_ready_ms
-                            ? ch.started_ms + cfg_.handshake_timeout_ms - ch.upstream_ready_ms
-                            : 0;
-    if (reason == "handshake_timeout" && (ch.upstream_ready_ms == 0 || smgw_had < cfg_.handshake_timeout_ms / 2))
+    std::optional<channel_reason> why = ch.kill_reason;
+    if (!why && ch.result)
+        why = ch.result->reason;
+    // How much of handshake_timeout the SMGW had once its socket was ready (0: never ready).
+    uint64_t deadline = ch.started_ms + cfg_.handshake_timeout_ms;
+    uint64_t smgw_had = ch.upstream_ready_ms != 0 && deadline > ch.upstream_ready_ms ? deadline - ch.upstream_ready_ms : 0;
+    // The table says which reasons are not the SMGW failing (reason.hpp's smgw_blame).
+    if (!counts_against_smgw(why, ch.result && ch.result->result == outcome::refused, smgw_had, cfg_.handshake_timeout_ms))
         return;
     if (++smgw_failed_channels_ < SMGW_FAILED_CHANNELS_FOR_BACKOFF)
         return;
-    smgw_back_off(reason, "workers");
+    smgw_back_off(why ? reason_name(*why, reason_view::outbound) : "", "workers");
 }
 
 void master::smgw_back_off(const std::string &reason, const char *seen_by)
@@ -67,7 +64,7 @@ void master::smgw_back_off(const std::string &reason, const char *seen_by)
 
 void master::note_worker_usefulness(const channel &ch)
 {
-    if (ch.result || !ch.kill_reason.empty()) { // it did its job, or we ended it
+    if (ch.result || ch.kill_reason) { // it did its job, or we ended it
         useless_deaths_ = 0;
         spawn_pause_.reset();
         spare_backoff_.reset();

@@ -36,16 +36,16 @@ std::optional<std::pair<log_level, std::string>> worker_log_line(const bytes &p)
 // Every violation is logged with what it was; the channel's line then says worker_protocol_violation.
 void master::protocol_violation(channel &ch, const std::string &what)
 {
-    if (ch.kill_reason.empty())
+    if (!ch.kill_reason)
         log_warn("worker broke the IPC protocol; killed",
                  log_fields().add("channel", ch.id).add("name", ch.cfg.name).add("error", what));
-    kill_worker(ch, "worker_protocol_violation");
+    kill_worker(ch, reason_code::worker_protocol_violation);
 }
 
-void master::kill_worker(channel &ch, const std::string &reason)
+void master::kill_worker(channel &ch, reason_code reason)
 {
-    if (ch.kill_reason.empty())
-        ch.kill_reason = reason;
+    if (!ch.kill_reason)
+        ch.kill_reason = reason_of(reason);
     kill(ch.pid, SIGKILL);
 }
 
@@ -131,7 +131,7 @@ bool master::send_to_worker(channel &ch, msg_type type, const bytes &payload, in
     if (errno == EAGAIN) {
         log_warn("worker does not read its messages; killed",
                  log_fields().add("channel", ch.id).add("name", ch.cfg.name).add("message", ipc_rule_for(type)->name));
-        kill_worker(ch, "worker_not_reading");
+        kill_worker(ch, reason_code::worker_not_reading);
     }
     return false;
 }

@@ -236,78 +236,48 @@ int trust_check::verify(void *self, mbedtls_x509_crt *crt, int depth, uint32_t *
     return 0;
 }
 
-std::string verify_reason(uint32_t flags)
+channel_reason verify_reason(uint32_t flags)
 {
+    reason_code c = reason_code::cert_invalid;
     if (flags & BADCERT_SIGNATURE)
-        return "cert_bad_signature";
-    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
-        return "cert_expired";
-    if (flags & MBEDTLS_X509_BADCERT_FUTURE)
-        return "cert_not_yet_valid";
-    if (flags & (MBEDTLS_X509_BADCERT_BAD_KEY | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_MD))
-        return "cert_outside_profile";
-    if (flags & MBEDTLS_X509_BADCERT_KEY_USAGE)
-        return "cert_key_usage";
-    if (flags & MBEDTLS_X509_BADCERT_EXT_KEY_USAGE)
-        return "cert_ext_key_usage";
-    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
-        return "cert_untrusted";
-    if (flags & MBEDTLS_X509_BADCERT_MISSING)
-        return "cert_missing";
-    return "cert_invalid";
+        c = reason_code::cert_bad_signature;
+    else if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+        c = reason_code::cert_expired;
+    else if (flags & MBEDTLS_X509_BADCERT_FUTURE)
+        c = reason_code::cert_not_yet_valid;
+    else if (flags & (MBEDTLS_X509_BADCERT_BAD_KEY | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_MD))
+        c = reason_code::cert_outside_profile;
+    else if (flags & MBEDTLS_X509_BADCERT_KEY_USAGE)
+        c = reason_code::cert_key_usage;
+    else if (flags & MBEDTLS_X509_BADCERT_EXT_KEY_USAGE)
+        c = reason_code::cert_ext_key_usage;
+    else if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        c = reason_code::cert_untrusted;
+    else if (flags & MBEDTLS_X509_BADCERT_MISSING)
+        c = reason_code::cert_missing;
+    return reason_of(c);
 }
 
-std::string handshake_reason(int ret, uint32_t verify_flags)
+channel_reason handshake_reason(int ret, uint32_t verify_flags)
 {
     if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE)
-        return "no_client_certificate";
+        return reason_of(reason_code::no_client_certificate);
     if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED || (verify_flags != 0 && verify_flags != UINT32_MAX))
         return verify_reason(verify_flags);
     switch (ret) {
-    case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: return "peer_sent_alert";
-    case MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE: return "no_shared_cipher_suite";
-    case MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION: return "protocol_version";
-    case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE: return "no_client_certificate";
+    case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: return reason_of(reason_code::peer_sent_alert);
+    case MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE: return reason_of(reason_code::no_shared_cipher_suite);
+    case MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION: return reason_of(reason_code::protocol_version);
     case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
-    case MBEDTLS_ERR_SSL_CONN_EOF: return "peer_closed_in_handshake";
-    case MBEDTLS_ERR_NET_CONN_RESET: return "peer_reset_in_handshake";
-    case CLSGW_ERR_REMOTE_SIGN_FAILED: return "signer_failed";
+    case MBEDTLS_ERR_SSL_CONN_EOF: return reason_of(reason_code::peer_closed_in_handshake);
+    case MBEDTLS_ERR_NET_CONN_RESET: return reason_of(reason_code::peer_reset_in_handshake);
+    case CLSGW_ERR_REMOTE_SIGN_FAILED: return reason_of(reason_code::signer_failed);
     case MBEDTLS_ERR_X509_INVALID_FORMAT:
-    case MBEDTLS_ERR_SSL_BAD_CERTIFICATE: return "cert_corrupt";
+    case MBEDTLS_ERR_SSL_BAD_CERTIFICATE: return reason_of(reason_code::cert_corrupt);
     }
     if (ret <= -0x2000 && ret > -0x3000)
-        return "cert_corrupt"; // the X.509 error range
-    return "handshake_failed";
-}
-
-const char *alert_name(unsigned char description)
-{
-    switch (description) {
-    case 10: return "unexpected_message";
-    case 20: return "bad_record_mac";
-    case 40: return "handshake_failure";
-    case 42: return "bad_certificate";
-    case 43: return "unsupported_certificate";
-    case 44: return "certificate_revoked";
-    case 45: return "certificate_expired";
-    case 46: return "certificate_unknown";
-    case 47: return "illegal_parameter";
-    case 48: return "unknown_ca";
-    case 49: return "access_denied";
-    case 50: return "decode_error";
-    case 51: return "decrypt_error";
-    case 70: return "protocol_version";
-    case 71: return "insufficient_security";
-    case 80: return "internal_error";
-    case 86: return "inappropriate_fallback";
-    case 90: return "user_canceled";
-    case 100: return "no_renegotiation";
-    case 109: return "missing_extension";
-    case 110: return "unsupported_extension";
-    case 112: return "unrecognized_name";
-    case 116: return "certificate_required";
-    }
-    return "unknown";
+        return reason_of(reason_code::cert_corrupt); // the X.509 error range
+    return reason_of(reason_code::handshake_failed);
 }
 
 mbedtls_ecp_group_id cert_curve(const mbedtls_x509_crt *crt)
@@ -350,15 +320,11 @@ int peer_alert(const mbedtls_ssl_context *ssl, int ret)
     return ssl->MBEDTLS_PRIVATE(in_msg)[1];
 }
 
-std::string handshake_reason(const mbedtls_ssl_context *ssl, int ret)
+channel_reason handshake_reason(const mbedtls_ssl_context *ssl, int ret)
 {
     int alert = peer_alert(ssl, ret);
-    if (alert >= 0) {
-        const char *name = alert_name(static_cast<unsigned char>(alert));
-        if (strcmp(name, "unknown") == 0) // an alert without a name keeps its number: peer_alert_unknown_99
-            return std::string("peer_alert_unknown_") + std::to_string(alert);
-        return std::string("peer_alert_") + name;
-    }
+    if (alert >= 0)
+        return peer_alert_reason(static_cast<uint8_t>(alert));
     return handshake_reason(ret, mbedtls_ssl_get_verify_result(ssl));
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../reason.hpp"
 #include "record_stream.hpp"
 
 namespace clsgw::tls {
@@ -93,13 +94,12 @@ struct trust_check {
 // (mbedTLS reports that case only as BADCERT_NOT_TRUSTED.)
 constexpr uint32_t BADCERT_SIGNATURE = 0x40000000;
 
-// A short reason for a failed certificate check, for log lines ("cert_expired", ...).
-std::string verify_reason(uint32_t flags);
-// A short reason for a failed handshake.
-std::string handshake_reason(int ret, uint32_t verify_flags);
-// The same, and a fatal alert from the peer is named: peer_alert_protocol_version, ...
-std::string handshake_reason(const mbedtls_ssl_context *ssl, int ret);
-const char *alert_name(unsigned char description);
+// The reason for a failed certificate check (cert_expired, ...).
+channel_reason verify_reason(uint32_t flags);
+// The reason for a failed handshake.
+channel_reason handshake_reason(int ret, uint32_t verify_flags);
+// The same, and a fatal alert from the peer is kept with its number (peer_alert).
+channel_reason handshake_reason(const mbedtls_ssl_context *ssl, int ret);
 // The description of the fatal alert the peer sent when ret says it sent one, else -1.
 int peer_alert(const mbedtls_ssl_context *ssl, int ret);
 // True once a server has processed the ClientHello (the SNI callback has run).

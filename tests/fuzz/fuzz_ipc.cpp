@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (auto job = decode_job(payload, err))
         assert(job->direction != channel_direction::inbound || !job->routes.empty());
     if (auto res = decode_result(payload, err))
-        assert(res->reason.size() <= 64);
+        assert(reason_valid(res->reason));
     (void)decode_established(payload);
     (void)decode_progress(payload);
     if (auto s = decode_session_message(payload))

@@ -70,6 +70,15 @@ def open_hostile(ports, name):
     return socket.create_connection(("127.0.0.1", ports[name]))
 
 
+def lone_hostile_channel(env, name):
+    """The channel line of a gateway's only channel, a hostile one (its SMGW never listens)."""
+    ports = outbound_gateway(env, free_port(), [name])
+    app = open_hostile(ports, name)
+    line = channel_line(env, 1)
+    app.close()
+    return line
+
+
 # --- sessions -------------------------------------------------------------------------------
 
 def test_a_worker_cannot_read_another_channels_session(env):
@@ -234,12 +243,7 @@ def test_one_workers_word_does_not_back_off_the_smgw(env):
 def test_a_worker_cannot_forge_the_masters_log_lines(env):
     """a worker's text reaches the log only as the quoted value of a named key: a record imitating a
     channel line (with a line break) is quoted, and a free-text record ends the worker"""
-    smgw = free_port()
-    ports = outbound_gateway(env, smgw, ["hostile-forge-log"])
-    app = open_hostile(ports, "hostile-forge-log")
-    line = channel_line(env, 1)
-    app.close()
-    assert "reason=worker_protocol_violation" in line, line
+    assert "reason=worker_protocol_violation" in lone_hostile_channel(env, "hostile-forge-log")
     quoted = env.clsgwd.wait_log(r'worker msg="channel closed id=999 ')
     assert "\\x0achannel closed id=998" in quoted, quoted
     forged = [l for l in env.clsgwd.output().splitlines() if "channel closed id=99" in l and "worker msg=" not in l]
@@ -316,3 +320,13 @@ def test_a_handshake_under_way_during_a_reload_plants_nothing(env):
     channel_line(env, 1)
     app.close()
     assert status(env)["sessions"]["entries"] == 0
+
+
+def test_a_worker_cannot_report_a_reason_outside_the_table(env):
+    """reasons travel as codes of one table: a result whose code is not in it is refused as a
+    protocol violation, and no name is made up for it in the log or the status counts"""
+    assert "reason=worker_protocol_violation" in lone_hostile_channel(env, "hostile-forge-reason")
+    env.clsgwd.wait_log(r'worker broke the IPC protocol; killed .*name=hostile-forge-reason .*error="malformed result"')
+    outcomes = status(env)["outcomes"]
+    assert outcomes == {"failed/worker_protocol_violation": 1}, outcomes
+    assert "unknown_reason" not in env.clsgwd.output()

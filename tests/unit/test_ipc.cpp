@@ -143,7 +143,7 @@ TEST_CASE("a result with an out-of-range outcome is refused")
     worker_result r = [] {
         worker_result sample;
         sample.result = outcome::ok;
-        sample.reason = "app_closed";
+        sample.reason = reason_of(reason_code::plain_closed);
         sample.smgw_wait_us = 9149;
         sample.signer_us = 1203;
         return sample;
