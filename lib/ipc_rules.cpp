@@ -24,7 +24,7 @@ const ipc_rule RULES[] = {
     // Never answered; the master prints at most WORKER_LOG_LINES_MAX a channel, and ends a worker
     // that sends more than this many. Not counted on the signer's link (ipc_budget's exemption).
     {msg_type::log,              "log",             role_worker | role_signer, role_master,               2048,                       ipc_rule::no_fd,          1000},
-    {msg_type::upstream_request, "upstream_request",role_worker,               role_master,               512,                        ipc_rule::no_fd,          1},
+    {msg_type::upstream_request, "upstream_request",role_worker,               role_master,               UPSTREAM_CHOICE_MAX,        ipc_rule::no_fd,          1},
     {msg_type::established,      "established",     role_worker,               role_master,               2048,                       ipc_rule::no_fd,          1},
     {msg_type::result,           "result",          role_worker,               role_master,               4096,                       ipc_rule::no_fd,          1},
     {msg_type::session_request,  "session_request", role_worker,               role_master,               512,                        ipc_rule::no_fd,          1},

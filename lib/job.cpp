@@ -268,6 +268,18 @@ std::optional<channel_progress> decode_established(const bytes &payload)
     return p;
 }
 
+bytes encode_upstream_request(const std::string &choice) { return bytes(choice.begin(), choice.end()); }
+
+std::optional<std::string> decode_upstream_request(const bytes &payload)
+{
+    if (payload.empty() || payload.size() > UPSTREAM_CHOICE_MAX)
+        return std::nullopt;
+    for (uint8_t c : payload)
+        if (c <= ' ' || c >= 0x7f)
+            return std::nullopt;
+    return std::string(payload.begin(), payload.end());
+}
+
 bytes encode_progress(uint64_t up, uint64_t down)
 {
     tlv_writer w;

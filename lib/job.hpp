@@ -66,6 +66,13 @@ struct channel_progress {
 };
 bytes encode_established(const worker_result &r);
 std::optional<channel_progress> decode_established(const bytes &payload);
+// upstream_request (worker -> master): what the worker asks clsgwd to connect, as text: the
+// app's target ("host:port") on an outbound channel, the chosen channel's name on an inbound one.
+// clsgwd alone decides whether that is allowed and where it leads.
+constexpr size_t UPSTREAM_CHOICE_MAX = 512;
+bytes encode_upstream_request(const std::string &choice);
+// nullopt unless 1 to UPSTREAM_CHOICE_MAX printable ASCII characters without spaces.
+std::optional<std::string> decode_upstream_request(const bytes &payload);
 bytes encode_progress(uint64_t up, uint64_t down);
 std::optional<std::pair<uint64_t, uint64_t>> decode_progress(const bytes &payload);
 

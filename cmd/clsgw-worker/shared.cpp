@@ -34,7 +34,7 @@ bool wait_fd(int fd, short events, uint64_t deadline_ms)
 // Asks the master for the connected SMGW socket; the master alone decides where it goes.
 unique_fd request_upstream(worker_context &ctx, const std::string &choice, channel_reason &failure)
 {
-    if (!ipc_send(CONTROL_FD, msg_type::upstream_request, bytes(choice.begin(), choice.end()))) {
+    if (!ipc_send(CONTROL_FD, msg_type::upstream_request, encode_upstream_request(choice))) {
         failure = reason_of(reason_code::master_unreachable);
         return unique_fd();
     }

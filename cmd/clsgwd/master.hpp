@@ -255,13 +255,13 @@ private:
     void spawn_worker(const listener &l, unique_fd connection, const std::string &peer);
     void refuse_without_signer(const listener &l, unique_fd connection, const std::string &peer);
     void on_worker_message(channel &ch);
-    void start_upstream(channel &ch, const bytes &choice);
+    void start_upstream(channel &ch, const std::string &choice);
     void on_session_message(channel &ch, msg_type type, const bytes &payload);
     void answer_session(channel &ch, const std::string &key);
     void reset_session_cache();
     std::string client_scope(const channel &ch) const;
     std::string server_scope(const channel &ch, const std::string &channel_name, const bytes &id) const;
-    bool check_target(channel &ch, const bytes &text);
+    bool check_target(channel &ch, const std::string &text);
     // Sends to a worker without waiting; a worker that leaves its socket full is killed.
     bool send_to_worker(channel &ch, msg_type type, const bytes &payload, int fd = -1);
     void finish_upstream(channel &ch);

@@ -24,9 +24,9 @@ void master::han_keepalive(int fd) const
 
 // The target a worker asks the SMGW for: a static channel's own, or one its allow list admits.
 // The master only compares it with its configuration; the worker parsed the app's bytes.
-bool master::check_target(channel &ch, const bytes &text)
+bool master::check_target(channel &ch, const std::string &text)
 {
-    auto t = parse_host_port(std::string(text.begin(), text.end()));
+    auto t = parse_host_port(text);
     if (!t)
         return false;
     if (ch.cfg.ingress == ingress_kind::static_target)
@@ -41,7 +41,7 @@ bool master::check_target(channel &ch, const bytes &text)
 
 // Outbound: the SMGW. Inbound: the local service of the channel the worker picked, which
 // must be one of its listener's channels. The worker never names an address.
-void master::start_upstream(channel &ch, const bytes &choice)
+void master::start_upstream(channel &ch, const std::string &choice)
 {
     const sock_address *to = nullptr;
     if (ch.cfg.direction == channel_direction::outbound) {
@@ -53,10 +53,9 @@ void master::start_upstream(channel &ch, const bytes &choice)
             return fail_upstream(ch, upstream_failure::backoff); // not now: the SMGW is left alone for a while
         to = &ch.upstream;
     } else {
-        std::string name(choice.begin(), choice.end());
         auto chosen = std::find_if(ch.candidates.begin(), ch.candidates.end(),
-                                   [&](const channel_config &c) { return c.name == name; });
-        if (chosen == ch.candidates.end() || (!ch.resumed_channel.empty() && ch.resumed_channel != name))
+                                   [&](const channel_config &c) { return c.name == choice; });
+        if (chosen == ch.candidates.end() || (!ch.resumed_channel.empty() && ch.resumed_channel != choice))
             return protocol_violation(ch, "a channel not its own, or not the one it resumed");
         ch.cfg = *chosen;
         to = &*ch.cfg.forward;

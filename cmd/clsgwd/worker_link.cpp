@@ -79,9 +79,13 @@ void master::on_worker_message(channel &ch)
         log_raw(line->first, line->second + " " + log_fields().add("channel", ch.id).add("name", ch.cfg.name).str());
         return;
     }
-    case msg_type::upstream_request:
+    case msg_type::upstream_request: {
+        auto choice = decode_upstream_request(p);
+        if (!choice)
+            return protocol_violation(ch, "malformed upstream_request");
         ch.upstream_requested = true;
-        return start_upstream(ch, p);
+        return start_upstream(ch, *choice);
+    }
     case msg_type::established: {
         auto info = decode_established(p);
         if (!info || !ch.upstream_requested || ch.established)
@@ -109,7 +113,7 @@ void master::on_worker_message(channel &ch)
         std::string err;
         auto res = decode_result(p, err);
         if (!res)
-            return protocol_violation(ch, "malformed result");
+            return protocol_violation(ch, "malformed result: " + err);
         ch.result = std::move(res);
         return;
     }

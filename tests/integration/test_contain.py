@@ -326,7 +326,7 @@ def test_a_worker_cannot_report_a_reason_outside_the_table(env):
     """reasons travel as codes of one table: a result whose code is not in it is refused as a
     protocol violation, and no name is made up for it in the log or the status counts"""
     assert "reason=worker_protocol_violation" in lone_hostile_channel(env, "hostile-forge-reason")
-    env.clsgwd.wait_log(r'worker broke the IPC protocol; killed .*name=hostile-forge-reason .*error="malformed result"')
+    env.clsgwd.wait_log(r'worker broke the IPC protocol; killed .*name=hostile-forge-reason .*error="malformed result: result with an unknown reason, or one a worker does not give"')
     outcomes = status(env)["outcomes"]
     assert outcomes == {"failed/worker_protocol_violation": 1}, outcomes
     assert "unknown_reason" not in env.clsgwd.output()

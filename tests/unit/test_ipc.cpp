@@ -372,3 +372,16 @@ TEST_CASE("signer_probe and signer_counts decode what was encoded and refuse the
     cut.pop_back();
     CHECK_FALSE(signer::decode_counts(cut));
 }
+
+TEST_CASE("upstream_request carries one printable word: a target or a channel name")
+{
+    CHECK(decode_upstream_request(encode_upstream_request("emt.example:443")) == std::optional<std::string>("emt.example:443"));
+    CHECK(decode_upstream_request(encode_upstream_request("meter-data")) == std::optional<std::string>("meter-data"));
+    CHECK_FALSE(decode_upstream_request(bytes{}));
+    CHECK_FALSE(decode_upstream_request(encode_upstream_request("emt.example:443\n")));
+    CHECK_FALSE(decode_upstream_request(encode_upstream_request("two words")));
+    CHECK_FALSE(decode_upstream_request(bytes{0xff, 0xfe}));
+    CHECK(decode_upstream_request(bytes(UPSTREAM_CHOICE_MAX, 'a')));
+    CHECK_FALSE(decode_upstream_request(bytes(UPSTREAM_CHOICE_MAX + 1, 'a')));
+    CHECK(ipc_rule_for(msg_type::upstream_request)->max_payload == UPSTREAM_CHOICE_MAX);
+}
