@@ -116,7 +116,7 @@ private:
     event_budget refused_peers_;
     uint64_t unlogged_peers_ = 0;
     uint64_t accept_paused_until_ms_ = 0;
-    bool log_closed_ = false; // a newer signer closed our audit log: we end, a signer on the current one takes over
+    uint64_t log_closed_at_ms_ = 0; // when we found that a newer signer closed our audit log (0: it is open)
     uint64_t signatures_made_ = 0, requests_refused_ = 0; // since start, for signer_probe
 
     void serve_control();
@@ -229,7 +229,8 @@ bool signer_service::audit_line(const log_fields &f)
     audit::append_result r = audit::append(AUDIT_FD, f.str());
     if (!r.ok)
         log_error("audit record not written", log_fields().add("error", r.error).add("record", f.str()));
-    log_closed_ |= !r.ok && r.at.closed;
+    if (!r.ok && r.at.closed && log_closed_at_ms_ == 0)
+        log_closed_at_ms_ = now_ms();
     return r.ok;
 }
 
@@ -536,6 +537,8 @@ int signer_service::poll_timeout(uint64_t now) const
         next = std::min(next, refused_peers_.window_end_ms());
     if (accept_paused_until_ms_)
         next = std::min(next, accept_paused_until_ms_);
+    if (log_closed_at_ms_)
+        next = std::min(next, log_closed_at_ms_ + opt_.retire_wait_ms);
     if (next == UINT64_MAX)
         return -1;
     return next <= now ? 0 : static_cast<int>(std::min<uint64_t>(next - now, 60 * 60 * 1000));
@@ -555,12 +558,14 @@ void signer_service::run()
     // new sessions; the open ones may still need their signatures, then we exit.
     auto draining = [] { return !g_service && !g_master.fd; };
     while (g_service || !draining() || !sessions_.empty()) {
-        // logrotate moved our log and a newer signer closed it, but that signer never took over (a
-        // reload refused after it started): we can sign nothing more, so we end; clsgwd (or
-        // systemd) starts a signer on the current log, which continues the chain.
-        if (log_closed_)
-            die("the audit log was closed by a newer signer; ending so that a signer on the current log takes over",
-                log_fields().add("path", opt_.audit_path));
+        // logrotate moved our log and a newer signer closed it. That signer normally takes over: a
+        // reload's commit lets go of us (no master any more) and we finish as a retired signer.
+        // One that is still our master's after retire_wait never took over (a reload refused after
+        // its signer started): we can sign nothing more, so we end, and clsgwd (or systemd) starts
+        // a signer on the current log, which continues the chain.
+        if (log_closed_at_ms_ && g_master.fd && now_ms() >= log_closed_at_ms_ + opt_.retire_wait_ms)
+            die("the audit log was closed by a newer signer that did not take over; ending so that a signer on the "
+                "current log starts", log_fields().add("path", opt_.audit_path).add("retire_wait_ms", opt_.retire_wait_ms));
         uint64_t now = now_ms();
         summarise_refusals(now);
         if (accept_paused_until_ms_ && now >= accept_paused_until_ms_)

@@ -19,7 +19,8 @@ namespace {
 void usage()
 {
     fprintf(stderr, "usage: clsgw-signer --key FILE --certificate FILE --audit-log FILE [--max-sessions N]\n"
-                    "                    [--master-uid USER]... [--refusal-budget N/DURATION] [--log-level LEVEL]\n"
+                    "                    [--master-uid USER]... [--refusal-budget N/DURATION] [--retire-wait DURATION]\n"
+                    "                    [--log-level LEVEL]\n"
                     "       clsgw-signer --check --key FILE --certificate FILE\n"
                     "(started by clsgwd with its control socket on fd 3, or by clsgw-signer.socket)\n");
     exit(2);
@@ -60,6 +61,7 @@ options parse_options(int argc, char **argv)
         {"audit-log", required_argument, nullptr, 'a'},    {"max-sessions", required_argument, nullptr, 'm'},
         {"log-level", required_argument, nullptr, 'l'},    {"master-uid", required_argument, nullptr, 'u'},
         {"refusal-budget", required_argument, nullptr, 'r'}, {"check", no_argument, nullptr, 't'},
+        {"retire-wait", required_argument, nullptr, 'w'},
         {nullptr, 0, nullptr, 0},
     };
     int c;
@@ -98,6 +100,15 @@ options parse_options(int argc, char **argv)
                 exit(2);
             }
             break;
+        case 'w': {
+            auto ms = parse_duration_ms(optarg);
+            if (!ms || *ms < 100 || *ms > 3600 * 1000) {
+                fprintf(stderr, "clsgw-signer: --retire-wait %s: expected a duration from 100ms to 1h\n", optarg);
+                exit(2);
+            }
+            o.retire_wait_ms = *ms;
+            break;
+        }
         default: usage();
         }
     }

@@ -63,7 +63,8 @@ signer_process master::spawn_signer(const config &cfg, const std::string &progra
     if (pid == 0)
         exec_child(program, {theirs.get()},
                    {"clsgw-signer", "--key", cfg.key.path, "--certificate", cfg.certificate.path, "--audit-log",
-                    cfg.audit_log.path, "--max-sessions", std::to_string(cfg.max_channels + 16), "--log-level",
+                    cfg.audit_log.path, "--max-sessions", std::to_string(cfg.max_channels + 16), "--retire-wait",
+                    std::to_string(2 * cfg.signer_timeout_ms) + "ms", "--log-level",
                     log_level_name(cfg.level)},
                    true);
     s.pid = pid;
