@@ -63,9 +63,13 @@ bool result_is(const std::string &text, const char *result)
             i++;
             continue;
         }
-        size_t eq = text.find('=', i);
+        size_t eq = text.find('=', i), space = text.find(' ', i);
         if (eq == std::string::npos)
             return false;
+        if (space < eq) { // a word without '=' (the signer writes none): skipped, never part of a key
+            i = space;
+            continue;
+        }
         bool is_result = text.compare(i, eq - i, "result") == 0;
         size_t v = eq + 1;
         if (v < text.size() && text[v] == '"') {

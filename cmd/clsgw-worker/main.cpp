@@ -61,8 +61,15 @@ worker_job receive_job(bool spare, ipc_budget &from_master)
             die("the signer session did not arrive on fd 5");
         (void)r.message.fd.release();
     }
-    if (r.status != ipc_status::ok || r.message.type != msg_type::job || (!spare && r.message.fd))
-        die("bad job message: " + (r.error.empty() ? std::string("a file descriptor with the job") : r.error));
+    if (r.status == ipc_status::closed)
+        die("the master closed the control socket before the job");
+    if (r.status != ipc_status::ok)
+        die("bad job message: " + r.error);
+    if (r.message.type != msg_type::job)
+        die("bad job message: a message of type " + std::to_string(static_cast<unsigned>(r.message.type)) +
+            " where the job belongs");
+    if (!spare && r.message.fd)
+        die("bad job message: a file descriptor with the job");
     std::string err;
     auto job = decode_job(r.message.payload, err);
     if (!job)

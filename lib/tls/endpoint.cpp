@@ -37,6 +37,8 @@ int endpoint::configure(int role, rng &random, const mbedtls_x509_crt *anchors)
 
 int endpoint::parse_key(const std::string &pem)
 {
+    if (!rng_) // configure first: parsing a key takes the random generator (blinding)
+        return MBEDTLS_ERR_SSL_BAD_INPUT_DATA;
     return mbedtls_pk_parse_key(&key_, reinterpret_cast<const unsigned char *>(pem.c_str()), pem.size() + 1,
                                 nullptr, 0, rng::random, rng_);
 }

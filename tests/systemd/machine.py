@@ -176,13 +176,14 @@ class Machine:
         entry does not match them (systemd issue #30288, fixed in v255), so `-p err -u UNIT
         --after-cursor C` lost the line that says why UNIT failed. journalctl --cursor C shows C's
         own entry when it matches, and that entry is dropped here by its cursor."""
-        args = list(args)
+        args = [part for a in args for part in (a.split("=", 1) if a.startswith("--after-cursor=") else [a])]
         if "--after-cursor" not in args:
             return self.exec(["journalctl", "--no-pager", "-o", "cat", *args], check=False).stdout
         at = args.index("--after-cursor")
         cursor = args[at + 1]
         args[at:at + 2] = ["--cursor", cursor]
-        out = self.exec(["journalctl", "--no-pager", "-o", "json", *args], check=False).stdout
+        # --all: without it -o json gives null for a field over 4 KiB, where -o cat prints it
+        out = self.exec(["journalctl", "--no-pager", "--all", "-o", "json", *args], check=False).stdout
         lines = []
         for line in out.splitlines():
             entry = json.loads(line)

@@ -255,6 +255,12 @@ TEST_CASE("only a record's own result field closes a log, never text quoted in a
     CHECK_FALSE(audit::read_tail(fd.get()).closed);
     REQUIRE(audit::append(fd.get(), "key=k result=log_closed_not next_log=audit.log").ok);
     CHECK_FALSE(audit::read_tail(fd.get()).closed);
+    REQUIRE(audit::append(fd.get(), "key=k xresult=log_closed result_x=log_closed result=ok").ok);
+    CHECK_FALSE(audit::read_tail(fd.get()).closed);
     REQUIRE(audit::append(fd.get(), "key=k result=log_closed next_log=audit.log").ok);
     CHECK(audit::read_tail(fd.get()).closed);
+    // An escaped backslash ends a quoted value; a word without '=' before the field does not hide it.
+    unique_fd other = open_log(dir.file("other.log"));
+    REQUIRE(audit::append(other.get(), "note=\"a\\\\\" key=k word result=log_closed").ok);
+    CHECK(audit::read_tail(other.get()).closed);
 }
