@@ -98,8 +98,8 @@ size_t master::spares_ready() const
 // Before its job a spare says nothing unless it fails (a log line, then it exits).
 void master::on_spare_message(spare_worker &s)
 {
-    ipc_budget unlimited_logs; // a spare may say only log records, which are not counted
-    ipc_recv_result r = ipc_recv_checked(s.control.get(), role_master, unlimited_logs);
+    ipc_budget logs_uncounted{msg_type::log}; // a spare may say only log records, and then it exits
+    ipc_recv_result r = ipc_recv_checked(s.control.get(), role_master, logs_uncounted);
     if (r.status == ipc_status::would_block)
         return;
     auto line = r.status == ipc_status::ok && r.message.type == msg_type::log ? worker_log_line(r.message.payload)
